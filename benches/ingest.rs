@@ -1,0 +1,138 @@
+//! A short benchmark (not a test): HTTP batch ingest points/second against the real server,
+//! and the latency of the overview query on the demo data set, through the store and over HTTP.
+//!
+//!     cargo bench --bench ingest            # defaults: 400,000 points, 4 connections
+//!     cargo bench --bench ingest -- 1000000 8
+//!
+//! Runs under the bench profile, which inherits release, so DuckDB is not compiled again.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use vitals::app::{self, NewOrg};
+use vitals::domain::roles::Scope;
+use vitals::query::{self, Range};
+use vitals::store::meta::custom_metrics;
+use vitals::{App, Config};
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(400_000);
+    let connections: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let batch = 10_000;
+
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().display().to_string();
+    let app = App::open(config)?;
+    let demo = app::seed_demo(&app)?;
+    let org = NewOrg::validate("Bench", "bench", "UTC", "USD").map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
+    let hash = vitals::security::hash_password("bench-password-1").map_err(anyhow::Error::msg)?;
+    let (bench_org, _) = app.meta.call_blocking(|c| app::create_org_with_owner(c, &org, "bench@vitals.local", "Bench", &hash, false))?;
+    let (_, key) = app.meta.call_blocking(|c| app::create_api_key(c, bench_org.id, "bench", &[Scope::Read, Scope::Write], None, None, "bench"))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(vitals::serve(app.clone(), listener));
+
+        // Pre-serialise the bodies so the client's JSON work is not measured.
+        let metrics = ["revenue", "traffic", "leads", "support_tickets", "expenses"];
+        let start_ts = chrono::Utc::now().timestamp() - 365 * 86_400;
+        let bodies: Vec<String> = (0..total.div_ceil(batch))
+            .map(|b| {
+                let points: Vec<Value> = (0..batch)
+                    .map(|i| {
+                        let n = b * batch + i;
+                        json!({
+                            "metric": metrics[n % metrics.len()],
+                            "timestamp": start_ts + (n / metrics.len()) as i64 * 60,
+                            "value": (n % 97) as f64,
+                            "dimensions": {"region": ["eu", "us", "apac"][n % 3]},
+                        })
+                    })
+                    .collect();
+                serde_json::to_string(&json!({"points": points})).unwrap_or_default()
+            })
+            .collect();
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        let queue = std::sync::Arc::new(tokio::sync::Mutex::new(bodies));
+        let mut workers = Vec::new();
+        for _ in 0..connections {
+            let (queue, client, base, key) = (queue.clone(), client.clone(), base.clone(), key.clone());
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let Some(body) = queue.lock().await.pop() else { break };
+                    let r = client
+                        .post(format!("{base}/api/v1/metrics"))
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status().is_success(), "ingest failed: {}", r.status());
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for w in workers {
+            w.await??;
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "HTTP batch ingest: {total} points in {:.2} s = {:.0} points/s ({connections} connections, {batch} points/request, acknowledged after commit)",
+            elapsed.as_secs_f64(),
+            total as f64 / elapsed.as_secs_f64()
+        );
+
+        // Overview query on the demo org (26 metrics, 400 days), through the store.
+        let catalog = app.meta.call(move |c| custom_metrics::catalog(c, demo.org.id)).await?;
+        for range in [Range::Days30, Range::Months12] {
+            let mut samples = Vec::new();
+            for _ in 0..30 {
+                let t = Instant::now();
+                query::cards(&app, &demo.org, catalog.clone(), range, chrono::Utc::now().timestamp_micros()).await?;
+                samples.push(t.elapsed());
+            }
+            println!(
+                "overview query ({}, {} metrics, store): p50 {:.2} ms, p95 {:.2} ms",
+                range.as_str(),
+                catalog.len(),
+                percentile(&mut samples, 0.5).as_secs_f64() * 1e3,
+                percentile(&mut samples, 0.95).as_secs_f64() * 1e3
+            );
+        }
+        // And the whole overview page over HTTP with a session.
+        let browser = reqwest::Client::builder().cookie_store(true).build()?;
+        browser
+            .post(format!("{base}/login"))
+            .form(&[("email", app::DEMO_EMAIL), ("password", app::DEMO_PASSWORD)])
+            .send()
+            .await?;
+        let mut samples = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            let r = browser.get(format!("{base}/o/demo/?range=30d")).send().await?;
+            anyhow::ensure!(r.status().is_success(), "overview failed: {}", r.status());
+            r.bytes().await?;
+            samples.push(t.elapsed());
+        }
+        println!(
+            "overview page (30d, HTTP, rendered): p50 {:.2} ms, p95 {:.2} ms",
+            percentile(&mut samples, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut samples, 0.95).as_secs_f64() * 1e3
+        );
+        app.shutdown.cancel();
+        server.await??;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,239 @@
+//! The application: both stores, the live-event channel, and the operations the web layer and
+//! the CLI share (creating organisations, users, API keys, seeding the demo).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono_tz::Tz;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::roles::{Role, Scope};
+use crate::domain::throttle::LoginThrottle;
+use crate::domain::{demo, ingest::Point};
+use crate::security;
+use crate::store::meta::api_keys::{self, ApiKey, NewKey};
+use crate::store::meta::orgs::{self, Org};
+use crate::store::meta::users::{self, User};
+use crate::store::meta::{MetaStore, audit};
+use crate::store::metrics::{MetricStore, StoreOptions};
+use crate::store::{StoreError, now_secs};
+
+/// Something that changed in an org, pushed to its open pages.
+#[derive(Debug, Clone)]
+pub struct OrgEvent {
+    pub org_id: i64,
+    /// Metric keys that received points.
+    pub metrics: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub meta: MetaStore,
+    pub metrics: MetricStore,
+    pub events: broadcast::Sender<OrgEvent>,
+    pub throttle: Arc<Mutex<LoginThrottle>>,
+    /// Cancelled when the server should stop; open event streams end on it.
+    pub shutdown: CancellationToken,
+}
+
+impl App {
+    /// Creates the data directory if needed and opens (and migrates) both stores.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        let dir = config.data_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("while creating the data directory {}", dir.display()))?;
+        let meta = MetaStore::open(&dir.join("meta.sqlite"))
+            .with_context(|| format!("while opening {}", dir.join("meta.sqlite").display()))?;
+        let metrics = MetricStore::open(
+            &dir.join("metrics.duckdb"),
+            &StoreOptions {
+                threads: config.storage.duckdb_threads,
+                memory_limit: config.storage.duckdb_memory_limit.clone(),
+            },
+        )
+        .with_context(|| format!("while opening {}", dir.join("metrics.duckdb").display()))?;
+        let (events, _) = broadcast::channel(1024);
+        let throttle = LoginThrottle::new(
+            config.auth.login_max_failures as usize,
+            Duration::from_secs(config.auth.login_window_secs),
+        );
+        Ok(App {
+            config: Arc::new(config),
+            meta,
+            metrics,
+            events,
+            throttle: Arc::new(Mutex::new(throttle)),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir()
+    }
+
+    /// Flushes and closes the metric store (checkpointing its WAL).
+    pub fn close(&self) {
+        self.metrics.shutdown();
+    }
+}
+
+/// Validated input for a new organisation.
+#[derive(Debug, Clone)]
+pub struct NewOrg {
+    pub name: String,
+    pub slug: String,
+    pub time_zone: String,
+    pub currency: String,
+}
+
+/// A field-level validation failure: (field, message).
+pub type FieldError = (&'static str, String);
+
+impl NewOrg {
+    pub fn validate(name: &str, slug: &str, time_zone: &str, currency: &str) -> Result<NewOrg, FieldError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(("name", "must be 1 to 100 characters".into()));
+        }
+        let slug = if slug.trim().is_empty() { orgs::slugify(name) } else { slug.trim().to_string() };
+        if slug.len() > 48 || !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || slug.starts_with('-') {
+            return Err(("slug", "must be lowercase letters, digits and dashes (at most 48)".into()));
+        }
+        if time_zone.parse::<Tz>().is_err() {
+            return Err(("time_zone", format!("{time_zone:?} is not an IANA time zone such as Europe/Berlin")));
+        }
+        let currency = currency.trim().to_ascii_uppercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(("currency", "must be a three-letter ISO 4217 code such as EUR".into()));
+        }
+        Ok(NewOrg {
+            name: name.to_string(),
+            slug,
+            time_zone: time_zone.to_string(),
+            currency,
+        })
+    }
+}
+
+pub fn validate_email(email: &str) -> Result<String, FieldError> {
+    let email = email.trim();
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(a, d)| !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(("email", "is not an email address".into()));
+    }
+    Ok(email.to_string())
+}
+
+/// Creates an org and its first Owner in one transaction. The password is hashed by the caller.
+pub fn create_org_with_owner(
+    conn: &mut rusqlite::Connection,
+    org: &NewOrg,
+    email: &str,
+    name: &str,
+    password_hash: &str,
+    server_admin: bool,
+) -> Result<(Org, User), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let created = orgs::create(&tx, &org.slug, &org.name, &org.time_zone, &org.currency)?;
+    let user = match users::by_email(&tx, email) {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => users::create(&tx, email, name, password_hash, server_admin)?,
+        Err(e) => return Err(e),
+    };
+    orgs::add_member(&tx, created.id, user.id, Role::Owner)?;
+    audit::record(&tx, Some(created.id), &format!("user:{}", user.email), "org.create", &created.slug, "")?;
+    tx.commit()?;
+    Ok((created, user))
+}
+
+/// Creates an API key; returns the stored key and the secret (shown once).
+pub fn create_api_key(
+    conn: &rusqlite::Connection,
+    org_id: i64,
+    name: &str,
+    scopes: &[Scope],
+    created_by: Option<i64>,
+    expires_in_days: Option<i64>,
+    actor: &str,
+) -> Result<(ApiKey, String), StoreError> {
+    let (secret, prefix) = security::new_api_key();
+    let key = api_keys::create(
+        conn,
+        &NewKey {
+            org_id,
+            name,
+            prefix: &prefix,
+            key_hash: &security::sha256_hex(&secret),
+            scopes,
+            created_by,
+            expires_at: expires_in_days.map(|d| now_secs() + d * 86_400),
+        },
+    )?;
+    audit::record(conn, Some(org_id), actor, "apikey.create", &format!("{} ({}) {}", key.name, key.prefix, Scope::join(scopes)), "")?;
+    Ok((key, secret))
+}
+
+pub struct DemoLogin {
+    pub org: Org,
+    pub email: String,
+    pub password: String,
+    pub api_key: String,
+    pub points: usize,
+}
+
+pub const DEMO_EMAIL: &str = "demo@vitals.local";
+pub const DEMO_PASSWORD: &str = "vitals-demo";
+
+/// Seeds the demo organisation with 400 days of data ending today. Blocking; call before serving.
+pub fn seed_demo(app: &App) -> anyhow::Result<DemoLogin> {
+    let hash = security::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
+    let org_input = NewOrg::validate("Acme Analytics (demo)", "demo", "Europe/Berlin", "EUR").map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
+    let (org, user) = app
+        .meta
+        .call_blocking(|c| create_org_with_owner(c, &org_input, DEMO_EMAIL, "Demo Owner", &hash, true))
+        .context("while creating the demo organisation")?;
+    let (_, api_key) = app
+        .meta
+        .call_blocking(|c| create_api_key(c, org.id, "demo script", &[Scope::Read, Scope::Write], Some(user.id), None, "cli"))
+        .context("while creating the demo API key")?;
+    let today = chrono::Utc::now().date_naive();
+    let points: Vec<Point> = demo::generate(today, 400, 2026);
+    let n = points.len();
+    app.metrics.write_blocking(org.id, points).context("while writing demo points")?;
+    Ok(DemoLogin {
+        org,
+        email: DEMO_EMAIL.into(),
+        password: DEMO_PASSWORD.into(),
+        api_key,
+        points: n,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_input_is_validated_per_field() {
+        assert_eq!(NewOrg::validate("", "", "UTC", "EUR").unwrap_err().0, "name");
+        assert_eq!(NewOrg::validate("Acme", "Bad Slug", "UTC", "EUR").unwrap_err().0, "slug");
+        assert_eq!(NewOrg::validate("Acme", "", "Mars/Base", "EUR").unwrap_err().0, "time_zone");
+        assert_eq!(NewOrg::validate("Acme", "", "UTC", "euro").unwrap_err().0, "currency");
+        let ok = NewOrg::validate(" Acme Inc ", "", "Europe/Berlin", "eur").unwrap();
+        assert_eq!((ok.name.as_str(), ok.slug.as_str(), ok.currency.as_str()), ("Acme Inc", "acme-inc", "EUR"));
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(validate_email("a@b.io").is_ok());
+        assert!(validate_email("a@b").is_err());
+        assert!(validate_email("a b@c.io").is_err());
+        assert!(validate_email("@c.io").is_err());
+    }
+}

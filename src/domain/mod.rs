@@ -1,0 +1,8 @@
+//! Pure domain logic: no I/O, no SQL, no HTTP. Tested directly.
+
+pub mod catalog;
+pub mod demo;
+pub mod ingest;
+pub mod roles;
+pub mod throttle;
+pub mod timebucket;

@@ -1,0 +1,34 @@
+//! Vitals: a self-hosted business health appliance in one binary.
+//!
+//! `main` parses the command line and calls into [`cli`]; the server itself is [`serve`], which
+//! tests call with a listener on `127.0.0.1:0` and a temp data directory.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod query;
+pub mod security;
+pub mod store;
+pub mod web;
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+pub use app::App;
+pub use config::Config;
+
+/// Serves `app` on `listener` until `app.shutdown` is cancelled, then drains in-flight requests
+/// and flushes the metric writer.
+pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
+    let router = web::router(app.clone());
+    let shutdown = app.shutdown.clone();
+    let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    let closing = app.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
+    result?;
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Read models shared by the API and the pages: bucketed series and overview cards.
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDateTime};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::domain::catalog::{Aggregation, MetricDef};
+use crate::domain::ingest::decode_dim_value;
+use crate::domain::timebucket::{self, Bucket};
+use crate::store::StoreError;
+use crate::store::meta::orgs::Org;
+use crate::store::metrics::{self, AggRow, AggregateQuery, Bucketing};
+
+pub fn org_tz(org: &Org) -> Tz {
+    org.time_zone.parse().unwrap_or(Tz::UTC)
+}
+
+#[derive(Debug, Clone)]
+pub struct SeriesRequest {
+    pub metric: String,
+    pub from_micros: i64,
+    pub to_micros: i64,
+    pub bucket: Bucket,
+    pub agg: Aggregation,
+    pub filters: Vec<(String, String)>,
+    pub group_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    #[serde(skip)]
+    pub local: NaiveDateTime,
+    #[serde(skip)]
+    pub utc_micros: i64,
+    /// Bucket start as RFC 3339 with the org's offset.
+    pub start: String,
+    /// `null` for a bucket without points.
+    pub value: Option<f64>,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesGroup {
+    /// The group-by dimension's value; `null` when not grouping, `""` for points without it.
+    pub group: Option<String>,
+    pub points: Vec<SeriesPoint>,
+}
+
+fn rfc3339_local(tz: Tz, utc_micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(utc_micros)
+        .map(|t| t.with_timezone(&tz).to_rfc3339())
+        .unwrap_or_default()
+}
+
+/// Bucketed values of one metric in the org's time zone, every bucket present (empty ones null).
+pub async fn series(app: &App, org: &Org, req: SeriesRequest) -> Result<Vec<SeriesGroup>, StoreError> {
+    let tz = org_tz(org);
+    let buckets = timebucket::bucket_starts(tz, req.bucket, req.from_micros, req.to_micros);
+    let query = AggregateQuery {
+        org_id: org.id,
+        metric: Some(req.metric.clone()),
+        from_micros: req.from_micros,
+        to_micros: req.to_micros,
+        bucketing: Bucketing::Calendar {
+            bucket: req.bucket,
+            segments: timebucket::offset_segments(tz, req.from_micros, req.to_micros),
+        },
+        filters: req.filters.clone(),
+        group_by: req.group_by.clone(),
+    };
+    let rows = app.metrics.read(move |c| metrics::aggregate(c, &query)).await?;
+    let index: HashMap<i64, usize> = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.local.and_utc().timestamp_micros(), i))
+        .collect();
+    let mut groups: Vec<(Option<String>, Vec<SeriesPoint>)> = Vec::new();
+    let empty: Vec<SeriesPoint> = buckets
+        .iter()
+        .map(|b| SeriesPoint {
+            local: b.local,
+            utc_micros: b.utc_micros,
+            start: rfc3339_local(tz, b.utc_micros),
+            value: None,
+            count: 0,
+        })
+        .collect();
+    if req.group_by.is_none() {
+        groups.push((None, empty.clone()));
+    }
+    for row in rows {
+        let group = row.group.as_deref().map(decode_dim_value);
+        let slot = match groups.iter().position(|(g, _)| *g == group) {
+            Some(i) => i,
+            None => {
+                groups.push((group, empty.clone()));
+                groups.len() - 1
+            }
+        };
+        if let Some(&i) = index.get(&row.bucket) {
+            let p = &mut groups[slot].1[i];
+            p.value = Some(row.value(req.agg));
+            p.count = row.count;
+        }
+    }
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(groups
+        .into_iter()
+        .map(|(group, points)| SeriesGroup { group, points })
+        .collect())
+}
+
+/// The overview's time ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    Days7,
+    Days30,
+    Days90,
+    Months12,
+}
+
+impl Range {
+    pub const ALL: [Range; 4] = [Range::Days7, Range::Days30, Range::Days90, Range::Months12];
+
+    pub fn parse(s: &str) -> Option<Range> {
+        Range::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Range::Days7 => "7d",
+            Range::Days30 => "30d",
+            Range::Days90 => "90d",
+            Range::Months12 => "12m",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Range::Days7 => "7 days",
+            Range::Days30 => "30 days",
+            Range::Days90 => "90 days",
+            Range::Months12 => "12 months",
+        }
+    }
+
+    pub fn days(self) -> i64 {
+        match self {
+            Range::Days7 => 7,
+            Range::Days30 => 30,
+            Range::Days90 => 90,
+            Range::Months12 => 364,
+        }
+    }
+
+    pub fn bucket(self) -> Bucket {
+        match self {
+            Range::Months12 => Bucket::Week,
+            _ => Bucket::Day,
+        }
+    }
+}
+
+/// `[previous start, current start, end)`: the current period is the last `days` local days
+/// including today; the previous period is the same number of days before it.
+pub fn periods(tz: Tz, range: Range, now_micros: i64) -> (i64, i64, i64) {
+    let today = timebucket::truncate(timebucket::local_naive(tz, now_micros), Bucket::Day);
+    let start = today - Duration::days(range.days() - 1);
+    let prev = start - Duration::days(range.days());
+    (
+        timebucket::local_to_utc_micros(tz, prev),
+        timebucket::local_to_utc_micros(tz, start),
+        now_micros,
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct Card {
+    pub def: MetricDef,
+    /// The metric over the current period, by its aggregation.
+    pub value: Option<f64>,
+    pub previous: Option<f64>,
+    /// Percent change vs the previous period (`None` without both values or when previous is 0).
+    pub change_pct: Option<f64>,
+    /// (bucket start UTC seconds, value) for the chart.
+    pub spark: Vec<(i64, Option<f64>)>,
+}
+
+impl Card {
+    /// Whether the change is good news, given the metric's direction.
+    pub fn change_is_good(&self) -> Option<bool> {
+        self.change_pct.filter(|c| *c != 0.0).map(|c| (c > 0.0) == self.def.higher_is_better)
+    }
+}
+
+pub fn change_pct(current: Option<f64>, previous: Option<f64>) -> Option<f64> {
+    match (current, previous) {
+        (Some(c), Some(p)) if p != 0.0 => Some((c - p) / p.abs() * 100.0),
+        _ => None,
+    }
+}
+
+/// Cards for the given metrics (all of the catalog, or one) over a range: the period value, the
+/// change against the previous period, and the chart series. Two SQL statements in all.
+pub async fn cards(app: &App, org: &Org, defs: Vec<MetricDef>, range: Range, now_micros: i64) -> Result<Vec<Card>, StoreError> {
+    let tz = org_tz(org);
+    let (prev_start, start, end) = periods(tz, range, now_micros);
+    let only = if defs.len() == 1 { Some(defs[0].key.clone()) } else { None };
+    let spark_query = AggregateQuery {
+        org_id: org.id,
+        metric: only.clone(),
+        from_micros: start,
+        to_micros: end,
+        bucketing: Bucketing::Calendar {
+            bucket: range.bucket(),
+            segments: timebucket::offset_segments(tz, start, end),
+        },
+        filters: Vec::new(),
+        group_by: None,
+    };
+    let period_query = AggregateQuery {
+        org_id: org.id,
+        metric: only,
+        from_micros: prev_start,
+        to_micros: end,
+        bucketing: Bucketing::Split { at_micros: start },
+        filters: Vec::new(),
+        group_by: None,
+    };
+    let (spark_rows, period_rows) = app
+        .metrics
+        .read(move |c| Ok((metrics::aggregate(c, &spark_query)?, metrics::aggregate(c, &period_query)?)))
+        .await?;
+    let buckets = timebucket::bucket_starts(tz, range.bucket(), start, end);
+    let mut by_metric: HashMap<&str, Vec<&AggRow>> = HashMap::new();
+    for r in &spark_rows {
+        by_metric.entry(r.metric.as_str()).or_default().push(r);
+    }
+    let mut periods: HashMap<(&str, i64), &AggRow> = HashMap::new();
+    for r in &period_rows {
+        periods.insert((r.metric.as_str(), r.bucket), r);
+    }
+    Ok(defs
+        .into_iter()
+        .map(|def| {
+            let agg = def.aggregation;
+            let rows: HashMap<i64, f64> = by_metric
+                .get(def.key.as_str())
+                .map(|rs| rs.iter().map(|r| (r.bucket, r.value(agg))).collect())
+                .unwrap_or_default();
+            let spark = buckets
+                .iter()
+                .map(|b| (b.utc_micros / 1_000_000, rows.get(&b.local.and_utc().timestamp_micros()).copied()))
+                .collect();
+            let value = periods.get(&(def.key.as_str(), 1)).map(|r| r.value(agg));
+            let previous = periods.get(&(def.key.as_str(), 0)).map(|r| r.value(agg));
+            Card {
+                change_pct: change_pct(value, previous),
+                def,
+                value,
+                previous,
+                spark,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_whole_local_days() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-07-10T15:00:00Z").unwrap().timestamp_micros();
+        let (prev, start, end) = periods(tz, Range::Days7, now);
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        assert_eq!(start, at("2026-07-03T22:00:00Z"));
+        assert_eq!(prev, at("2026-06-26T22:00:00Z"));
+        assert_eq!(end, now);
+    }
+
+    #[test]
+    fn change_needs_a_nonzero_previous_value() {
+        assert!((change_pct(Some(110.0), Some(100.0)).unwrap() - 10.0).abs() < 1e-9);
+        assert_eq!(change_pct(Some(-50.0), Some(-100.0)), Some(50.0));
+        assert_eq!(change_pct(Some(1.0), Some(0.0)), None);
+        assert_eq!(change_pct(None, Some(1.0)), None);
+    }
+}

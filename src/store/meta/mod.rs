@@ -1,0 +1,224 @@
+//! SQLite meta store: organisations, users, memberships, sessions, API keys, custom metrics and
+//! the audit log. One connection behind a mutex serves as the single writer (no "database is
+//! locked" under load); every call runs on the blocking pool through [`MetaStore::call`].
+
+pub mod api_keys;
+pub mod audit;
+pub mod custom_metrics;
+pub mod orgs;
+pub mod sessions;
+pub mod users;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::StoreError;
+
+/// Forward-only migrations; the schema version is `PRAGMA user_version` = number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, keys, audit.
+    r#"
+    CREATE TABLE orgs (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        time_zone TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        is_server_admin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE memberships (
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'manager', 'analyst', 'viewer')),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, user_id)
+    );
+    CREATE INDEX memberships_user ON memberships(user_id);
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE INDEX api_keys_org ON api_keys(org_id);
+    CREATE TABLE custom_metrics (
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        higher_is_better INTEGER NOT NULL,
+        aggregation TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, key)
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER REFERENCES orgs(id) ON DELETE CASCADE,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        ip TEXT NOT NULL DEFAULT '',
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX audit_log_org_at ON audit_log(org_id, at);
+    "#,
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Clone)]
+pub struct MetaStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<MetaStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(MetaStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::internal("meta store mutex poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(StoreError::internal)?
+    }
+
+    /// Runs `f` on the current thread (for CLI commands and startup, outside the runtime).
+    pub fn call_blocking<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::internal("meta store mutex poisoned"))?;
+        f(&mut guard)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Internal(format!(
+            "meta.sqlite has schema version {current}, newer than this binary's {SCHEMA_VERSION}; \
+             run a newer Vitals or restore a backup"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "meta store migrated");
+    }
+    Ok(())
+}
+
+/// Cheap liveness probe for `/healthz`.
+pub fn ping(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
+
+/// Maps a UNIQUE violation to a user-facing conflict.
+pub(crate) fn unique_conflict(e: rusqlite::Error, message: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(message.to_string())
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+pub(crate) trait OptionalRow<T> {
+    fn found(self) -> Result<T, StoreError>;
+}
+
+impl<T> OptionalRow<T> for Result<T, rusqlite::Error> {
+    fn found(self) -> Result<T, StoreError> {
+        self.optional()?.ok_or(StoreError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.sqlite");
+        let store = MetaStore::open(&path).unwrap();
+        let (version, fk, mode): (i64, i64, String) = store
+            .call_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version), (SELECT foreign_keys FROM pragma_foreign_keys), (SELECT journal_mode FROM pragma_journal_mode)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!((version, fk, mode.as_str()), (SCHEMA_VERSION, 1, "wal"));
+        drop(store);
+        MetaStore::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(conn);
+        let err = MetaStore::open(&path).err().unwrap();
+        assert!(err.to_string().contains("newer than this binary"), "{err}");
+    }
+}

@@ -1,0 +1,505 @@
+//! DuckDB metric store: one `points` table of (org, metric, timestamp, value, dimensions).
+//!
+//! Writes go through one writer thread that owns its connection and commits groups of batches
+//! together (group commit) before acknowledging any of them. A re-sent point (same org, metric,
+//! timestamp and dimensions) replaces the stored one inside the same transaction, so nothing is
+//! ever counted twice. Reads use their own connections, cloned from the one database instance,
+//! on the blocking pool.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::StoreError;
+use crate::domain::catalog::Aggregation;
+use crate::domain::ingest::{Point, encode_dim_value, encode_dims};
+use crate::domain::timebucket::{Bucket, OffsetSegment};
+
+const SCHEMA_VERSION: i64 = 1;
+/// Largest group of points committed in one transaction.
+const MAX_GROUP_POINTS: usize = 250_000;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the points table. No index or key on purpose: ART indexes cost unevictable memory and
+    // complicate WAL replay; time-ordered inserts let zone maps skip row groups instead.
+    "CREATE TABLE points (
+        org_id BIGINT NOT NULL,
+        metric VARCHAR NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        value DOUBLE NOT NULL,
+        dims VARCHAR NOT NULL
+    );",
+];
+
+enum WriterMsg {
+    Write {
+        org_id: i64,
+        points: Vec<Point>,
+        ack: oneshot::Sender<Result<usize, StoreError>>,
+    },
+}
+
+#[derive(Clone)]
+pub struct MetricStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Option<mpsc::Sender<WriterMsg>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    base: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+pub struct StoreOptions {
+    pub threads: u64,
+    pub memory_limit: String,
+}
+
+fn ts_value(micros: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, micros)
+}
+
+impl MetricStore {
+    /// Opens (creating and migrating if needed) the database file. If another process still holds
+    /// the file (a fast restart), retries for a few seconds before giving up with a clear error.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<MetricStore, StoreError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let conn = loop {
+            let config = duckdb::Config::default()
+                .enable_autoload_extension(false)?
+                .with("autoinstall_known_extensions", "false")?
+                .threads(options.threads as i64)?
+                .max_memory(&options.memory_limit)?;
+            match Connection::open_with_flags(path, config) {
+                Ok(c) => break c,
+                Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
+                    tracing::warn!("metrics.duckdb is locked by another process; retrying");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) if e.to_string().contains("lock") => {
+                    return Err(StoreError::Internal(format!(
+                        "{} is in use by another Vitals process (only one process may open it): {e}",
+                        path.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(StoreError::Internal(format!(
+                        "cannot open {}: {e}. The file is kept as it is; if its write-ahead log \
+                         cannot be replayed, restore a backup or report the error",
+                        path.display()
+                    )));
+                }
+            }
+        };
+        migrate(&conn)?;
+        let writer_conn = conn.try_clone()?;
+        writer_conn.execute_batch(
+            "CREATE TEMP TABLE staging (org_id BIGINT, metric VARCHAR, ts TIMESTAMP, value DOUBLE, dims VARCHAR, seq BIGINT);",
+        )?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("duckdb-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx))
+            .map_err(StoreError::internal)?;
+        Ok(MetricStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(handle)),
+                base: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Stores points durably; returns once they are committed. Points of one call are written
+    /// all together or not at all.
+    pub async fn write(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
+        let (ack, done) = oneshot::channel();
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::internal("writer lock poisoned"))?;
+            let sender = guard.as_ref().ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
+            sender
+                .send(WriterMsg::Write { org_id, points, ack })
+                .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
+        }
+        done.await.map_err(|_| StoreError::internal("the metric writer has stopped"))?
+    }
+
+    /// Blocking form of [`write`](Self::write), for startup and CLI code outside the runtime.
+    pub fn write_blocking(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
+        let (ack, done) = oneshot::channel();
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::internal("writer lock poisoned"))?;
+            let sender = guard.as_ref().ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
+            sender
+                .send(WriterMsg::Write { org_id, points, ack })
+                .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
+        }
+        done.blocking_recv().map_err(|_| StoreError::internal("the metric writer has stopped"))?
+    }
+
+    /// Runs a read on a pooled connection on the blocking thread pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.with_reader(f))
+            .await
+            .map_err(StoreError::internal)?
+    }
+
+    /// Blocking form of [`read`](Self::read).
+    pub fn read_blocking<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.inner.with_reader(f)
+    }
+
+    /// Stops the writer after it has committed everything queued, then checkpoints the WAL into
+    /// the database file. Safe to call more than once.
+    pub fn shutdown(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the metric writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let pooled = self.readers.lock().map_err(|_| StoreError::internal("pool poisoned"))?.pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.base.lock().map_err(|_| StoreError::internal("pool poisoned"))?.try_clone()?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);")?;
+    let current: Option<i64> = conn.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
+    let current = current.unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Internal(format!(
+            "metrics.duckdb has schema version {current}, newer than this binary's {SCHEMA_VERSION}"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN TRANSACTION; {sql} INSERT INTO schema_version VALUES ({}); COMMIT;",
+            i + 1
+        ))?;
+    }
+    if current < SCHEMA_VERSION {
+        conn.execute_batch("CHECKPOINT;")?;
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriterMsg>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut queued: usize = group.iter().map(msg_len).sum();
+        while queued < MAX_GROUP_POINTS {
+            match rx.try_recv() {
+                Ok(m) => {
+                    queued += msg_len(&m);
+                    group.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let jobs: Vec<(i64, Vec<Point>, oneshot::Sender<Result<usize, StoreError>>)> = group
+            .into_iter()
+            .map(|WriterMsg::Write { org_id, points, ack }| (org_id, points, ack))
+            .collect();
+        let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
+        match write_group(&conn, &all) {
+            Ok(()) => {
+                for (_, points, ack) in jobs {
+                    let _ = ack.send(Ok(points.len()));
+                }
+            }
+            Err(e) if jobs.len() == 1 => {
+                tracing::error!(error = %e, "metric write failed");
+                for (_, _, ack) in jobs {
+                    let _ = ack.send(Err(StoreError::Internal(e.to_string())));
+                }
+            }
+            Err(_) => {
+                // One bad job must not fail the others: retry each on its own.
+                for (org_id, points, ack) in jobs {
+                    let result = write_group(&conn, &[(org_id, &points)]).map(|()| points.len());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "metric write failed");
+                    }
+                    let _ = ack.send(result);
+                }
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("CHECKPOINT;") {
+        tracing::error!(error = %e, "checkpoint on shutdown failed; the WAL will be replayed at next start");
+    }
+}
+
+fn msg_len(m: &WriterMsg) -> usize {
+    match m {
+        WriterMsg::Write { points, .. } => points.len(),
+    }
+}
+
+/// Writes every job in one transaction: stage, delete the rows the staged points replace,
+/// insert the staged points (the latest staged copy of each key wins).
+fn write_group(conn: &Connection, jobs: &[(i64, &[Point])]) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION;")?;
+    let result = (|| -> Result<(), StoreError> {
+        {
+            let mut app = conn.appender_to_catalog_and_db("staging", "temp", "main")?;
+            let mut seq: i64 = 0;
+            for (org_id, points) in jobs {
+                for p in *points {
+                    app.append_row(params![
+                        *org_id,
+                        p.metric.as_str(),
+                        ts_value(p.ts_micros),
+                        p.value,
+                        encode_dims(&p.dims),
+                        seq
+                    ])?;
+                    seq += 1;
+                }
+            }
+            app.flush()?;
+        }
+        conn.execute_batch(
+            "DELETE FROM points USING (SELECT DISTINCT org_id, metric, ts, dims FROM staging) s
+               WHERE points.org_id = s.org_id AND points.metric = s.metric
+                 AND points.ts = s.ts AND points.dims = s.dims;
+             INSERT INTO points
+               SELECT org_id, metric, ts, value, dims FROM staging
+               QUALIFY row_number() OVER (PARTITION BY org_id, metric, ts, dims ORDER BY seq DESC) = 1
+               ORDER BY org_id, metric, ts;
+             DELETE FROM staging;",
+        )?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            conn.execute_batch("COMMIT;")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            let _ = conn.execute_batch("DELETE FROM staging;");
+            Err(e)
+        }
+    }
+}
+
+/// How rows are put into buckets.
+#[derive(Debug, Clone)]
+pub enum Bucketing {
+    /// Calendar buckets in local time; the key is the bucket's local wall-clock start (µs).
+    Calendar { bucket: Bucket, segments: Vec<OffsetSegment> },
+    /// Two buckets: 0 before `at`, 1 from `at` on (for "this period vs the previous one").
+    Split { at_micros: i64 },
+}
+
+impl Bucketing {
+    fn sql(&self) -> String {
+        match self {
+            Bucketing::Calendar { bucket, segments } => {
+                let offset = local_offset_sql(segments);
+                format!(
+                    "epoch_us(date_trunc('{}', ts + to_seconds({offset})))",
+                    bucket.as_str()
+                )
+            }
+            Bucketing::Split { at_micros } => {
+                format!("CASE WHEN epoch_us(ts) < {at_micros} THEN 0 ELSE 1 END")
+            }
+        }
+    }
+}
+
+/// `CASE` expression giving each row's UTC offset in seconds from the offset segments.
+fn local_offset_sql(segments: &[OffsetSegment]) -> String {
+    match segments {
+        [] => "0".into(),
+        [only] => format!("{}::BIGINT", only.offset_secs),
+        _ => {
+            let mut sql = String::from("CASE");
+            for pair in segments.windows(2) {
+                sql.push_str(&format!(
+                    " WHEN epoch_us(ts) < {} THEN {}",
+                    pair[1].start_micros, pair[0].offset_secs
+                ));
+            }
+            let last = segments.last().map(|s| s.offset_secs).unwrap_or(0);
+            sql.push_str(&format!(" ELSE {last} END::BIGINT"));
+            sql
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AggregateQuery {
+    pub org_id: i64,
+    /// One metric, or every metric of the org.
+    pub metric: Option<String>,
+    pub from_micros: i64,
+    pub to_micros: i64,
+    pub bucketing: Bucketing,
+    /// Dimension filters (key, value): all must match.
+    pub filters: Vec<(String, String)>,
+    /// Dimension key to group by (validated by the caller).
+    pub group_by: Option<String>,
+}
+
+/// Aggregates of one bucket (of one metric, of one group).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggRow {
+    pub metric: String,
+    pub bucket: i64,
+    /// The group-by dimension's value (`None` when not grouping; `Some("")` for points without it).
+    pub group: Option<String>,
+    pub sum: f64,
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    /// Each dimension series' latest value in the bucket, summed over series.
+    pub last: f64,
+}
+
+impl AggRow {
+    pub fn value(&self, agg: Aggregation) -> f64 {
+        match agg {
+            Aggregation::Sum => self.sum,
+            Aggregation::Avg => self.sum / self.count.max(1) as f64,
+            Aggregation::Last => self.last,
+            Aggregation::Min => self.min,
+            Aggregation::Max => self.max,
+        }
+    }
+}
+
+/// Buckets and aggregates points. One SQL statement: per bucket and dimension series first (so
+/// `last` is each series' latest value), then summed over series.
+pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, StoreError> {
+    let bucket_sql = q.bucketing.sql();
+    let group_sql = match &q.group_by {
+        Some(key) => format!("regexp_extract(dims, '(?:^|&){key}=([^&]*)', 1)"),
+        None => "NULL::VARCHAR".into(),
+    };
+    let mut filter_sql = String::new();
+    let mut params: Vec<Value> = vec![Value::BigInt(q.org_id), ts_value(q.from_micros), ts_value(q.to_micros)];
+    if let Some(m) = &q.metric {
+        filter_sql.push_str(" AND metric = ?");
+        params.push(Value::Text(m.clone()));
+    }
+    for (k, v) in &q.filters {
+        filter_sql.push_str(" AND contains('&' || dims || '&', ?)");
+        params.push(Value::Text(format!("&{k}={}&", encode_dim_value(v))));
+    }
+    let sql = format!(
+        "WITH per_series AS (
+            SELECT metric, {bucket_sql} AS bucket, {group_sql} AS grp, dims,
+                   sum(value) AS s, count(*) AS c, min(value) AS mn, max(value) AS mx,
+                   arg_max(value, ts) AS l
+            FROM points
+            WHERE org_id = ? AND ts >= ? AND ts < ?{filter_sql}
+            GROUP BY ALL
+         )
+         SELECT metric, bucket, grp, sum(s), sum(c)::BIGINT, min(mn), max(mx), sum(l)
+         FROM per_series GROUP BY metric, bucket, grp ORDER BY metric, bucket, grp"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
+        Ok(AggRow {
+            metric: r.get(0)?,
+            bucket: r.get(1)?,
+            group: r.get(2)?,
+            sum: r.get(3)?,
+            count: r.get(4)?,
+            min: r.get(5)?,
+            max: r.get(6)?,
+            last: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    pub ts_micros: i64,
+    /// Sum over dimension series of the values at the latest timestamp.
+    pub value: f64,
+}
+
+/// The latest timestamp of each metric of an org and the value(s) recorded at it.
+pub fn latest(conn: &Connection, org_id: i64) -> Result<HashMap<String, Latest>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT metric, epoch_us(max(ts)), arg_max(value, ts) FROM points WHERE org_id = ? GROUP BY metric, dims",
+    )?;
+    // Per series (metric, dims): latest ts and value; then keep the series at the metric's
+    // latest timestamp and add them up.
+    let rows = stmt.query_map(params![org_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+    })?;
+    let mut out: HashMap<String, Latest> = HashMap::new();
+    for row in rows {
+        let (metric, ts, value) = row?;
+        let entry = out.entry(metric).or_insert(Latest { ts_micros: ts, value: 0.0 });
+        if ts > entry.ts_micros {
+            *entry = Latest { ts_micros: ts, value };
+        } else if ts == entry.ts_micros {
+            entry.value += value;
+        }
+    }
+    Ok(out)
+}
+
+/// Distinct dimension keys used by a metric (from up to 10,000 distinct dimension sets).
+pub fn dimension_keys(conn: &Connection, org_id: i64, metric: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT dims FROM points WHERE org_id = ? AND metric = ? AND dims <> '' LIMIT 10000",
+    )?;
+    let rows = stmt.query_map(params![org_id, metric], |r| r.get::<_, String>(0))?;
+    let mut keys = std::collections::BTreeSet::new();
+    for row in rows {
+        for (k, _) in crate::domain::ingest::decode_dims(&row?) {
+            keys.insert(k);
+        }
+    }
+    Ok(keys.into_iter().collect())
+}
+
+pub fn count_points(conn: &Connection, org_id: i64) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM points WHERE org_id = ?", params![org_id], |r| r.get(0))?)
+}
+
+pub fn ping(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("SELECT count(*) FROM schema_version", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! JSON API v1. Every handler takes [`ApiKeyAuth`], so it acts on the key's org only.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::auth::ApiKeyAuth;
+use super::error::ApiError;
+use crate::app::{App, OrgEvent};
+use crate::domain::catalog::{self, Aggregation, Category, MetricDef, Unit};
+use crate::domain::ingest::{self, BatchError, Limits};
+use crate::domain::roles::Scope;
+use crate::domain::timebucket::{self, Bucket};
+use crate::query::{self, SeriesRequest};
+use crate::store::meta::{audit, custom_metrics};
+use crate::store::metrics;
+
+/// The largest number of buckets one series request may produce.
+pub const MAX_BUCKETS: i64 = 20_000;
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ))
+    }
+}
+
+/// Reads a JSON body, mapping every failure to a clear 4xx.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    require_json(headers)?;
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than ingest.max_body_bytes; split it into smaller batches",
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "the request body could not be read")
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// `POST /api/v1/metrics`: one point, a list, or `{"points": [...]}`. All or nothing: any bad
+/// item rejects the whole batch with every problem listed.
+pub async fn ingest(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Write)?;
+    let body = json_body(&headers, body)?;
+    let org_id = auth.org.id;
+    let known: HashSet<String> = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    let limits = Limits {
+        now_micros: chrono::Utc::now().timestamp_micros(),
+        max_future_micros: app.config.ingest.max_future_secs as i64 * 1_000_000,
+        max_points: app.config.ingest.max_points_per_request as usize,
+    };
+    let points = ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(|e| match e {
+        BatchError::Shape(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", m),
+        BatchError::Empty => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_batch", "the batch holds no points").field("points"),
+        BatchError::TooMany { count, max } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("the batch holds {count} points; at most {max} are accepted per request"),
+        )
+        .field("points"),
+        BatchError::Items(items) => {
+            let first = &items[0];
+            let message = format!(
+                "{} of the points are invalid; nothing was stored. First: points[{}].{}: {}",
+                items.len(),
+                first.index,
+                first.field,
+                first.reason
+            );
+            let field = if first.field.is_empty() { format!("points[{}]", first.index) } else { format!("points[{}].{}", first.index, first.field) };
+            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_points", message).field(field);
+            err.details = items;
+            err
+        }
+    })?;
+    let mut touched: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
+    touched.sort();
+    touched.dedup();
+    let stored = app.metrics.write(org_id, points).await?;
+    // Live pages learn about it; nobody listening is fine.
+    let _ = app.events.send(OrgEvent {
+        org_id,
+        metrics: touched.clone(),
+    });
+    Ok(Json(json!({ "accepted": stored, "metrics": touched })))
+}
+
+fn metric_json(def: &MetricDef, latest: Option<&metrics::Latest>) -> Value {
+    json!({
+        "key": def.key,
+        "name": def.name,
+        "description": def.description,
+        "category": def.category,
+        "unit": def.unit,
+        "higher_is_better": def.higher_is_better,
+        "aggregation": def.aggregation,
+        "custom": def.custom,
+        "latest": latest.map(|l| json!({
+            "timestamp": chrono::DateTime::from_timestamp_micros(l.ts_micros).map(|t| t.to_rfc3339()),
+            "value": l.value,
+        })),
+    })
+}
+
+/// `GET /api/v1/metrics`: the org's catalog with each metric's latest value.
+pub async fn list_metrics(State(app): State<App>, auth: ApiKeyAuth) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Read)?;
+    let org_id = auth.org.id;
+    let catalog = app.meta.call(move |c| custom_metrics::catalog(c, org_id)).await?;
+    let latest = app.metrics.read(move |c| metrics::latest(c, org_id)).await?;
+    let items: Vec<Value> = catalog.iter().map(|d| metric_json(d, latest.get(&d.key))).collect();
+    Ok(Json(json!({ "org": auth.org.slug, "currency": auth.org.currency, "time_zone": auth.org.time_zone, "metrics": items })))
+}
+
+/// `GET /api/v1/metrics/{key}/series?from&to&bucket&agg&group_by&dim.KEY=VALUE`.
+pub async fn series(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Read)?;
+    let org = auth.org.clone();
+    let org_id = org.id;
+    let catalog = app.meta.call(move |c| custom_metrics::catalog(c, org_id)).await?;
+    let def = catalog
+        .into_iter()
+        .find(|d| d.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("unknown metric `{key}`")).field("key"))?;
+    let params = parse_query(raw.as_deref().unwrap_or(""))?;
+    let tz = query::org_tz(&org);
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut filters = Vec::new();
+    let (mut from, mut to, mut bucket, mut agg, mut group_by) = (None, None, Bucket::Day, def.aggregation, None);
+    for (name, value) in &params {
+        match name.as_str() {
+            "from" => from = Some(timebucket::parse_time(value, tz).ok_or_else(|| ApiError::bad_request("from", "must be RFC 3339 or YYYY-MM-DD"))?),
+            "to" => to = Some(timebucket::parse_time(value, tz).ok_or_else(|| ApiError::bad_request("to", "must be RFC 3339 or YYYY-MM-DD"))?),
+            "bucket" => bucket = Bucket::parse(value).ok_or_else(|| ApiError::bad_request("bucket", "must be hour, day, week or month"))?,
+            "agg" => agg = Aggregation::parse(value).ok_or_else(|| ApiError::bad_request("agg", "must be sum, avg, min, max or last"))?,
+            "group_by" => {
+                ingest::validate_dimension_key(value).map_err(|m| ApiError::bad_request("group_by", m))?;
+                group_by = Some(value.clone());
+            }
+            other => match other.strip_prefix("dim.") {
+                Some(dim) => {
+                    ingest::validate_dimension_key(dim).map_err(|m| ApiError::bad_request(other, m))?;
+                    filters.push((dim.to_string(), value.clone()));
+                }
+                None => {
+                    return Err(ApiError::bad_request(
+                        other,
+                        format!("unknown parameter `{other}`; use from, to, bucket, agg, group_by or dim.KEY"),
+                    ));
+                }
+            },
+        }
+    }
+    let to = to.unwrap_or(now);
+    let from = from.unwrap_or(to - 30 * 86_400_000_000);
+    if from >= to {
+        return Err(ApiError::bad_request("from", "must be before `to`"));
+    }
+    if timebucket::estimate_bucket_count(bucket, from, to) > MAX_BUCKETS {
+        return Err(ApiError::bad_request("bucket", format!("the range holds more than {MAX_BUCKETS} buckets; use a coarser bucket or a shorter range")));
+    }
+    let groups = query::series(
+        &app,
+        &org,
+        SeriesRequest {
+            metric: def.key.clone(),
+            from_micros: from,
+            to_micros: to,
+            bucket,
+            agg,
+            filters: filters.clone(),
+            group_by: group_by.clone(),
+        },
+    )
+    .await?;
+    let to_rfc = |us: i64| chrono::DateTime::from_timestamp_micros(us).map(|t| t.with_timezone(&tz).to_rfc3339());
+    Ok(Json(json!({
+        "metric": def.key,
+        "unit": def.unit,
+        "bucket": bucket,
+        "agg": agg,
+        "time_zone": org.time_zone,
+        "from": to_rfc(from),
+        "to": to_rfc(to),
+        "filters": filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
+        "group_by": group_by,
+        "series": groups,
+    })))
+}
+
+fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k).ok_or_else(|| ApiError::bad_request(k, "is not valid percent-encoding"))?;
+        let v = percent_decode(v).ok_or_else(|| ApiError::bad_request(&k, "is not valid percent-encoding"))?;
+        if out.iter().any(|(seen, _): &(String, String)| *seen == k) {
+            return Err(ApiError::bad_request(&k, "is given more than once"));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `POST /api/v1/custom-metrics` (admin scope): define a metric beside the built-in catalog.
+pub async fn create_custom_metric(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require(Scope::Admin)?;
+    let body = json_body(&headers, body)?;
+    let def = parse_metric_def(&body)?;
+    let org_id = auth.org.id;
+    let actor = format!("apikey:{}", auth.key.prefix);
+    let stored = def.clone();
+    app.meta
+        .call(move |c| {
+            custom_metrics::create(c, org_id, &stored)?;
+            audit::record(c, Some(org_id), &actor, "metric.create", &stored.key, "")
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(metric_json(&def, None))))
+}
+
+fn parse_metric_def(body: &Value) -> Result<MetricDef, ApiError> {
+    let Value::Object(map) = body else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", "expected a JSON object"));
+    };
+    for k in map.keys() {
+        if !["key", "name", "description", "category", "unit", "higher_is_better", "aggregation"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(k, "unknown field"));
+        }
+    }
+    let text = |field: &'static str, required: bool| -> Result<Option<String>, ApiError> {
+        match map.get(field) {
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            None if !required => Ok(None),
+            None => Err(ApiError::bad_request(field, "is required").with_status(StatusCode::UNPROCESSABLE_ENTITY)),
+            Some(_) => Err(ApiError::bad_request(field, "must be a string").with_status(StatusCode::UNPROCESSABLE_ENTITY)),
+        }
+    };
+    let invalid = |field: &str, m: String| ApiError::bad_request(field, m).with_status(StatusCode::UNPROCESSABLE_ENTITY);
+    let key = text("key", true)?.unwrap_or_default();
+    catalog::validate_key(&key).map_err(|m| invalid("key", m))?;
+    let name = text("name", true)?.unwrap_or_default();
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name", "must be 1 to 100 characters".into()));
+    }
+    let category = text("category", true)?.unwrap_or_default();
+    let category = Category::parse(&category).ok_or_else(|| invalid("category", "must be financial, customer, operational, growth or risk".into()))?;
+    let unit = text("unit", false)?.unwrap_or_else(|| "count".into());
+    let unit = Unit::parse(&unit).ok_or_else(|| invalid("unit", "must be currency, percent, count, months, hours, ratio or score".into()))?;
+    let aggregation = text("aggregation", false)?.unwrap_or_else(|| "sum".into());
+    let aggregation = Aggregation::parse(&aggregation).ok_or_else(|| invalid("aggregation", "must be sum, avg, last, min or max".into()))?;
+    let higher_is_better = match map.get("higher_is_better") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("higher_is_better", "must be true or false".into())),
+    };
+    Ok(MetricDef {
+        key,
+        name: name.trim().to_string(),
+        description: text("description", false)?.unwrap_or_default(),
+        category,
+        unit,
+        higher_is_better,
+        aggregation,
+        custom: true,
+    })
+}
+
+impl ApiError {
+    fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            self.code = "invalid_field";
+        }
+        self
+    }
+}
+
+/// `GET /api/v1/org`: which org and scopes this key has.
+pub async fn whoami(auth: ApiKeyAuth) -> Json<Value> {
+    Json(json!({
+        "org": { "slug": auth.org.slug, "name": auth.org.name, "time_zone": auth.org.time_zone, "currency": auth.org.currency },
+        "key": { "name": auth.key.name, "prefix": auth.key.prefix, "scopes": auth.key.scopes },
+    }))
+}
+
+/// Fallback for unknown API paths: JSON, not HTML.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint; see the README for the API")
+}

@@ -1,0 +1,201 @@
+//! Who is asking: session users for pages, API keys for the API. As extractors, a handler
+//! cannot forget them, and every org-scoped handler receives the org it may act on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+use super::error::{ApiError, PageError};
+use crate::app::App;
+use crate::domain::roles::{Permission, Role, Scope};
+use crate::security;
+use crate::store::StoreError;
+use crate::store::meta::api_keys::{self, ApiKey};
+use crate::store::meta::orgs::{self, Org};
+use crate::store::meta::sessions;
+use crate::store::meta::users::User;
+use crate::store::now_secs;
+
+pub const SESSION_COOKIE: &str = "vitals_session";
+
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn client_ip(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// A signed-in user (any page outside an org).
+pub struct CurrentUser {
+    pub user: User,
+    pub csrf: String,
+    pub token_hash: String,
+}
+
+impl CurrentUser {
+    pub fn check_csrf(&self, presented: &str) -> Result<(), PageError> {
+        check_csrf(&self.csrf, presented)
+    }
+}
+
+fn check_csrf(expected: &str, presented: &str) -> Result<(), PageError> {
+    if security::constant_time_eq(expected, presented) {
+        Ok(())
+    } else {
+        Err(PageError::Forbidden("The form has expired or came from another site. Reload the page and try again.".into()))
+    }
+}
+
+impl FromRequestParts<App> for CurrentUser {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let next = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(PageError::Login { next });
+        };
+        let token_hash = security::sha256_hex(&token);
+        let lookup = token_hash.clone();
+        match app.meta.call(move |c| sessions::get(c, &lookup)).await {
+            Ok(s) => Ok(CurrentUser {
+                user: s.user,
+                csrf: s.csrf_token,
+                token_hash,
+            }),
+            Err(StoreError::NotFound) => Err(PageError::Login { next }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A signed-in member of the org named by the `{slug}` path segment. A non-member gets the same
+/// 404 as a missing org, so org names cannot be probed.
+pub struct OrgMember {
+    pub user: User,
+    pub org: Org,
+    pub role: Role,
+    pub csrf: String,
+    pub ip: String,
+}
+
+impl OrgMember {
+    pub fn require(&self, permission: Permission) -> Result<(), PageError> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(PageError::Forbidden(format!("Your role ({}) does not allow this.", self.role.title())))
+        }
+    }
+
+    pub fn check_csrf(&self, presented: &str) -> Result<(), PageError> {
+        check_csrf(&self.csrf, presented)
+    }
+
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user.email)
+    }
+}
+
+impl FromRequestParts<App> for OrgMember {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let current = CurrentUser::from_request_parts(parts, app).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| PageError::NotFound)?;
+        let slug = params.get("slug").cloned().ok_or(PageError::NotFound)?;
+        let user_id = current.user.id;
+        let (org, role) = app.meta.call(move |c| orgs::membership_by_slug(c, user_id, &slug)).await?;
+        Ok(OrgMember {
+            user: current.user,
+            org,
+            role,
+            csrf: current.csrf,
+            ip: client_ip(parts),
+        })
+    }
+}
+
+/// A request authenticated by an API key (`Authorization: Bearer vk_…` or `X-Api-Key`). The key
+/// belongs to exactly one org; every API handler acts on that org only.
+pub struct ApiKeyAuth {
+    pub key: ApiKey,
+    pub org: Org,
+}
+
+impl ApiKeyAuth {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if Scope::satisfied_by(scope, &self.key.scopes) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this API key lacks the `{}` scope (it has: {})",
+                scope.as_str(),
+                Scope::join(&self.key.scopes)
+            )))
+        }
+    }
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(rest.trim().to_string());
+        }
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
+}
+
+impl FromRequestParts<App> for ApiKeyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let Some(presented) = presented_key(&parts.headers) else {
+            return Err(ApiError::unauthorized("send an API key as `Authorization: Bearer vk_…`"));
+        };
+        let Some(prefix) = security::api_key_prefix(&presented).map(str::to_string) else {
+            return Err(ApiError::unauthorized("the API key is malformed"));
+        };
+        let found = app.meta.call(move |c| api_keys::by_prefix(c, &prefix)).await;
+        let (key, stored_hash) = match found {
+            Ok(k) => k,
+            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("the API key is not valid")),
+            Err(e) => return Err(e.into()),
+        };
+        if !security::constant_time_eq(&security::sha256_hex(&presented), &stored_hash) {
+            return Err(ApiError::unauthorized("the API key is not valid"));
+        }
+        if key.revoked_at.is_some() {
+            return Err(ApiError::unauthorized("the API key has been revoked"));
+        }
+        if !key.is_active(now_secs()) {
+            return Err(ApiError::unauthorized("the API key has expired"));
+        }
+        let (key_id, org_id) = (key.id, key.org_id);
+        let org = app
+            .meta
+            .call(move |c| {
+                api_keys::touch(c, key_id)?;
+                orgs::by_id(c, org_id)
+            })
+            .await?;
+        Ok(ApiKeyAuth { key, org })
+    }
+}

@@ -1,0 +1,130 @@
+//! The web layer: one router with every route and layer, pages, the JSON API and live events.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod error;
+pub mod pages;
+pub mod sse;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use crate::store::{meta, metrics};
+
+pub fn router(app: App) -> Router {
+    let api = Router::new()
+        .route("/metrics", get(api::list_metrics).post(api::ingest))
+        .route("/metrics/{key}/series", get(api::series))
+        .route("/custom-metrics", post(api::create_custom_metric))
+        .route("/org", get(api::whoami))
+        .fallback(api::not_found);
+
+    let org_pages = Router::new()
+        .route("/", get(pages::overview))
+        .route("/grid", get(pages::overview_grid))
+        .route("/cards/{key}", get(pages::card))
+        .route("/metrics/{key}", get(pages::metric_detail))
+        .route("/events", get(sse::events))
+        .route("/api-keys", get(pages::api_keys_list).post(pages::api_keys_create))
+        .route("/api-keys/{id}/revoke", post(pages::api_keys_revoke))
+        .route("/members", get(pages::members_list).post(pages::members_add))
+        .route("/members/{user_id}/role", post(pages::members_set_role))
+        .route("/members/{user_id}/remove", post(pages::members_remove))
+        .route("/audit", get(pages::audit_log));
+
+    let timeout = Duration::from_secs(app.config.server.request_timeout_secs);
+    let body_limit = app.config.ingest.max_body_bytes as usize;
+
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/healthz", get(healthz))
+        .route("/setup", get(pages::setup_form).post(pages::setup_submit))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/orgs/new", get(pages::new_org_form))
+        .route("/orgs", post(pages::new_org_submit))
+        .route("/o/{slug}", get(redirect_slash))
+        .nest("/o/{slug}", org_pages)
+        .nest("/api/v1", api)
+        .route("/assets/{*path}", get(assets::asset))
+        .layer(middleware::from_fn(same_origin_forms))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // Spans are keyed by the matched route, not the raw path: low cardinality.
+                    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+                    if route == "/healthz" {
+                        tracing::debug_span!("request", method = %req.method(), route)
+                    } else {
+                        tracing::info_span!("request", method = %req.method(), route)
+                    }
+                })
+                .on_request(())
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .with_state(app)
+}
+
+async fn redirect_slash(axum::extract::Path(slug): axum::extract::Path<String>) -> Response {
+    axum::response::Redirect::permanent(&format!("/o/{}/", error::urlencode(&slug))).into_response()
+}
+
+/// CSRF defence in depth for cookie-authenticated forms: a state-changing request from a
+/// browser must come from this origin (`Sec-Fetch-Site`, else `Origin` vs `Host`). Forms also
+/// carry a per-session token checked by each handler. The API uses bearer keys, not cookies.
+async fn same_origin_forms(req: Request, next: Next) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && !req.uri().path().starts_with("/api/") {
+        let h = req.headers();
+        let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let cross = match site {
+            Some(s) => s != "same-origin" && s != "none",
+            None => match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), h.get(header::HOST).and_then(|v| v.to_str().ok())) {
+                (Some(origin), Some(host)) => origin != "null" && origin.split("://").nth(1) != Some(host),
+                (Some("null"), None) => true,
+                _ => false,
+            },
+        };
+        if cross {
+            return error::PageError::Forbidden("Cross-site form submissions are refused.".into()).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `GET /healthz`: touches both databases.
+async fn healthz(State(app): State<App>) -> Response {
+    let sqlite = app.meta.call(|c| meta::ping(c)).await;
+    let duckdb = app.metrics.read(metrics::ping).await;
+    let ok = sqlite.is_ok() && duckdb.is_ok();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if let Err(e) = &sqlite {
+        tracing::error!(error = %e, "healthz: sqlite");
+    }
+    if let Err(e) = &duckdb {
+        tracing::error!(error = %e, "healthz: duckdb");
+    }
+    (
+        status,
+        axum::Json(json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "sqlite": if sqlite.is_ok() { "ok" } else { "error" },
+            "duckdb": if duckdb.is_ok() { "ok" } else { "error" },
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+    )
+        .into_response()
+}

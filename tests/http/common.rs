@@ -1,0 +1,199 @@
+//! Test harness: the real server on 127.0.0.1:0 with a fresh temp data dir, spoken to over HTTP.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode, redirect};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use vitals::{App, Config};
+
+pub struct TestServer {
+    pub base: String,
+    pub app: App,
+    handle: JoinHandle<anyhow::Result<()>>,
+    pub dir: TempDir,
+}
+
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().display().to_string();
+    config.storage.duckdb_threads = 1;
+    config.storage.duckdb_memory_limit = "256MB".into();
+    config.server.listen = "127.0.0.1:0".into();
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(tempfile::tempdir().expect("tempdir"), |_| {}).await
+    }
+
+    pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config(&dir);
+        tweak(&mut config);
+        let app = tokio::task::spawn_blocking(move || App::open(config)).await.unwrap().expect("open app");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let handle = tokio::spawn(vitals::serve(app.clone(), listener));
+        TestServer { base, app, handle, dir }
+    }
+
+    /// Stops the server gracefully and hands back its data dir.
+    pub async fn stop(self) -> TempDir {
+        self.app.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("server stops in time")
+            .expect("join")
+            .expect("serve ok");
+        self.dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::limited(5))
+        .build()
+        .unwrap()
+}
+
+pub fn no_redirects() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A browser session of a signed-in user.
+pub struct Session {
+    pub client: Client,
+    pub slug: String,
+}
+
+pub const OWNER_EMAIL: &str = "owner@acme.test";
+pub const PASSWORD: &str = "a-long-password-1";
+
+/// Runs first-time setup (org + Owner) through the setup form.
+pub async fn setup(server: &TestServer, org_name: &str, time_zone: &str) -> Session {
+    let client = browser();
+    let r = client
+        .post(server.url("/setup"))
+        .form(&[
+            ("org_name", org_name),
+            ("time_zone", time_zone),
+            ("currency", "EUR"),
+            ("name", "Olivia Owner"),
+            ("email", OWNER_EMAIL),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let path = r.url().path().to_string();
+    let slug = path.trim_start_matches("/o/").trim_end_matches('/').to_string();
+    assert!(!slug.is_empty(), "setup lands on the overview, got {path}");
+    Session { client, slug }
+}
+
+pub async fn login(server: &TestServer, email: &str, password: &str) -> Client {
+    let client = browser();
+    let r = client
+        .post(server.url("/login"))
+        .form(&[("email", email), ("password", password), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "login as {email}");
+    client
+}
+
+/// The CSRF token from any page with a form.
+pub async fn csrf(client: &Client, url: &str) -> String {
+    let html = client.get(url).send().await.unwrap().text().await.unwrap();
+    extract(&html, "name=\"csrf\" value=\"", "\"").expect("csrf token on page")
+}
+
+pub fn extract(html: &str, before: &str, after: &str) -> Option<String> {
+    let start = html.find(before)? + before.len();
+    let end = html[start..].find(after)? + start;
+    Some(html[start..end].to_string())
+}
+
+/// Creates an API key through the API keys page and returns it.
+pub async fn api_key(server: &TestServer, s: &Session, scopes: &[&str]) -> String {
+    let page = server.url(&format!("/o/{}/api-keys", s.slug));
+    let token = csrf(&s.client, &page).await;
+    let mut form = vec![("csrf", token.as_str()), ("name", "test key")];
+    for scope in scopes {
+        form.push(("scopes", scope));
+    }
+    let r = s.client.post(&page).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    extract(&html, "data-testid=\"new-key\">", "<").expect("new key shown")
+}
+
+/// Creates a second org through the new-organisation form (the setup user is server admin).
+pub async fn create_org(server: &TestServer, s: &Session, name: &str, slug: &str) -> Session {
+    let token = csrf(&s.client, &server.url("/orgs/new")).await;
+    let r = s
+        .client
+        .post(server.url("/orgs"))
+        .form(&[("csrf", token.as_str()), ("name", name), ("slug", slug), ("time_zone", "UTC"), ("currency", "USD")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    Session { client: s.client.clone(), slug: slug.to_string() }
+}
+
+/// Adds a member with a role through the members page.
+pub async fn add_member(server: &TestServer, s: &Session, email: &str, role: &str) {
+    let page = server.url(&format!("/o/{}/members", s.slug));
+    let token = csrf(&s.client, &page).await;
+    let r = s
+        .client
+        .post(&page)
+        .form(&[("csrf", token.as_str()), ("email", email), ("role", role), ("name", "Member"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "add member {email}");
+}
+
+pub async fn post_points(server: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {
+    let r = Client::new()
+        .post(server.url("/api/v1/metrics"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get_json(server: &TestServer, key: &str, path: &str) -> (StatusCode, Value) {
+    let r = Client::new().get(server.url(path)).bearer_auth(key).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Values of the first series of a series response, null buckets as None.
+pub fn values(body: &Value) -> Vec<Option<f64>> {
+    body["series"][0]["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["value"].as_f64())
+        .collect()
+}
