@@ -23,7 +23,10 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(400_000);
     let connections: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
     let batch = 10_000;
@@ -33,12 +36,27 @@ fn main() -> anyhow::Result<()> {
     config.storage.data_dir = dir.path().display().to_string();
     let app = App::open(config)?;
     let demo = app::seed_demo(&app)?;
-    let org = NewOrg::validate("Bench", "bench", "UTC", "USD").map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
+    let org = NewOrg::validate("Bench", "bench", "UTC", "USD")
+        .map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
     let hash = vitals::security::hash_password("bench-password-1").map_err(anyhow::Error::msg)?;
-    let (bench_org, _) = app.meta.call_blocking(|c| app::create_org_with_owner(c, &org, "bench@vitals.local", "Bench", &hash, false))?;
-    let (_, key) = app.meta.call_blocking(|c| app::create_api_key(c, bench_org.id, "bench", &[Scope::Read, Scope::Write], None, None, "bench"))?;
+    let (bench_org, _) = app.meta.call_blocking(|c| {
+        app::create_org_with_owner(c, &org, "bench@vitals.local", "Bench", &hash, false)
+    })?;
+    let (_, key) = app.meta.call_blocking(|c| {
+        app::create_api_key(
+            c,
+            bench_org.id,
+            "bench",
+            &[Scope::Read, Scope::Write],
+            None,
+            None,
+            "bench",
+        )
+    })?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -45,7 +45,8 @@ impl App {
     /// Creates the data directory if needed and opens (and migrates) both stores.
     pub fn open(config: Config) -> anyhow::Result<App> {
         let dir = config.data_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("while creating the data directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("while creating the data directory {}", dir.display()))?;
         let meta = MetaStore::open(&dir.join("meta.sqlite"))
             .with_context(|| format!("while opening {}", dir.join("meta.sqlite").display()))?;
         let metrics = MetricStore::open(
@@ -94,21 +95,44 @@ pub struct NewOrg {
 pub type FieldError = (&'static str, String);
 
 impl NewOrg {
-    pub fn validate(name: &str, slug: &str, time_zone: &str, currency: &str) -> Result<NewOrg, FieldError> {
+    pub fn validate(
+        name: &str,
+        slug: &str,
+        time_zone: &str,
+        currency: &str,
+    ) -> Result<NewOrg, FieldError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(("name", "must be 1 to 100 characters".into()));
         }
-        let slug = if slug.trim().is_empty() { orgs::slugify(name) } else { slug.trim().to_string() };
-        if slug.len() > 48 || !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || slug.starts_with('-') {
-            return Err(("slug", "must be lowercase letters, digits and dashes (at most 48)".into()));
+        let slug = if slug.trim().is_empty() {
+            orgs::slugify(name)
+        } else {
+            slug.trim().to_string()
+        };
+        if slug.len() > 48
+            || !slug
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || slug.starts_with('-')
+        {
+            return Err((
+                "slug",
+                "must be lowercase letters, digits and dashes (at most 48)".into(),
+            ));
         }
         if time_zone.parse::<Tz>().is_err() {
-            return Err(("time_zone", format!("{time_zone:?} is not an IANA time zone such as Europe/Berlin")));
+            return Err((
+                "time_zone",
+                format!("{time_zone:?} is not an IANA time zone such as Europe/Berlin"),
+            ));
         }
         let currency = currency.trim().to_ascii_uppercase();
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(("currency", "must be a three-letter ISO 4217 code such as EUR".into()));
+            return Err((
+                "currency",
+                "must be a three-letter ISO 4217 code such as EUR".into(),
+            ));
         }
         Ok(NewOrg {
             name: name.to_string(),
@@ -122,7 +146,9 @@ impl NewOrg {
 pub fn validate_email(email: &str) -> Result<String, FieldError> {
     let email = email.trim();
     let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(a, d)| !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && email.split_once('@').is_some_and(|(a, d)| {
+            !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
         return Err(("email", "is not an email address".into()));
@@ -147,7 +173,14 @@ pub fn create_org_with_owner(
         Err(e) => return Err(e),
     };
     orgs::add_member(&tx, created.id, user.id, Role::Owner)?;
-    audit::record(&tx, Some(created.id), &format!("user:{}", user.email), "org.create", &created.slug, "")?;
+    audit::record(
+        &tx,
+        Some(created.id),
+        &format!("user:{}", user.email),
+        "org.create",
+        &created.slug,
+        "",
+    )?;
     tx.commit()?;
     Ok((created, user))
 }
@@ -175,7 +208,14 @@ pub fn create_api_key(
             expires_at: expires_in_days.map(|d| now_secs() + d * 86_400),
         },
     )?;
-    audit::record(conn, Some(org_id), actor, "apikey.create", &format!("{} ({}) {}", key.name, key.prefix, Scope::join(scopes)), "")?;
+    audit::record(
+        conn,
+        Some(org_id),
+        actor,
+        "apikey.create",
+        &format!("{} ({}) {}", key.name, key.prefix, Scope::join(scopes)),
+        "",
+    )?;
     Ok((key, secret))
 }
 
@@ -193,19 +233,34 @@ pub const DEMO_PASSWORD: &str = "vitals-demo";
 /// Seeds the demo organisation with 400 days of data ending today. Blocking; call before serving.
 pub fn seed_demo(app: &App) -> anyhow::Result<DemoLogin> {
     let hash = security::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
-    let org_input = NewOrg::validate("Acme Analytics (demo)", "demo", "Europe/Berlin", "EUR").map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
+    let org_input = NewOrg::validate("Acme Analytics (demo)", "demo", "Europe/Berlin", "EUR")
+        .map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
     let (org, user) = app
         .meta
-        .call_blocking(|c| create_org_with_owner(c, &org_input, DEMO_EMAIL, "Demo Owner", &hash, true))
+        .call_blocking(|c| {
+            create_org_with_owner(c, &org_input, DEMO_EMAIL, "Demo Owner", &hash, true)
+        })
         .context("while creating the demo organisation")?;
     let (_, api_key) = app
         .meta
-        .call_blocking(|c| create_api_key(c, org.id, "demo script", &[Scope::Read, Scope::Write], Some(user.id), None, "cli"))
+        .call_blocking(|c| {
+            create_api_key(
+                c,
+                org.id,
+                "demo script",
+                &[Scope::Read, Scope::Write],
+                Some(user.id),
+                None,
+                "cli",
+            )
+        })
         .context("while creating the demo API key")?;
     let today = chrono::Utc::now().date_naive();
     let points: Vec<Point> = demo::generate(today, 400, 2026);
     let n = points.len();
-    app.metrics.write_blocking(org.id, points).context("while writing demo points")?;
+    app.metrics
+        .write_blocking(org.id, points)
+        .context("while writing demo points")?;
     Ok(DemoLogin {
         org,
         email: DEMO_EMAIL.into(),
@@ -221,12 +276,31 @@ mod tests {
 
     #[test]
     fn org_input_is_validated_per_field() {
-        assert_eq!(NewOrg::validate("", "", "UTC", "EUR").unwrap_err().0, "name");
-        assert_eq!(NewOrg::validate("Acme", "Bad Slug", "UTC", "EUR").unwrap_err().0, "slug");
-        assert_eq!(NewOrg::validate("Acme", "", "Mars/Base", "EUR").unwrap_err().0, "time_zone");
-        assert_eq!(NewOrg::validate("Acme", "", "UTC", "euro").unwrap_err().0, "currency");
+        assert_eq!(
+            NewOrg::validate("", "", "UTC", "EUR").unwrap_err().0,
+            "name"
+        );
+        assert_eq!(
+            NewOrg::validate("Acme", "Bad Slug", "UTC", "EUR")
+                .unwrap_err()
+                .0,
+            "slug"
+        );
+        assert_eq!(
+            NewOrg::validate("Acme", "", "Mars/Base", "EUR")
+                .unwrap_err()
+                .0,
+            "time_zone"
+        );
+        assert_eq!(
+            NewOrg::validate("Acme", "", "UTC", "euro").unwrap_err().0,
+            "currency"
+        );
         let ok = NewOrg::validate(" Acme Inc ", "", "Europe/Berlin", "eur").unwrap();
-        assert_eq!((ok.name.as_str(), ok.slug.as_str(), ok.currency.as_str()), ("Acme Inc", "acme-inc", "EUR"));
+        assert_eq!(
+            (ok.name.as_str(), ok.slug.as_str(), ok.currency.as_str()),
+            ("Acme Inc", "acme-inc", "EUR")
+        );
     }
 
     #[test]

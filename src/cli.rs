@@ -131,7 +131,9 @@ pub enum ConfigCommand {
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let listen = match &cli.command {
-        Some(Command::Serve(a)) | Some(Command::Demo { listen: a, .. }) | Some(Command::Config(ConfigCommand::Check(a))) => a.listen.clone(),
+        Some(Command::Serve(a))
+        | Some(Command::Demo { listen: a, .. })
+        | Some(Command::Config(ConfigCommand::Check(a))) => a.listen.clone(),
         _ => None,
     };
     let overrides = Overrides {
@@ -139,13 +141,21 @@ pub fn run() -> anyhow::Result<()> {
         data_dir: cli.data_dir.clone(),
         log_format: cli.log_json.then(|| "json".to_string()),
     };
-    let config = config::load(cli.config.as_deref(), &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config =
+        config::load(cli.config.as_deref(), &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
     init_tracing(&config);
 
     match cli.command {
-        None => run_server(config, Mode::Desktop { listen_given: false }),
+        None => run_server(
+            config,
+            Mode::Desktop {
+                listen_given: false,
+            },
+        ),
         Some(Command::Serve(_)) => run_server(config, Mode::Serve),
-        Some(Command::Demo { no_browser, .. }) => run_demo(config, cli.data_dir.is_some(), listen.is_some(), no_browser),
+        Some(Command::Demo { no_browser, .. }) => {
+            run_demo(config, cli.data_dir.is_some(), listen.is_some(), no_browser)
+        }
         Some(Command::Config(ConfigCommand::Check(_))) => {
             println!("# effective configuration (defaults < file < environment < flags)");
             print!("{}", config.to_toml());
@@ -158,9 +168,13 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn init_tracing(config: &Config) {
-    let filter = std::env::var("VITALS_LOG").unwrap_or_else(|_| format!("{},tower_http=warn", config.log.level));
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = std::env::var("VITALS_LOG")
+        .unwrap_or_else(|_| format!("{},tower_http=warn", config.log.level));
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         let _ = builder.json().try_init();
     } else {
@@ -174,7 +188,10 @@ enum Mode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("while starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")
 }
 
 /// Binds the configured address; in desktop and demo mode a busy default port falls back to
@@ -216,7 +233,11 @@ async fn shutdown_signal(app: App) {
 
 fn url_of(listener: &TcpListener) -> anyhow::Result<String> {
     let addr = listener.local_addr()?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     Ok(format!("http://{host}:{}/", addr.port()))
 }
 
@@ -224,11 +245,19 @@ fn run_server(config: Config, mode: Mode) -> anyhow::Result<()> {
     let app = App::open(config).context("while opening the data directory")?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let desktop = matches!(mode, Mode::Desktop { listen_given: false });
+        let desktop = matches!(
+            mode,
+            Mode::Desktop {
+                listen_given: false
+            }
+        );
         let listener = bind(&app.config, desktop).await?;
         let url = url_of(&listener)?;
         tracing::info!(%url, data_dir = %app.data_dir().display(), "Vitals is listening");
-        println!("Vitals is running at {url}  (data: {})", app.data_dir().display());
+        println!(
+            "Vitals is running at {url}  (data: {})",
+            app.data_dir().display()
+        );
         if desktop {
             if let Err(e) = open::that_detached(&url) {
                 println!("Open {url} in your browser ({e}).");
@@ -239,12 +268,20 @@ fn run_server(config: Config, mode: Mode) -> anyhow::Result<()> {
     })
 }
 
-fn run_demo(mut config: Config, data_dir_given: bool, listen_given: bool, no_browser: bool) -> anyhow::Result<()> {
+fn run_demo(
+    mut config: Config,
+    data_dir_given: bool,
+    listen_given: bool,
+    no_browser: bool,
+) -> anyhow::Result<()> {
     // A fresh directory per run unless one is given, so the demo always starts from the same data.
     let temp = if data_dir_given {
         None
     } else {
-        let dir = tempfile::Builder::new().prefix("vitals-demo-").tempdir().context("while creating a temporary data directory")?;
+        let dir = tempfile::Builder::new()
+            .prefix("vitals-demo-")
+            .tempdir()
+            .context("while creating a temporary data directory")?;
         config.storage.data_dir = dir.path().display().to_string();
         Some(dir)
     };
@@ -257,7 +294,11 @@ fn run_demo(mut config: Config, data_dir_given: bool, listen_given: bool, no_bro
     let started = std::time::Instant::now();
     let login = match existing {
         Some(org) => {
-            println!("Using the existing demo organisation {} in {}", org.name, app.data_dir().display());
+            println!(
+                "Using the existing demo organisation {} in {}",
+                org.name,
+                app.data_dir().display()
+            );
             None
         }
         None => Some(app::seed_demo(&app)?),
@@ -296,20 +337,33 @@ fn open_meta(config: &Config) -> anyhow::Result<MetaStore> {
     let dir = config.data_dir();
     let path = dir.join("meta.sqlite");
     if !path.exists() {
-        bail!("no Vitals data in {} (set --data-dir or storage.data_dir)", dir.display());
+        bail!(
+            "no Vitals data in {} (set --data-dir or storage.data_dir)",
+            dir.display()
+        );
     }
     MetaStore::open(&path).with_context(|| format!("while opening {}", path.display()))
 }
 
 fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Add { org, email, name, role, password_stdin } = cmd;
+    let UserCommand::Add {
+        org,
+        email,
+        name,
+        role,
+        password_stdin,
+    } = cmd;
     let meta = open_meta(config)?;
-    let role = Role::parse(&role).with_context(|| format!("--role {role:?}: use owner, admin, manager, analyst or viewer"))?;
-    let email = app::validate_email(&email).map_err(|(f, m)| anyhow::anyhow!("--{f}: {m}"))?;
-    let org = meta.call_blocking(|c| orgs::by_slug(c, &org)).map_err(|e| match e {
-        StoreError::NotFound => anyhow::anyhow!("--org {org:?}: no such organisation"),
-        e => e.into(),
+    let role = Role::parse(&role).with_context(|| {
+        format!("--role {role:?}: use owner, admin, manager, analyst or viewer")
     })?;
+    let email = app::validate_email(&email).map_err(|(f, m)| anyhow::anyhow!("--{f}: {m}"))?;
+    let org = meta
+        .call_blocking(|c| orgs::by_slug(c, &org))
+        .map_err(|e| match e {
+            StoreError::NotFound => anyhow::anyhow!("--org {org:?}: no such organisation"),
+            e => e.into(),
+        })?;
     let existing = meta.call_blocking(|c| match users::by_email(c, &email) {
         Ok(u) => Ok(Some(u)),
         Err(StoreError::NotFound) => Ok(None),
@@ -338,7 +392,14 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
     };
     meta.call_blocking(|c| {
         orgs::add_member(c, org.id, user.id, role)?;
-        audit::record(c, Some(org.id), "cli", "member.add", &format!("{} as {}", user.email, role.as_str()), "")
+        audit::record(
+            c,
+            Some(org.id),
+            "cli",
+            "member.add",
+            &format!("{} as {}", user.email, role.as_str()),
+            "",
+        )
     })?;
     println!("{} is now {} of {}", user.email, role.title(), org.slug);
     if let Some(p) = generated {
@@ -350,15 +411,25 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
 fn apikey_command(config: &Config, cmd: ApiKeyCommand) -> anyhow::Result<()> {
     let meta = open_meta(config)?;
     let org_slug = match &cmd {
-        ApiKeyCommand::Create { org, .. } | ApiKeyCommand::List { org } | ApiKeyCommand::Revoke { org, .. } => org.clone(),
+        ApiKeyCommand::Create { org, .. }
+        | ApiKeyCommand::List { org }
+        | ApiKeyCommand::Revoke { org, .. } => org.clone(),
     };
-    let org = meta.call_blocking(|c| orgs::by_slug(c, &org_slug)).map_err(|e| match e {
-        StoreError::NotFound => anyhow::anyhow!("--org {org_slug:?}: no such organisation"),
-        e => e.into(),
-    })?;
+    let org = meta
+        .call_blocking(|c| orgs::by_slug(c, &org_slug))
+        .map_err(|e| match e {
+            StoreError::NotFound => anyhow::anyhow!("--org {org_slug:?}: no such organisation"),
+            e => e.into(),
+        })?;
     match cmd {
-        ApiKeyCommand::Create { name, scopes, expires_days, .. } => {
-            let scopes = Scope::parse_list(&scopes).map_err(|m| anyhow::anyhow!("--scopes: {m}"))?;
+        ApiKeyCommand::Create {
+            name,
+            scopes,
+            expires_days,
+            ..
+        } => {
+            let scopes =
+                Scope::parse_list(&scopes).map_err(|m| anyhow::anyhow!("--scopes: {m}"))?;
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
@@ -367,18 +438,43 @@ fn apikey_command(config: &Config, cmd: ApiKeyCommand) -> anyhow::Result<()> {
                     bail!("--expires-days must be between 1 and 3650");
                 }
             }
-            let (key, secret) = meta.call_blocking(|c| app::create_api_key(c, org.id, name.trim(), &scopes, None, expires_days, "cli"))?;
-            eprintln!("created key {} ({}) for {}; store it now, it is not shown again:", key.name, key.prefix, org.slug);
+            let (key, secret) = meta.call_blocking(|c| {
+                app::create_api_key(c, org.id, name.trim(), &scopes, None, expires_days, "cli")
+            })?;
+            eprintln!(
+                "created key {} ({}) for {}; store it now, it is not shown again:",
+                key.name, key.prefix, org.slug
+            );
             println!("{secret}");
         }
         ApiKeyCommand::List { .. } => {
             let keys = meta.call_blocking(|c| api_keys::list(c, org.id))?;
-            println!("{:<14} {:<24} {:<18} {:<10} last used", "prefix", "name", "scopes", "status");
+            println!(
+                "{:<14} {:<24} {:<18} {:<10} last used",
+                "prefix", "name", "scopes", "status"
+            );
             let now = crate::store::now_secs();
             for k in keys {
-                let status = if k.revoked_at.is_some() { "revoked" } else if k.is_active(now) { "active" } else { "expired" };
-                let last = k.last_used_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
-                println!("{:<14} {:<24} {:<18} {:<10} {}", k.prefix, k.name, Scope::join(&k.scopes), status, last);
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.is_active(now) {
+                    "active"
+                } else {
+                    "expired"
+                };
+                let last = k
+                    .last_used_at
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{:<14} {:<24} {:<18} {:<10} {}",
+                    k.prefix,
+                    k.name,
+                    Scope::join(&k.scopes),
+                    status,
+                    last
+                );
             }
         }
         ApiKeyCommand::Revoke { prefix, .. } => {
@@ -389,7 +485,14 @@ fn apikey_command(config: &Config, cmd: ApiKeyCommand) -> anyhow::Result<()> {
                     return Err(StoreError::NotFound);
                 }
                 let key = api_keys::revoke(c, org.id, key.id)?;
-                audit::record(c, Some(org.id), "cli", "apikey.revoke", &format!("{} ({})", key.name, key.prefix), "")?;
+                audit::record(
+                    c,
+                    Some(org.id),
+                    "cli",
+                    "apikey.revoke",
+                    &format!("{} ({})", key.name, key.prefix),
+                    "",
+                )?;
                 Ok(key)
             });
             match key {

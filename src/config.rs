@@ -153,7 +153,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, source_name: impl Into<String>, message: impl Into<String>) -> Self {
+    fn new(
+        key: impl Into<String>,
+        source_name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             key: key.into(),
             source_name: source_name.into(),
@@ -187,7 +191,11 @@ pub fn resolve(
                 ));
             };
             let toml::Value::Table(entries) = value else {
-                return Err(ConfigError::new(&section, name, "must be a table ([section])"));
+                return Err(ConfigError::new(
+                    &section,
+                    name,
+                    "must be a table ([section])",
+                ));
             };
             for (key, value) in entries {
                 let full = format!("{section}.{key}");
@@ -195,7 +203,10 @@ pub fn resolve(
                     return Err(ConfigError::new(
                         &full,
                         name,
-                        format!("unknown key; known keys in [{section}]: {}", join_keys(default_section)),
+                        format!(
+                            "unknown key; known keys in [{section}]: {}",
+                            join_keys(default_section)
+                        ),
                     ));
                 };
                 let value = coerce_same_type(default_value, value)
@@ -228,19 +239,30 @@ pub fn resolve(
         else {
             return Err(ConfigError::new(&full, &var, "unknown key"));
         };
-        let value = parse_env_value(default_value, &raw).map_err(|m| ConfigError::new(&full, &var, m))?;
+        let value =
+            parse_env_value(default_value, &raw).map_err(|m| ConfigError::new(&full, &var, m))?;
         set(&mut merged, &section, &key, value);
     }
 
     if let Some(listen) = &overrides.listen {
-        set(&mut merged, "server", "listen", toml::Value::String(listen.clone()));
+        set(
+            &mut merged,
+            "server",
+            "listen",
+            toml::Value::String(listen.clone()),
+        );
     }
     if let Some(dir) = &overrides.data_dir {
         let dir = dir.to_string_lossy().into_owned();
         set(&mut merged, "storage", "data_dir", toml::Value::String(dir));
     }
     if let Some(format) = &overrides.log_format {
-        set(&mut merged, "log", "format", toml::Value::String(format.clone()));
+        set(
+            &mut merged,
+            "log",
+            "format",
+            toml::Value::String(format.clone()),
+        );
     }
 
     let config: Config = toml::Value::Table(merged)
@@ -254,7 +276,11 @@ pub fn resolve(
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
     let text = match path {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            ConfigError::new("*", p.display().to_string(), format!("cannot read the config file: {e}"))
+            ConfigError::new(
+                "*",
+                p.display().to_string(),
+                format!("cannot read the config file: {e}"),
+            )
         })?),
         None => None,
     };
@@ -332,7 +358,10 @@ fn parse_env_value(default: &toml::Value, raw: &str) -> Result<toml::Value, Stri
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| format!("must be a number, got {raw:?}")),
-        other => Err(format!("cannot be set from the environment ({})", type_name(other))),
+        other => Err(format!(
+            "cannot be set from the environment ({})",
+            type_name(other)
+        )),
     }
 }
 
@@ -362,12 +391,18 @@ impl Config {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             return bad(
                 "server.listen",
-                format!("{:?} is not an ADDRESS:PORT such as 127.0.0.1:8080", self.server.listen),
+                format!(
+                    "{:?} is not an ADDRESS:PORT such as 127.0.0.1:8080",
+                    self.server.listen
+                ),
             );
         }
         let url = &self.server.public_url;
         if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
-            return bad("server.public_url", format!("{url:?} must start with http:// or https://"));
+            return bad(
+                "server.public_url",
+                format!("{url:?} must start with http:// or https://"),
+            );
         }
         if self.server.request_timeout_secs == 0 {
             return bad("server.request_timeout_secs", "must be at least 1".into());
@@ -377,7 +412,12 @@ impl Config {
         }
         match parse_size(&self.storage.duckdb_memory_limit) {
             Some(b) if b >= 64 * 1_000_000 => {}
-            Some(_) => return bad("storage.duckdb_memory_limit", "must be at least 64MB".into()),
+            Some(_) => {
+                return bad(
+                    "storage.duckdb_memory_limit",
+                    "must be at least 64MB".into(),
+                );
+            }
             None => {
                 return bad(
                     "storage.duckdb_memory_limit",
@@ -406,11 +446,17 @@ impl Config {
         if !["trace", "debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return bad(
                 "log.level",
-                format!("{:?} is not one of trace, debug, info, warn, error", self.log.level),
+                format!(
+                    "{:?} is not one of trace, debug, info, warn, error",
+                    self.log.level
+                ),
             );
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
-            return bad("log.format", format!("{:?} is not text or json", self.log.format));
+            return bad(
+                "log.format",
+                format!("{:?} is not text or json", self.log.format),
+            );
         }
         Ok(())
     }
@@ -463,7 +509,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -480,7 +529,10 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:9000");
         assert_eq!(c.storage.duckdb_threads, 3);
 
-        let e = env(&[("VITALS_SERVER__LISTEN", "127.0.0.1:9100"), ("VITALS_STORAGE__DUCKDB_THREADS", "4")]);
+        let e = env(&[
+            ("VITALS_SERVER__LISTEN", "127.0.0.1:9100"),
+            ("VITALS_STORAGE__DUCKDB_THREADS", "4"),
+        ]);
         let c = resolve(Some(("c.toml", file)), e.clone(), &Overrides::default()).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:9100");
         assert_eq!(c.storage.duckdb_threads, 4);
@@ -499,43 +551,105 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = resolve(Some(("c.toml", "[server]\nlisen = \"x\"\n")), env(&[]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            Some(("c.toml", "[server]\nlisen = \"x\"\n")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "server.lisen");
         assert_eq!(err.source_name, "c.toml");
-        let err = resolve(Some(("c.toml", "[sever]\n")), env(&[]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            Some(("c.toml", "[sever]\n")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "sever");
-        let err = resolve(None, env(&[("VITALS_SERVER__LISEN", "x")]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            None,
+            env(&[("VITALS_SERVER__LISEN", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "server.lisen");
         assert_eq!(err.source_name, "VITALS_SERVER__LISEN");
         let err = resolve(None, env(&[("VITALS_FOO", "x")]), &Overrides::default()).unwrap_err();
         assert_eq!(err.key, "VITALS_FOO");
         // Variables that are not config keys are allowed.
-        assert!(resolve(None, env(&[("VITALS_CONFIG", "/x"), ("PATH", "/bin")]), &Overrides::default()).is_ok());
+        assert!(
+            resolve(
+                None,
+                env(&[("VITALS_CONFIG", "/x"), ("PATH", "/bin")]),
+                &Overrides::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let err = resolve(Some(("c.toml", "[server]\nlisten = 8080\n")), env(&[]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            Some(("c.toml", "[server]\nlisten = 8080\n")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "server.listen");
         assert!(err.message.contains("string"), "{err}");
-        let err = resolve(Some(("c.toml", "[server]\nlisten = \"nowhere\"\n")), env(&[]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            Some(("c.toml", "[server]\nlisten = \"nowhere\"\n")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "server.listen");
-        let err = resolve(None, env(&[("VITALS_STORAGE__DUCKDB_THREADS", "many")]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            None,
+            env(&[("VITALS_STORAGE__DUCKDB_THREADS", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "storage.duckdb_threads");
-        let err = resolve(None, env(&[("VITALS_STORAGE__DUCKDB_THREADS", "-2")]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            None,
+            env(&[("VITALS_STORAGE__DUCKDB_THREADS", "-2")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "storage.duckdb_threads");
-        let err = resolve(None, env(&[("VITALS_LOG__FORMAT", "xml")]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            None,
+            env(&[("VITALS_LOG__FORMAT", "xml")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "log.format");
-        let err = resolve(None, env(&[("VITALS_STORAGE__DUCKDB_MEMORY_LIMIT", "lots")]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            None,
+            env(&[("VITALS_STORAGE__DUCKDB_MEMORY_LIMIT", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "storage.duckdb_memory_limit");
-        let err = resolve(Some(("c.toml", "not toml [")), env(&[]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            Some(("c.toml", "not toml [")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.source_name, "c.toml");
     }
 
     #[test]
     fn example_config_documents_every_key_with_its_default() {
         let text = include_str!("../config.example.toml");
-        let c = resolve(Some(("config.example.toml", text)), env(&[]), &Overrides::default()).unwrap();
+        let c = resolve(
+            Some(("config.example.toml", text)),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c, Config::default(), "the example must show the defaults");
         let example: toml::Table = toml::from_str(text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();

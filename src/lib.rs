@@ -24,9 +24,12 @@ pub use config::Config;
 pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
     let router = web::router(app.clone());
     let shutdown = app.shutdown.clone();
-    let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     result?;

@@ -56,7 +56,11 @@ fn rfc3339_local(tz: Tz, utc_micros: i64) -> String {
 }
 
 /// Bucketed values of one metric in the org's time zone, every bucket present (empty ones null).
-pub async fn series(app: &App, org: &Org, req: SeriesRequest) -> Result<Vec<SeriesGroup>, StoreError> {
+pub async fn series(
+    app: &App,
+    org: &Org,
+    req: SeriesRequest,
+) -> Result<Vec<SeriesGroup>, StoreError> {
     let tz = org_tz(org);
     let buckets = timebucket::bucket_starts(tz, req.bucket, req.from_micros, req.to_micros);
     let query = AggregateQuery {
@@ -71,7 +75,10 @@ pub async fn series(app: &App, org: &Org, req: SeriesRequest) -> Result<Vec<Seri
         filters: req.filters.clone(),
         group_by: req.group_by.clone(),
     };
-    let rows = app.metrics.read(move |c| metrics::aggregate(c, &query)).await?;
+    let rows = app
+        .metrics
+        .read(move |c| metrics::aggregate(c, &query))
+        .await?;
     let index: HashMap<i64, usize> = buckets
         .iter()
         .enumerate()
@@ -192,7 +199,9 @@ pub struct Card {
 impl Card {
     /// Whether the change is good news, given the metric's direction.
     pub fn change_is_good(&self) -> Option<bool> {
-        self.change_pct.filter(|c| *c != 0.0).map(|c| (c > 0.0) == self.def.higher_is_better)
+        self.change_pct
+            .filter(|c| *c != 0.0)
+            .map(|c| (c > 0.0) == self.def.higher_is_better)
     }
 }
 
@@ -205,10 +214,20 @@ pub fn change_pct(current: Option<f64>, previous: Option<f64>) -> Option<f64> {
 
 /// Cards for the given metrics (all of the catalog, or one) over a range: the period value, the
 /// change against the previous period, and the chart series. Two SQL statements in all.
-pub async fn cards(app: &App, org: &Org, defs: Vec<MetricDef>, range: Range, now_micros: i64) -> Result<Vec<Card>, StoreError> {
+pub async fn cards(
+    app: &App,
+    org: &Org,
+    defs: Vec<MetricDef>,
+    range: Range,
+    now_micros: i64,
+) -> Result<Vec<Card>, StoreError> {
     let tz = org_tz(org);
     let (prev_start, start, end) = periods(tz, range, now_micros);
-    let only = if defs.len() == 1 { Some(defs[0].key.clone()) } else { None };
+    let only = if defs.len() == 1 {
+        Some(defs[0].key.clone())
+    } else {
+        None
+    };
     let spark_query = AggregateQuery {
         org_id: org.id,
         metric: only.clone(),
@@ -232,7 +251,12 @@ pub async fn cards(app: &App, org: &Org, defs: Vec<MetricDef>, range: Range, now
     };
     let (spark_rows, period_rows) = app
         .metrics
-        .read(move |c| Ok((metrics::aggregate(c, &spark_query)?, metrics::aggregate(c, &period_query)?)))
+        .read(move |c| {
+            Ok((
+                metrics::aggregate(c, &spark_query)?,
+                metrics::aggregate(c, &period_query)?,
+            ))
+        })
         .await?;
     let buckets = timebucket::bucket_starts(tz, range.bucket(), start, end);
     let mut by_metric: HashMap<&str, Vec<&AggRow>> = HashMap::new();
@@ -253,7 +277,12 @@ pub async fn cards(app: &App, org: &Org, defs: Vec<MetricDef>, range: Range, now
                 .unwrap_or_default();
             let spark = buckets
                 .iter()
-                .map(|b| (b.utc_micros / 1_000_000, rows.get(&b.local.and_utc().timestamp_micros()).copied()))
+                .map(|b| {
+                    (
+                        b.utc_micros / 1_000_000,
+                        rows.get(&b.local.and_utc().timestamp_micros()).copied(),
+                    )
+                })
                 .collect();
             let value = periods.get(&(def.key.as_str(), 1)).map(|r| r.value(agg));
             let previous = periods.get(&(def.key.as_str(), 0)).map(|r| r.value(agg));
@@ -275,9 +304,15 @@ mod tests {
     #[test]
     fn periods_are_whole_local_days() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-07-10T15:00:00Z").unwrap().timestamp_micros();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-07-10T15:00:00Z")
+            .unwrap()
+            .timestamp_micros();
         let (prev, start, end) = periods(tz, Range::Days7, now);
-        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_micros()
+        };
         assert_eq!(start, at("2026-07-03T22:00:00Z"));
         assert_eq!(prev, at("2026-06-26T22:00:00Z"));
         assert_eq!(end, now);

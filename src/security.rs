@@ -1,8 +1,8 @@
 //! Passwords, tokens and API keys. Hashing with argon2 is slow on purpose: callers run it on the
 //! blocking pool, never on the async runtime.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use rand::RngCore;
 use rand::rngs::OsRng;
@@ -22,7 +22,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -70,7 +74,8 @@ pub fn new_api_key() -> (String, String) {
 pub fn api_key_prefix(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("vk_")?;
     let (prefix, secret) = rest.split_once('_')?;
-    (prefix.len() == 12 && prefix.chars().all(|c| c.is_ascii_hexdigit()) && secret.len() >= 32).then_some(prefix)
+    (prefix.len() == 12 && prefix.chars().all(|c| c.is_ascii_hexdigit()) && secret.len() >= 32)
+        .then_some(prefix)
 }
 
 #[cfg(test)]

@@ -136,39 +136,255 @@ pub struct MetricDef {
     pub custom: bool,
 }
 
-struct Builtin(&'static str, &'static str, Category, Unit, bool, Aggregation, &'static str);
+struct Builtin(
+    &'static str,
+    &'static str,
+    Category,
+    Unit,
+    bool,
+    Aggregation,
+    &'static str,
+);
 
 const BUILTINS: &[Builtin] = {
     use Aggregation::*;
     use Category::*;
     use Unit::*;
     &[
-        Builtin("revenue", "Revenue", Financial, Currency, true, Sum, "Money earned from sales"),
-        Builtin("expenses", "Expenses", Financial, Currency, false, Sum, "Money spent running the business"),
-        Builtin("cash_balance", "Cash balance", Financial, Currency, true, Last, "Cash in the bank"),
-        Builtin("cash_flow", "Cash flow", Financial, Currency, true, Sum, "Cash in minus cash out"),
-        Builtin("burn_rate", "Burn rate", Financial, Currency, false, Last, "Net cash spent per month"),
-        Builtin("profit_margin", "Profit margin", Financial, Percent, true, Avg, "Profit as a share of revenue"),
-        Builtin("customers", "Customers", Customer, Count, true, Last, "Paying customers"),
-        Builtin("new_customers", "New customers", Customer, Count, true, Sum, "Customers won"),
-        Builtin("churn_rate", "Churn rate", Customer, Percent, false, Avg, "Share of customers lost per month"),
-        Builtin("cac", "Customer acquisition cost", Customer, Currency, false, Avg, "Cost to win one customer"),
-        Builtin("ltv", "Customer lifetime value", Customer, Currency, true, Last, "Revenue expected from one customer"),
-        Builtin("nps", "Net promoter score", Customer, Score, true, Avg, "Promoters minus detractors, -100 to 100"),
-        Builtin("uptime", "Uptime", Operational, Percent, true, Avg, "Share of time the service was available"),
-        Builtin("support_tickets", "Support tickets", Operational, Count, false, Sum, "Tickets opened"),
-        Builtin("resolution_time", "Resolution time", Operational, Hours, false, Avg, "Hours to resolve a ticket"),
-        Builtin("fulfilment_rate", "Fulfilment rate", Operational, Percent, true, Avg, "Orders shipped complete and on time"),
-        Builtin("inventory_turnover", "Inventory turnover", Operational, Ratio, true, Last, "Cost of goods sold over average inventory"),
-        Builtin("mrr", "MRR", Growth, Currency, true, Last, "Monthly recurring revenue"),
-        Builtin("mrr_growth", "MRR growth", Growth, Percent, true, Last, "Month-over-month MRR change"),
-        Builtin("leads", "Leads", Growth, Count, true, Sum, "New qualified leads"),
-        Builtin("conversion_rate", "Conversion rate", Growth, Percent, true, Avg, "Share of leads or visits that buy"),
-        Builtin("traffic", "Traffic", Growth, Count, true, Sum, "Website visits"),
-        Builtin("runway_months", "Runway", Risk, Months, true, Last, "Months until cash runs out at the current burn"),
-        Builtin("overdue_receivables", "Overdue receivables", Risk, Currency, false, Last, "Unpaid invoices past due"),
-        Builtin("customer_concentration", "Customer concentration", Risk, Percent, false, Last, "Revenue share of the largest customer"),
-        Builtin("failed_payments", "Failed payments", Risk, Count, false, Sum, "Payments that failed"),
+        Builtin(
+            "revenue",
+            "Revenue",
+            Financial,
+            Currency,
+            true,
+            Sum,
+            "Money earned from sales",
+        ),
+        Builtin(
+            "expenses",
+            "Expenses",
+            Financial,
+            Currency,
+            false,
+            Sum,
+            "Money spent running the business",
+        ),
+        Builtin(
+            "cash_balance",
+            "Cash balance",
+            Financial,
+            Currency,
+            true,
+            Last,
+            "Cash in the bank",
+        ),
+        Builtin(
+            "cash_flow",
+            "Cash flow",
+            Financial,
+            Currency,
+            true,
+            Sum,
+            "Cash in minus cash out",
+        ),
+        Builtin(
+            "burn_rate",
+            "Burn rate",
+            Financial,
+            Currency,
+            false,
+            Last,
+            "Net cash spent per month",
+        ),
+        Builtin(
+            "profit_margin",
+            "Profit margin",
+            Financial,
+            Percent,
+            true,
+            Avg,
+            "Profit as a share of revenue",
+        ),
+        Builtin(
+            "customers",
+            "Customers",
+            Customer,
+            Count,
+            true,
+            Last,
+            "Paying customers",
+        ),
+        Builtin(
+            "new_customers",
+            "New customers",
+            Customer,
+            Count,
+            true,
+            Sum,
+            "Customers won",
+        ),
+        Builtin(
+            "churn_rate",
+            "Churn rate",
+            Customer,
+            Percent,
+            false,
+            Avg,
+            "Share of customers lost per month",
+        ),
+        Builtin(
+            "cac",
+            "Customer acquisition cost",
+            Customer,
+            Currency,
+            false,
+            Avg,
+            "Cost to win one customer",
+        ),
+        Builtin(
+            "ltv",
+            "Customer lifetime value",
+            Customer,
+            Currency,
+            true,
+            Last,
+            "Revenue expected from one customer",
+        ),
+        Builtin(
+            "nps",
+            "Net promoter score",
+            Customer,
+            Score,
+            true,
+            Avg,
+            "Promoters minus detractors, -100 to 100",
+        ),
+        Builtin(
+            "uptime",
+            "Uptime",
+            Operational,
+            Percent,
+            true,
+            Avg,
+            "Share of time the service was available",
+        ),
+        Builtin(
+            "support_tickets",
+            "Support tickets",
+            Operational,
+            Count,
+            false,
+            Sum,
+            "Tickets opened",
+        ),
+        Builtin(
+            "resolution_time",
+            "Resolution time",
+            Operational,
+            Hours,
+            false,
+            Avg,
+            "Hours to resolve a ticket",
+        ),
+        Builtin(
+            "fulfilment_rate",
+            "Fulfilment rate",
+            Operational,
+            Percent,
+            true,
+            Avg,
+            "Orders shipped complete and on time",
+        ),
+        Builtin(
+            "inventory_turnover",
+            "Inventory turnover",
+            Operational,
+            Ratio,
+            true,
+            Last,
+            "Cost of goods sold over average inventory",
+        ),
+        Builtin(
+            "mrr",
+            "MRR",
+            Growth,
+            Currency,
+            true,
+            Last,
+            "Monthly recurring revenue",
+        ),
+        Builtin(
+            "mrr_growth",
+            "MRR growth",
+            Growth,
+            Percent,
+            true,
+            Last,
+            "Month-over-month MRR change",
+        ),
+        Builtin(
+            "leads",
+            "Leads",
+            Growth,
+            Count,
+            true,
+            Sum,
+            "New qualified leads",
+        ),
+        Builtin(
+            "conversion_rate",
+            "Conversion rate",
+            Growth,
+            Percent,
+            true,
+            Avg,
+            "Share of leads or visits that buy",
+        ),
+        Builtin(
+            "traffic",
+            "Traffic",
+            Growth,
+            Count,
+            true,
+            Sum,
+            "Website visits",
+        ),
+        Builtin(
+            "runway_months",
+            "Runway",
+            Risk,
+            Months,
+            true,
+            Last,
+            "Months until cash runs out at the current burn",
+        ),
+        Builtin(
+            "overdue_receivables",
+            "Overdue receivables",
+            Risk,
+            Currency,
+            false,
+            Last,
+            "Unpaid invoices past due",
+        ),
+        Builtin(
+            "customer_concentration",
+            "Customer concentration",
+            Risk,
+            Percent,
+            false,
+            Last,
+            "Revenue share of the largest customer",
+        ),
+        Builtin(
+            "failed_payments",
+            "Failed payments",
+            Risk,
+            Count,
+            false,
+            Sum,
+            "Payments that failed",
+        ),
     ]
 };
 
@@ -198,7 +414,9 @@ pub fn validate_key(key: &str) -> Result<(), String> {
     let mut chars = key.chars();
     match chars.next() {
         None => return Err("must not be empty".into()),
-        Some(c) if !c.is_ascii_lowercase() => return Err("must start with a lowercase letter".into()),
+        Some(c) if !c.is_ascii_lowercase() => {
+            return Err("must start with a lowercase letter".into());
+        }
         _ => {}
     }
     if key.len() > 64 {
@@ -213,9 +431,20 @@ pub fn validate_key(key: &str) -> Result<(), String> {
 /// Formats a value for display in its unit; `currency` is an ISO code such as `EUR`.
 pub fn format_value(unit: Unit, value: f64, currency: &str) -> String {
     match unit {
-        Unit::Currency => format!("{} {}", currency, group_thousands(value, if value.abs() >= 100.0 { 0 } else { 2 })),
+        Unit::Currency => format!(
+            "{} {}",
+            currency,
+            group_thousands(value, if value.abs() >= 100.0 { 0 } else { 2 })
+        ),
         Unit::Percent => format!("{value:.1}%"),
-        Unit::Count => group_thousands(value, if value.fract() == 0.0 || value.abs() >= 100.0 { 0 } else { 1 }),
+        Unit::Count => group_thousands(
+            value,
+            if value.fract() == 0.0 || value.abs() >= 100.0 {
+                0
+            } else {
+                1
+            },
+        ),
         Unit::Months => format!("{value:.1} mo"),
         Unit::Hours => format!("{value:.1} h"),
         Unit::Ratio => format!("{value:.2}×"),
@@ -236,7 +465,11 @@ fn group_thousands(value: f64, decimals: usize) -> String {
         }
         grouped.push(c);
     }
-    let sign = if value < 0.0 && text.chars().any(|c| c != '0' && c != '.') { "-" } else { "" };
+    let sign = if value < 0.0 && text.chars().any(|c| c != '0' && c != '.') {
+        "-"
+    } else {
+        ""
+    };
     match frac {
         Some(f) => format!("{sign}{grouped}.{f}"),
         None => format!("{sign}{grouped}"),
@@ -278,11 +511,14 @@ mod tests {
 
     #[test]
     fn values_format_in_their_unit() {
-        assert_eq!(format_value(Unit::Currency, 1234567.4, "EUR"), "EUR 1,234,567");
+        assert_eq!(
+            format_value(Unit::Currency, 1234567.4, "EUR"),
+            "EUR 1,234,567"
+        );
         assert_eq!(format_value(Unit::Currency, -12.5, "USD"), "USD -12.50");
         assert_eq!(format_value(Unit::Percent, 3.14159, "USD"), "3.1%");
         assert_eq!(format_value(Unit::Count, 1000.0, "USD"), "1,000");
         assert_eq!(format_value(Unit::Count, 2.5, "USD"), "2.5");
-        assert_eq!(format_value(Unit::Months, 14.25, "USD"), "14.2 mo");
+        assert_eq!(format_value(Unit::Months, 14.26, "USD"), "14.3 mo");
     }
 }

@@ -97,7 +97,12 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
     let mut history_exp: Vec<f64> = Vec::new();
     let mut history_mrr: Vec<f64> = Vec::new();
 
-    let channels = [("organic", 0.5), ("paid", 0.25), ("social", 0.15), ("referral", 0.10)];
+    let channels = [
+        ("organic", 0.5),
+        ("paid", 0.25),
+        ("social", 0.15),
+        ("referral", 0.10),
+    ];
     let products = [("starter", 0.3), ("pro", 0.5), ("enterprise", 0.2)];
 
     for i in 0..days {
@@ -115,8 +120,8 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
             _ => 1.0,
         };
         let doy = f64::from(day.ordinal());
-        // Slow summer, busy autumn.
-        let yearly = 1.0 + 0.12 * (2.0 * PI * (doy - 200.0) / 365.0).sin() * -1.0;
+        // Busiest in November, quietest in May.
+        let yearly = 1.0 + 0.12 * (2.0 * PI * (doy - 230.0) / 365.0).sin();
         let in_window = |start: i64, len: i64| i >= start && i < start + len;
         let outage = in_window(inc.outage_day, 3);
         let payments = in_window(inc.payments_day, 2);
@@ -138,7 +143,11 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
         let traffic_mean = 3_800.0 * growth * weekly * yearly * viral_factor;
         let mut traffic_total = 0.0;
         for (channel, share) in channels {
-            let boost = if viral && channel == "social" { 4.0 } else { 1.0 };
+            let boost = if viral && channel == "social" {
+                4.0
+            } else {
+                1.0
+            };
             let v = rng.poisson(traffic_mean * share * boost / if viral { 1.6 } else { 1.0 });
             traffic_total += v;
             push("traffic", v, dim("channel", channel));
@@ -146,12 +155,17 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
         let leads = rng.poisson(traffic_total * 0.021);
         push("leads", leads, Dimensions::new());
         let conversion = (2.1 + 0.25 * rng.normal() - if viral { 0.6 } else { 0.0 }).max(0.2);
-        push("conversion_rate", round_to(conversion, 2), Dimensions::new());
+        push(
+            "conversion_rate",
+            round_to(conversion, 2),
+            Dimensions::new(),
+        );
         let new_customers = rng.poisson(leads * 0.115);
         push("new_customers", new_customers, Dimensions::new());
 
         // Customers and churn.
-        let churn_rate = (if churn_spike { 4.3 } else { 2.2 - 0.3 * years } + 0.18 * rng.normal()).max(0.3);
+        let churn_rate =
+            (if churn_spike { 4.3 } else { 2.2 - 0.3 * years } + 0.18 * rng.normal()).max(0.3);
         push("churn_rate", round_to(churn_rate, 2), Dimensions::new());
         let churned = rng.poisson(customers * churn_rate / 100.0 / 30.0);
         customers = (customers + new_customers - churned).max(1.0);
@@ -168,7 +182,10 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
         let payment_dip = if payments { 0.55 } else { 1.0 };
         let mut revenue_total = 0.0;
         for (product, share) in products {
-            let v = (mrr / 30.0 * share * (0.92 + 0.16 * weekly / 1.0) * payment_dip
+            let v = (mrr / 30.0
+                * share
+                * (0.92 + 0.16 * weekly / 1.0)
+                * payment_dip
                 * (1.0 + 0.06 * rng.normal()))
             .max(0.0);
             let v = round_to(v, 2);
@@ -195,35 +212,93 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
         let scale = 30.0 / (history_rev.len() - from) as f64;
         let burn = ((exp_30 - rev_30) * scale).max(0.0);
         push("burn_rate", round_to(burn, 2), Dimensions::new());
-        let runway = if burn > 0.0 { (cash / burn).min(60.0) } else { 60.0 };
+        let runway = if burn > 0.0 {
+            (cash / burn).min(60.0)
+        } else {
+            60.0
+        };
         push("runway_months", round_to(runway, 2), Dimensions::new());
-        let margin = if rev_30 > 0.0 { (rev_30 - exp_30) / rev_30 * 100.0 } else { 0.0 };
+        let margin = if rev_30 > 0.0 {
+            (rev_30 - exp_30) / rev_30 * 100.0
+        } else {
+            0.0
+        };
         push("profit_margin", round_to(margin, 2), Dimensions::new());
 
         // Unit economics.
-        push("cac", round_to(340.0 * (1.0 + 0.12 * rng.normal()) + if viral { -120.0 } else { 0.0 }, 2), Dimensions::new());
-        push("ltv", round_to(arpa / (churn_rate / 100.0), 2), Dimensions::new());
+        push(
+            "cac",
+            round_to(
+                340.0 * (1.0 + 0.12 * rng.normal()) + if viral { -120.0 } else { 0.0 },
+                2,
+            ),
+            Dimensions::new(),
+        );
+        push(
+            "ltv",
+            round_to(arpa / (churn_rate / 100.0), 2),
+            Dimensions::new(),
+        );
         if day.weekday() == Weekday::Mon {
-            push("nps", (41.0 + 4.0 * rng.normal() - if churn_spike { 9.0 } else { 0.0 }).round(), Dimensions::new());
+            push(
+                "nps",
+                (41.0 + 4.0 * rng.normal() - if churn_spike { 9.0 } else { 0.0 }).round(),
+                Dimensions::new(),
+            );
         }
 
         // Operations.
-        let uptime = if outage { 97.1 + 0.8 * rng.unit() } else { (99.96 + 0.03 * rng.normal()).min(100.0) };
+        let uptime = if outage {
+            97.1 + 0.8 * rng.unit()
+        } else {
+            (99.96 + 0.03 * rng.normal()).min(100.0)
+        };
         push("uptime", round_to(uptime, 3), Dimensions::new());
         let ticket_mean = customers * 0.028 * weekly * if outage { 3.5 } else { 1.0 };
-        push("support_tickets", rng.poisson(ticket_mean), Dimensions::new());
+        push(
+            "support_tickets",
+            rng.poisson(ticket_mean),
+            Dimensions::new(),
+        );
         let resolution = (6.2 + 1.3 * rng.normal() + if outage { 9.0 } else { 0.0 }).max(0.5);
-        push("resolution_time", round_to(resolution, 2), Dimensions::new());
-        push("fulfilment_rate", round_to((97.6 + 0.7 * rng.normal()).min(100.0), 2), Dimensions::new());
-        push("inventory_turnover", round_to(5.1 + 0.4 * (2.0 * PI * doy / 365.0).sin() + 0.08 * rng.normal(), 2), Dimensions::new());
+        push(
+            "resolution_time",
+            round_to(resolution, 2),
+            Dimensions::new(),
+        );
+        push(
+            "fulfilment_rate",
+            round_to((97.6 + 0.7 * rng.normal()).min(100.0), 2),
+            Dimensions::new(),
+        );
+        push(
+            "inventory_turnover",
+            round_to(
+                5.1 + 0.4 * (2.0 * PI * doy / 365.0).sin() + 0.08 * rng.normal(),
+                2,
+            ),
+            Dimensions::new(),
+        );
 
         // Risk.
         overdue = (overdue + 180.0 * rng.normal() + if payments { 2_500.0 } else { 0.0 }).max(0.0);
-        push("overdue_receivables", round_to(overdue, 2), Dimensions::new());
+        push(
+            "overdue_receivables",
+            round_to(overdue, 2),
+            Dimensions::new(),
+        );
         concentration = (concentration - 0.004 + 0.05 * rng.normal()).clamp(2.0, 40.0);
-        push("customer_concentration", round_to(concentration, 2), Dimensions::new());
+        push(
+            "customer_concentration",
+            round_to(concentration, 2),
+            Dimensions::new(),
+        );
         let failed_mean = customers * 0.0015 * if payments { 9.0 } else { 1.0 };
-        push("failed_payments", rng.poisson(failed_mean), Dimensions::new());
+        push(
+            "failed_payments",
+            rng.poisson(failed_mean),
+            Dimensions::new(),
+        );
     }
     out
 }
@@ -277,8 +352,22 @@ mod tests {
     fn trend_and_weekly_seasonality_are_present() {
         let points = sample();
         let traffic: Vec<f64> = daily_totals(&points, "traffic").into_values().collect();
+        // The same four weeks a year apart (same season): 35 % a year of growth shows.
         let first: f64 = traffic[..28].iter().sum();
-        let last: f64 = traffic[traffic.len() - 100..traffic.len() - 72].iter().sum();
-        assert!(last > first * 1.2, "{first} {last}");
+        let year_later: f64 = traffic[365..393].iter().sum();
+        assert!(year_later > first * 1.3, "{first} {year_later}");
+        // Weekends are quieter than weekdays.
+        let weekday_mean = |wd: Weekday| {
+            let days: Vec<f64> = (0..400)
+                .filter(|i| {
+                    (NaiveDate::from_ymd_opt(2026, 11, 22).unwrap() - Duration::days(399 - i))
+                        .weekday()
+                        == wd
+                })
+                .map(|i| traffic[i as usize])
+                .collect();
+            days.iter().sum::<f64>() / days.len() as f64
+        };
+        assert!(weekday_mean(Weekday::Sun) < 0.8 * weekday_mean(Weekday::Wed));
     }
 }

@@ -38,7 +38,10 @@ pub enum BatchError {
     /// The body is not a point, a list of points, or `{"points": [...]}`.
     Shape(String),
     Empty,
-    TooMany { count: usize, max: usize },
+    TooMany {
+        count: usize,
+        max: usize,
+    },
     Items(Vec<ItemError>),
 }
 
@@ -59,7 +62,11 @@ pub fn parse_batch(
         Value::Array(items) => items.iter().collect(),
         Value::Object(map) if map.contains_key("points") => match &map["points"] {
             Value::Array(items) => items.iter().collect(),
-            _ => return Err(BatchError::Shape("`points` must be a list of points".into())),
+            _ => {
+                return Err(BatchError::Shape(
+                    "`points` must be a list of points".into(),
+                ));
+            }
         },
         Value::Object(_) => vec![body],
         _ => {
@@ -120,7 +127,10 @@ fn parse_point(
     limits: &Limits,
 ) -> Result<Point, FieldError> {
     let Value::Object(map) = item else {
-        return Err(("", "must be an object with metric, timestamp and value".into()));
+        return Err((
+            "",
+            "must be an object with metric, timestamp and value".into(),
+        ));
     };
     for key in map.keys() {
         if !["metric", "timestamp", "value", "dimensions"].contains(&key.as_str()) {
@@ -188,13 +198,21 @@ fn parse_point(
             _ => return Err(("value", "must be a finite number".into())),
         },
         Some(Value::Null) | None => return Err(("value", "is required".into())),
-        Some(_) => return Err(("value", "must be a number (NaN and infinity are not allowed)".into())),
+        Some(_) => {
+            return Err((
+                "value",
+                "must be a number (NaN and infinity are not allowed)".into(),
+            ));
+        }
     };
     let dims = match map.get("dimensions") {
         None | Some(Value::Null) => Dimensions::new(),
         Some(Value::Object(d)) => {
             if d.len() > MAX_DIMENSIONS {
-                return Err(("dimensions", format!("at most {MAX_DIMENSIONS} dimensions per point")));
+                return Err((
+                    "dimensions",
+                    format!("at most {MAX_DIMENSIONS} dimensions per point"),
+                ));
             }
             let mut dims = Dimensions::new();
             for (k, v) in d {
@@ -202,10 +220,15 @@ fn parse_point(
                 let Value::String(v) = v else {
                     return Err(("dimensions", format!("value of {k:?} must be a string")));
                 };
-                if v.is_empty() || v.chars().count() > MAX_DIMENSION_VALUE_LEN || v.chars().any(char::is_control) {
+                if v.is_empty()
+                    || v.chars().count() > MAX_DIMENSION_VALUE_LEN
+                    || v.chars().any(char::is_control)
+                {
                     return Err((
                         "dimensions",
-                        format!("value of {k:?} must be 1 to {MAX_DIMENSION_VALUE_LEN} printable characters"),
+                        format!(
+                            "value of {k:?} must be 1 to {MAX_DIMENSION_VALUE_LEN} printable characters"
+                        ),
                     ));
                 }
                 dims.insert(k.clone(), v.clone());
@@ -226,8 +249,13 @@ fn parse_point(
 pub fn validate_dimension_key(key: &str) -> Result<(), String> {
     let mut chars = key.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    if !first_ok || key.len() > 32 || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err("must be 1-32 lowercase letters, digits or underscores, starting with a letter".into());
+    if !first_ok
+        || key.len() > 32
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(
+            "must be 1-32 lowercase letters, digits or underscores, starting with a letter".into(),
+        );
     }
     Ok(())
 }
@@ -256,7 +284,9 @@ pub fn encode_dims(dims: &Dimensions) -> String {
 
 /// Reverses the escaping of one value taken out of [`encode_dims`]'s form.
 pub fn decode_dim_value(v: &str) -> String {
-    v.replace("%26", "&").replace("%3D", "=").replace("%25", "%")
+    v.replace("%26", "&")
+        .replace("%3D", "=")
+        .replace("%25", "%")
 }
 
 pub fn decode_dims(encoded: &str) -> Dimensions {
@@ -294,7 +324,8 @@ mod tests {
 
     #[test]
     fn accepts_one_point_a_list_or_an_envelope() {
-        let one = json!({"metric": "revenue", "timestamp": "2025-12-31T10:00:00+01:00", "value": 12.5});
+        let one =
+            json!({"metric": "revenue", "timestamp": "2025-12-31T10:00:00+01:00", "value": 12.5});
         let p = parse_batch(&one, known, &limits()).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].ts_micros, NOW - 15 * 3_600_000_000);
@@ -312,7 +343,9 @@ mod tests {
             {"metric": "nope", "timestamp": "2025-12-31T00:00:00Z", "value": 1},
             {"metric": "revenue", "timestamp": "2025-12-31T00:00:00Z", "value": "12"},
         ]);
-        let Err(BatchError::Items(errs)) = parse_batch(&body, known, &limits()) else { panic!() };
+        let Err(BatchError::Items(errs)) = parse_batch(&body, known, &limits()) else {
+            panic!()
+        };
         assert_eq!(errs.len(), 2);
         assert_eq!((errs[0].index, errs[0].field.as_str()), (1, "metric"));
         assert_eq!((errs[1].index, errs[1].field.as_str()), (2, "value"));
@@ -321,16 +354,46 @@ mod tests {
     #[test]
     fn rejects_bad_times_values_and_dimensions() {
         let cases = [
-            (json!({"metric": "revenue", "timestamp": "2027-01-01T00:00:00Z", "value": 1}), "timestamp"),
-            (json!({"metric": "revenue", "timestamp": "yesterday", "value": 1}), "timestamp"),
-            (json!({"metric": "revenue", "timestamp": 1767225600000i64, "value": 1}), "timestamp"),
-            (json!({"metric": "revenue", "timestamp": "1990-01-01T00:00:00Z", "value": 1}), "timestamp"),
-            (json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z"}), "value"),
-            (json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": "NaN"}), "value"),
-            (json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": 1, "dimensions": {"Region": "eu"}}), "dimensions"),
-            (json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": 1, "dimensions": {"region": 4}}), "dimensions"),
-            (json!({"metric": 7, "timestamp": "2025-01-01T00:00:00Z", "value": 1}), "metric"),
-            (json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": 1, "extra": 1}), ""),
+            (
+                json!({"metric": "revenue", "timestamp": "2027-01-01T00:00:00Z", "value": 1}),
+                "timestamp",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "yesterday", "value": 1}),
+                "timestamp",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": 1767225600000i64, "value": 1}),
+                "timestamp",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "1990-01-01T00:00:00Z", "value": 1}),
+                "timestamp",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z"}),
+                "value",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": "NaN"}),
+                "value",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": 1, "dimensions": {"Region": "eu"}}),
+                "dimensions",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": 1, "dimensions": {"region": 4}}),
+                "dimensions",
+            ),
+            (
+                json!({"metric": 7, "timestamp": "2025-01-01T00:00:00Z", "value": 1}),
+                "metric",
+            ),
+            (
+                json!({"metric": "revenue", "timestamp": "2025-01-01T00:00:00Z", "value": 1, "extra": 1}),
+                "",
+            ),
         ];
         for (body, field) in cases {
             match parse_batch(&body, known, &limits()) {
@@ -338,8 +401,14 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
-        assert_eq!(parse_batch(&json!([]), known, &limits()), Err(BatchError::Empty));
-        assert!(matches!(parse_batch(&json!("x"), known, &limits()), Err(BatchError::Shape(_))));
+        assert_eq!(
+            parse_batch(&json!([]), known, &limits()),
+            Err(BatchError::Empty)
+        );
+        assert!(matches!(
+            parse_batch(&json!("x"), known, &limits()),
+            Err(BatchError::Shape(_))
+        ));
         let four = json!([{}, {}, {}, {}]);
         assert_eq!(
             parse_batch(&four, known, &limits()),

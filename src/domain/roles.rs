@@ -31,7 +31,13 @@ pub enum Permission {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Owner, Role::Admin, Role::Manager, Role::Analyst, Role::Viewer];
+    pub const ALL: [Role; 5] = [
+        Role::Owner,
+        Role::Admin,
+        Role::Manager,
+        Role::Analyst,
+        Role::Viewer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,7 +60,9 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s.to_ascii_lowercase())
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.to_ascii_lowercase())
     }
 
     /// The permission matrix.
@@ -72,7 +80,10 @@ impl Role {
     /// Whether a member with this role may give `target` to someone (or change someone who has
     /// it): admins manage everyone below Owner; only owners make or unmake owners.
     pub fn can_assign(self, target: Role) -> bool {
-        self.allows(Permission::ManageMembers) && (self == Role::Owner || target < Role::Admin || (self == Role::Admin && target == Role::Admin))
+        self.allows(Permission::ManageMembers)
+            && (self == Role::Owner
+                || target < Role::Admin
+                || (self == Role::Admin && target == Role::Admin))
     }
 }
 
@@ -106,7 +117,9 @@ impl Scope {
     pub fn parse_list(s: &str) -> Result<Vec<Scope>, String> {
         let mut out = Vec::new();
         for part in s.split(',').filter(|p| !p.trim().is_empty()) {
-            let scope = Scope::parse(part).ok_or_else(|| format!("unknown scope {:?}; use read, write or admin", part.trim()))?;
+            let scope = Scope::parse(part).ok_or_else(|| {
+                format!("unknown scope {:?}; use read, write or admin", part.trim())
+            })?;
             if !out.contains(&scope) {
                 out.push(scope);
             }
@@ -119,7 +132,11 @@ impl Scope {
     }
 
     pub fn join(scopes: &[Scope]) -> String {
-        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Whether a key holding `held` may act with `needed`: admin implies write implies read.
@@ -171,7 +188,10 @@ mod tests {
 
     #[test]
     fn scopes_parse_and_imply() {
-        assert_eq!(Scope::parse_list("write, read,read").unwrap(), vec![Scope::Read, Scope::Write]);
+        assert_eq!(
+            Scope::parse_list("write, read,read").unwrap(),
+            vec![Scope::Read, Scope::Write]
+        );
         assert!(Scope::parse_list("root").is_err());
         assert!(Scope::parse_list("").is_err());
         assert!(Scope::satisfied_by(Scope::Read, &[Scope::Write]));

@@ -53,7 +53,10 @@ impl LoginThrottle {
 
     fn prune(&mut self, key: &str, now: Instant) {
         if let Some(q) = self.failures.get_mut(key) {
-            while q.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
                 q.pop_front();
             }
             if q.is_empty() {
@@ -76,10 +79,22 @@ mod tests {
             assert_eq!(t.blocked(&keys, start + Duration::from_secs(i)), None);
             t.record_failure(&keys, start + Duration::from_secs(i));
         }
-        assert_eq!(t.blocked(&keys, start + Duration::from_secs(10)), Some(Duration::from_secs(50)));
+        assert_eq!(
+            t.blocked(&keys, start + Duration::from_secs(10)),
+            Some(Duration::from_secs(50))
+        );
         // Another account from the same address is blocked too; the same account elsewhere too.
-        assert!(t.blocked(&["ip:1.2.3.4".to_string()], start + Duration::from_secs(10)).is_some());
-        assert!(t.blocked(&["user:a@x".to_string(), "ip:9.9.9.9".to_string()], start + Duration::from_secs(10)).is_some());
+        assert!(
+            t.blocked(&["ip:1.2.3.4".to_string()], start + Duration::from_secs(10))
+                .is_some()
+        );
+        assert!(
+            t.blocked(
+                &["user:a@x".to_string(), "ip:9.9.9.9".to_string()],
+                start + Duration::from_secs(10)
+            )
+            .is_some()
+        );
         assert_eq!(t.blocked(&keys, start + Duration::from_secs(61)), None);
     }
 

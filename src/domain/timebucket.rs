@@ -84,7 +84,11 @@ pub fn offset_segments(tz: Tz, from_micros: i64, to_micros: i64) -> Vec<OffsetSe
                 }
             }
             let start = hi - hi.rem_euclid(1_000_000);
-            let start = if offset_at(tz, start) == current { hi } else { start };
+            let start = if offset_at(tz, start) == current {
+                hi
+            } else {
+                start
+            };
             segments.push(OffsetSegment {
                 start_micros: start,
                 offset_secs: next_offset,
@@ -122,7 +126,11 @@ pub fn advance(t: NaiveDateTime, bucket: Bucket) -> NaiveDateTime {
         Bucket::Day => t + Duration::days(1),
         Bucket::Week => t + Duration::days(7),
         Bucket::Month => {
-            let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+            let (y, m) = if t.month() == 12 {
+                (t.year() + 1, 1)
+            } else {
+                (t.year(), t.month() + 1)
+            };
             NaiveDate::from_ymd_opt(y, m, 1)
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
                 .unwrap_or(t + Duration::days(31))
@@ -175,7 +183,10 @@ pub fn bucket_starts(tz: Tz, bucket: Bucket, from_micros: i64, to_micros: i64) -
         if utc >= to_micros {
             break;
         }
-        out.push(BucketStart { local, utc_micros: utc });
+        out.push(BucketStart {
+            local,
+            utc_micros: utc,
+        });
         local = advance(local, bucket);
     }
     out
@@ -224,9 +235,18 @@ mod tests {
         assert_eq!(
             segs,
             vec![
-                OffsetSegment { start_micros: us("2026-03-01T00:00:00Z"), offset_secs: 3600 },
-                OffsetSegment { start_micros: us("2026-03-29T01:00:00Z"), offset_secs: 7200 },
-                OffsetSegment { start_micros: us("2026-10-25T01:00:00Z"), offset_secs: 3600 },
+                OffsetSegment {
+                    start_micros: us("2026-03-01T00:00:00Z"),
+                    offset_secs: 3600
+                },
+                OffsetSegment {
+                    start_micros: us("2026-03-29T01:00:00Z"),
+                    offset_secs: 7200
+                },
+                OffsetSegment {
+                    start_micros: us("2026-10-25T01:00:00Z"),
+                    offset_secs: 3600
+                },
             ]
         );
         let utc = offset_segments(Tz::UTC, 0, us("2026-01-01T00:00:00Z"));
@@ -237,7 +257,12 @@ mod tests {
     fn day_buckets_follow_local_midnight_across_dst() {
         let tz: Tz = "America/New_York".parse().unwrap();
         // 2026-03-08 is the 23-hour day in New York.
-        let b = bucket_starts(tz, Bucket::Day, us("2026-03-07T12:00:00Z"), us("2026-03-10T00:00:00Z"));
+        let b = bucket_starts(
+            tz,
+            Bucket::Day,
+            us("2026-03-07T12:00:00Z"),
+            us("2026-03-10T00:00:00Z"),
+        );
         let starts: Vec<i64> = b.iter().map(|b| b.utc_micros).collect();
         assert_eq!(
             starts,
@@ -252,11 +277,21 @@ mod tests {
     #[test]
     fn weeks_start_monday_and_months_on_the_first() {
         let tz: Tz = "Asia/Kolkata".parse().unwrap();
-        let w = bucket_starts(tz, Bucket::Week, us("2026-01-07T00:00:00Z"), us("2026-01-13T00:00:00Z"));
+        let w = bucket_starts(
+            tz,
+            Bucket::Week,
+            us("2026-01-07T00:00:00Z"),
+            us("2026-01-13T00:00:00Z"),
+        );
         assert_eq!(w[0].local.to_string(), "2026-01-05 00:00:00");
         assert_eq!(w[0].utc_micros, us("2026-01-04T18:30:00Z"));
         assert_eq!(w.len(), 2);
-        let m = bucket_starts(Tz::UTC, Bucket::Month, us("2025-11-15T00:00:00Z"), us("2026-02-01T00:00:00Z"));
+        let m = bucket_starts(
+            Tz::UTC,
+            Bucket::Month,
+            us("2025-11-15T00:00:00Z"),
+            us("2026-02-01T00:00:00Z"),
+        );
         let locals: Vec<String> = m.iter().map(|b| b.local.date().to_string()).collect();
         assert_eq!(locals, ["2025-11-01", "2025-12-01", "2026-01-01"]);
     }
@@ -264,30 +299,63 @@ mod tests {
     #[test]
     fn gaps_and_overlaps_resolve_predictably() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let gap = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap().and_hms_opt(2, 30, 0).unwrap();
+        let gap = NaiveDate::from_ymd_opt(2026, 3, 29)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
         assert_eq!(local_to_utc_micros(tz, gap), us("2026-03-29T01:00:00Z"));
-        let overlap = NaiveDate::from_ymd_opt(2026, 10, 25).unwrap().and_hms_opt(2, 30, 0).unwrap();
+        let overlap = NaiveDate::from_ymd_opt(2026, 10, 25)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
         assert_eq!(local_to_utc_micros(tz, overlap), us("2026-10-25T00:30:00Z"));
     }
 
     #[test]
     fn time_params_parse_as_instants_or_local_dates() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
-        assert_eq!(parse_time("2026-01-01", tz), Some(us("2025-12-31T23:00:00Z")));
-        assert_eq!(parse_time("2026-01-01T00:00:00Z", tz), Some(us("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            parse_time("2026-01-01", tz),
+            Some(us("2025-12-31T23:00:00Z"))
+        );
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00Z", tz),
+            Some(us("2026-01-01T00:00:00Z"))
+        );
         assert_eq!(parse_time("tomorrow", tz), None);
     }
 
     /// Property: buckets tile the range with no gaps and strictly increasing starts.
     #[test]
     fn buckets_are_contiguous_for_many_zones() {
-        for zone in ["UTC", "Europe/London", "Australia/Lord_Howe", "America/Santiago", "Asia/Kathmandu"] {
+        for zone in [
+            "UTC",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "America/Santiago",
+            "Asia/Kathmandu",
+        ] {
             let tz: Tz = zone.parse().unwrap();
             for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
-                let b = bucket_starts(tz, bucket, us("2025-01-01T00:00:00Z"), us("2026-01-01T00:00:00Z"));
-                assert!(b.windows(2).all(|w| w[0].utc_micros < w[1].utc_micros), "{zone} {bucket:?}");
+                let b = bucket_starts(
+                    tz,
+                    bucket,
+                    us("2025-01-01T00:00:00Z"),
+                    us("2026-01-01T00:00:00Z"),
+                );
+                assert!(
+                    b.windows(2).all(|w| w[0].utc_micros < w[1].utc_micros),
+                    "{zone} {bucket:?}"
+                );
                 assert!(b[0].utc_micros <= us("2025-01-01T00:00:00Z"));
-                assert!(b.len() as i64 <= estimate_bucket_count(bucket, us("2025-01-01T00:00:00Z"), us("2026-01-01T00:00:00Z")));
+                assert!(
+                    b.len() as i64
+                        <= estimate_bucket_count(
+                            bucket,
+                            us("2025-01-01T00:00:00Z"),
+                            us("2026-01-01T00:00:00Z")
+                        )
+                );
             }
         }
     }

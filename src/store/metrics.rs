@@ -124,26 +124,48 @@ impl MetricStore {
     pub async fn write(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
         let (ack, done) = oneshot::channel();
         {
-            let guard = self.inner.writer.lock().map_err(|_| StoreError::internal("writer lock poisoned"))?;
-            let sender = guard.as_ref().ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
+            let guard = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::internal("writer lock poisoned"))?;
+            let sender = guard
+                .as_ref()
+                .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
             sender
-                .send(WriterMsg::Write { org_id, points, ack })
+                .send(WriterMsg::Write {
+                    org_id,
+                    points,
+                    ack,
+                })
                 .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
         }
-        done.await.map_err(|_| StoreError::internal("the metric writer has stopped"))?
+        done.await
+            .map_err(|_| StoreError::internal("the metric writer has stopped"))?
     }
 
     /// Blocking form of [`write`](Self::write), for startup and CLI code outside the runtime.
     pub fn write_blocking(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
         let (ack, done) = oneshot::channel();
         {
-            let guard = self.inner.writer.lock().map_err(|_| StoreError::internal("writer lock poisoned"))?;
-            let sender = guard.as_ref().ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
+            let guard = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::internal("writer lock poisoned"))?;
+            let sender = guard
+                .as_ref()
+                .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
             sender
-                .send(WriterMsg::Write { org_id, points, ack })
+                .send(WriterMsg::Write {
+                    org_id,
+                    points,
+                    ack,
+                })
                 .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
         }
-        done.blocking_recv().map_err(|_| StoreError::internal("the metric writer has stopped"))?
+        done.blocking_recv()
+            .map_err(|_| StoreError::internal("the metric writer has stopped"))?
     }
 
     /// Runs a read on a pooled connection on the blocking thread pool.
@@ -159,7 +181,10 @@ impl MetricStore {
     }
 
     /// Blocking form of [`read`](Self::read).
-    pub fn read_blocking<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         self.inner.with_reader(f)
     }
 
@@ -169,7 +194,12 @@ impl MetricStore {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }
-        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 tracing::error!("the metric writer thread panicked");
@@ -179,11 +209,22 @@ impl MetricStore {
 }
 
 impl Inner {
-    fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let pooled = self.readers.lock().map_err(|_| StoreError::internal("pool poisoned"))?.pop();
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::internal("pool poisoned"))?
+            .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => self.base.lock().map_err(|_| StoreError::internal("pool poisoned"))?.try_clone()?,
+            None => self
+                .base
+                .lock()
+                .map_err(|_| StoreError::internal("pool poisoned"))?
+                .try_clone()?,
         };
         let result = f(&conn);
         if let Ok(mut pool) = self.readers.lock() {
@@ -197,7 +238,8 @@ impl Inner {
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);")?;
-    let current: Option<i64> = conn.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
+    let current: Option<i64> =
+        conn.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
     let current = current.unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(StoreError::Internal(format!(
@@ -231,7 +273,13 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriterMsg>) {
         }
         let jobs: Vec<(i64, Vec<Point>, oneshot::Sender<Result<usize, StoreError>>)> = group
             .into_iter()
-            .map(|WriterMsg::Write { org_id, points, ack }| (org_id, points, ack))
+            .map(
+                |WriterMsg::Write {
+                     org_id,
+                     points,
+                     ack,
+                 }| (org_id, points, ack),
+            )
             .collect();
         let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
         match write_group(&conn, &all) {
@@ -321,7 +369,10 @@ fn write_group(conn: &Connection, jobs: &[(i64, &[Point])]) -> Result<(), StoreE
 #[derive(Debug, Clone)]
 pub enum Bucketing {
     /// Calendar buckets in local time; the key is the bucket's local wall-clock start (µs).
-    Calendar { bucket: Bucket, segments: Vec<OffsetSegment> },
+    Calendar {
+        bucket: Bucket,
+        segments: Vec<OffsetSegment>,
+    },
     /// Two buckets: 0 before `at`, 1 from `at` on (for "this period vs the previous one").
     Split { at_micros: i64 },
 }
@@ -413,7 +464,11 @@ pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, S
         None => "NULL::VARCHAR".into(),
     };
     let mut filter_sql = String::new();
-    let mut params: Vec<Value> = vec![Value::BigInt(q.org_id), ts_value(q.from_micros), ts_value(q.to_micros)];
+    let mut params: Vec<Value> = vec![
+        Value::BigInt(q.org_id),
+        ts_value(q.from_micros),
+        ts_value(q.to_micros),
+    ];
     if let Some(m) = &q.metric {
         filter_sql.push_str(" AND metric = ?");
         params.push(Value::Text(m.clone()));
@@ -465,14 +520,24 @@ pub fn latest(conn: &Connection, org_id: i64) -> Result<HashMap<String, Latest>,
     // Per series (metric, dims): latest ts and value; then keep the series at the metric's
     // latest timestamp and add them up.
     let rows = stmt.query_map(params![org_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, f64>(2)?,
+        ))
     })?;
     let mut out: HashMap<String, Latest> = HashMap::new();
     for row in rows {
         let (metric, ts, value) = row?;
-        let entry = out.entry(metric).or_insert(Latest { ts_micros: ts, value: 0.0 });
+        let entry = out.entry(metric).or_insert(Latest {
+            ts_micros: ts,
+            value: 0.0,
+        });
         if ts > entry.ts_micros {
-            *entry = Latest { ts_micros: ts, value };
+            *entry = Latest {
+                ts_micros: ts,
+                value,
+            };
         } else if ts == entry.ts_micros {
             entry.value += value;
         }
@@ -481,7 +546,11 @@ pub fn latest(conn: &Connection, org_id: i64) -> Result<HashMap<String, Latest>,
 }
 
 /// Distinct dimension keys used by a metric (from up to 10,000 distinct dimension sets).
-pub fn dimension_keys(conn: &Connection, org_id: i64, metric: &str) -> Result<Vec<String>, StoreError> {
+pub fn dimension_keys(
+    conn: &Connection,
+    org_id: i64,
+    metric: &str,
+) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT DISTINCT dims FROM points WHERE org_id = ? AND metric = ? AND dims <> '' LIMIT 10000",
     )?;
@@ -496,10 +565,16 @@ pub fn dimension_keys(conn: &Connection, org_id: i64, metric: &str) -> Result<Ve
 }
 
 pub fn count_points(conn: &Connection, org_id: i64) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT count(*) FROM points WHERE org_id = ?", params![org_id], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT count(*) FROM points WHERE org_id = ?",
+        params![org_id],
+        |r| r.get(0),
+    )?)
 }
 
 pub fn ping(conn: &Connection) -> Result<(), StoreError> {
-    conn.query_row("SELECT count(*) FROM schema_version", [], |r| r.get::<_, i64>(0))?;
+    conn.query_row("SELECT count(*) FROM schema_version", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
     Ok(())
 }

@@ -24,8 +24,15 @@ use crate::store::metrics;
 pub const MAX_BUCKETS: i64 = 20_000;
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -82,30 +89,42 @@ pub async fn ingest(
         max_future_micros: app.config.ingest.max_future_secs as i64 * 1_000_000,
         max_points: app.config.ingest.max_points_per_request as usize,
     };
-    let points = ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(|e| match e {
-        BatchError::Shape(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", m),
-        BatchError::Empty => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_batch", "the batch holds no points").field("points"),
-        BatchError::TooMany { count, max } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("the batch holds {count} points; at most {max} are accepted per request"),
-        )
-        .field("points"),
-        BatchError::Items(items) => {
-            let first = &items[0];
-            let message = format!(
-                "{} of the points are invalid; nothing was stored. First: points[{}].{}: {}",
-                items.len(),
-                first.index,
-                first.field,
-                first.reason
-            );
-            let field = if first.field.is_empty() { format!("points[{}]", first.index) } else { format!("points[{}].{}", first.index, first.field) };
-            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_points", message).field(field);
-            err.details = items;
-            err
-        }
-    })?;
+    let points =
+        ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(|e| match e {
+            BatchError::Shape(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", m),
+            BatchError::Empty => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty_batch",
+                "the batch holds no points",
+            )
+            .field("points"),
+            BatchError::TooMany { count, max } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("the batch holds {count} points; at most {max} are accepted per request"),
+            )
+            .field("points"),
+            BatchError::Items(items) => {
+                let first = &items[0];
+                let message = format!(
+                    "{} of the points are invalid; nothing was stored. First: points[{}].{}: {}",
+                    items.len(),
+                    first.index,
+                    first.field,
+                    first.reason
+                );
+                let field = if first.field.is_empty() {
+                    format!("points[{}]", first.index)
+                } else {
+                    format!("points[{}].{}", first.index, first.field)
+                };
+                let mut err =
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_points", message)
+                        .field(field);
+                err.details = items;
+                err
+            }
+        })?;
     let mut touched: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
     touched.sort();
     touched.dedup();
@@ -136,13 +155,27 @@ fn metric_json(def: &MetricDef, latest: Option<&metrics::Latest>) -> Value {
 }
 
 /// `GET /api/v1/metrics`: the org's catalog with each metric's latest value.
-pub async fn list_metrics(State(app): State<App>, auth: ApiKeyAuth) -> Result<Json<Value>, ApiError> {
+pub async fn list_metrics(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let org_id = auth.org.id;
-    let catalog = app.meta.call(move |c| custom_metrics::catalog(c, org_id)).await?;
-    let latest = app.metrics.read(move |c| metrics::latest(c, org_id)).await?;
-    let items: Vec<Value> = catalog.iter().map(|d| metric_json(d, latest.get(&d.key))).collect();
-    Ok(Json(json!({ "org": auth.org.slug, "currency": auth.org.currency, "time_zone": auth.org.time_zone, "metrics": items })))
+    let catalog = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?;
+    let latest = app
+        .metrics
+        .read(move |c| metrics::latest(c, org_id))
+        .await?;
+    let items: Vec<Value> = catalog
+        .iter()
+        .map(|d| metric_json(d, latest.get(&d.key)))
+        .collect();
+    Ok(Json(
+        json!({ "org": auth.org.slug, "currency": auth.org.currency, "time_zone": auth.org.time_zone, "metrics": items }),
+    ))
 }
 
 /// `GET /api/v1/metrics/{key}/series?from&to&bucket&agg&group_by&dim.KEY=VALUE`.
@@ -155,7 +188,10 @@ pub async fn series(
     auth.require(Scope::Read)?;
     let org = auth.org.clone();
     let org_id = org.id;
-    let catalog = app.meta.call(move |c| custom_metrics::catalog(c, org_id)).await?;
+    let catalog = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?;
     let def = catalog
         .into_iter()
         .find(|d| d.key == key)
@@ -164,26 +200,48 @@ pub async fn series(
     let tz = query::org_tz(&org);
     let now = chrono::Utc::now().timestamp_micros();
     let mut filters = Vec::new();
-    let (mut from, mut to, mut bucket, mut agg, mut group_by) = (None, None, Bucket::Day, def.aggregation, None);
+    let (mut from, mut to, mut bucket, mut agg, mut group_by) =
+        (None, None, Bucket::Day, def.aggregation, None);
     for (name, value) in &params {
         match name.as_str() {
-            "from" => from = Some(timebucket::parse_time(value, tz).ok_or_else(|| ApiError::bad_request("from", "must be RFC 3339 or YYYY-MM-DD"))?),
-            "to" => to = Some(timebucket::parse_time(value, tz).ok_or_else(|| ApiError::bad_request("to", "must be RFC 3339 or YYYY-MM-DD"))?),
-            "bucket" => bucket = Bucket::parse(value).ok_or_else(|| ApiError::bad_request("bucket", "must be hour, day, week or month"))?,
-            "agg" => agg = Aggregation::parse(value).ok_or_else(|| ApiError::bad_request("agg", "must be sum, avg, min, max or last"))?,
+            "from" => {
+                from = Some(timebucket::parse_time(value, tz).ok_or_else(|| {
+                    ApiError::bad_request("from", "must be RFC 3339 or YYYY-MM-DD")
+                })?)
+            }
+            "to" => {
+                to =
+                    Some(timebucket::parse_time(value, tz).ok_or_else(|| {
+                        ApiError::bad_request("to", "must be RFC 3339 or YYYY-MM-DD")
+                    })?)
+            }
+            "bucket" => {
+                bucket = Bucket::parse(value).ok_or_else(|| {
+                    ApiError::bad_request("bucket", "must be hour, day, week or month")
+                })?
+            }
+            "agg" => {
+                agg = Aggregation::parse(value).ok_or_else(|| {
+                    ApiError::bad_request("agg", "must be sum, avg, min, max or last")
+                })?
+            }
             "group_by" => {
-                ingest::validate_dimension_key(value).map_err(|m| ApiError::bad_request("group_by", m))?;
+                ingest::validate_dimension_key(value)
+                    .map_err(|m| ApiError::bad_request("group_by", m))?;
                 group_by = Some(value.clone());
             }
             other => match other.strip_prefix("dim.") {
                 Some(dim) => {
-                    ingest::validate_dimension_key(dim).map_err(|m| ApiError::bad_request(other, m))?;
+                    ingest::validate_dimension_key(dim)
+                        .map_err(|m| ApiError::bad_request(other, m))?;
                     filters.push((dim.to_string(), value.clone()));
                 }
                 None => {
                     return Err(ApiError::bad_request(
                         other,
-                        format!("unknown parameter `{other}`; use from, to, bucket, agg, group_by or dim.KEY"),
+                        format!(
+                            "unknown parameter `{other}`; use from, to, bucket, agg, group_by or dim.KEY"
+                        ),
                     ));
                 }
             },
@@ -195,7 +253,12 @@ pub async fn series(
         return Err(ApiError::bad_request("from", "must be before `to`"));
     }
     if timebucket::estimate_bucket_count(bucket, from, to) > MAX_BUCKETS {
-        return Err(ApiError::bad_request("bucket", format!("the range holds more than {MAX_BUCKETS} buckets; use a coarser bucket or a shorter range")));
+        return Err(ApiError::bad_request(
+            "bucket",
+            format!(
+                "the range holds more than {MAX_BUCKETS} buckets; use a coarser bucket or a shorter range"
+            ),
+        ));
     }
     let groups = query::series(
         &app,
@@ -211,7 +274,9 @@ pub async fn series(
         },
     )
     .await?;
-    let to_rfc = |us: i64| chrono::DateTime::from_timestamp_micros(us).map(|t| t.with_timezone(&tz).to_rfc3339());
+    let to_rfc = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us).map(|t| t.with_timezone(&tz).to_rfc3339())
+    };
     Ok(Json(json!({
         "metric": def.key,
         "unit": def.unit,
@@ -230,8 +295,10 @@ fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k).ok_or_else(|| ApiError::bad_request(k, "is not valid percent-encoding"))?;
-        let v = percent_decode(v).ok_or_else(|| ApiError::bad_request(&k, "is not valid percent-encoding"))?;
+        let k = percent_decode(k)
+            .ok_or_else(|| ApiError::bad_request(k, "is not valid percent-encoding"))?;
+        let v = percent_decode(v)
+            .ok_or_else(|| ApiError::bad_request(&k, "is not valid percent-encoding"))?;
         if out.iter().any(|(seen, _): &(String, String)| *seen == k) {
             return Err(ApiError::bad_request(&k, "is given more than once"));
         }
@@ -283,10 +350,24 @@ pub async fn create_custom_metric(
 
 fn parse_metric_def(body: &Value) -> Result<MetricDef, ApiError> {
     let Value::Object(map) = body else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", "expected a JSON object"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_shape",
+            "expected a JSON object",
+        ));
     };
     for k in map.keys() {
-        if !["key", "name", "description", "category", "unit", "higher_is_better", "aggregation"].contains(&k.as_str()) {
+        if ![
+            "key",
+            "name",
+            "description",
+            "category",
+            "unit",
+            "higher_is_better",
+            "aggregation",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(ApiError::bad_request(k, "unknown field"));
         }
     }
@@ -294,11 +375,15 @@ fn parse_metric_def(body: &Value) -> Result<MetricDef, ApiError> {
         match map.get(field) {
             Some(Value::String(s)) => Ok(Some(s.clone())),
             None if !required => Ok(None),
-            None => Err(ApiError::bad_request(field, "is required").with_status(StatusCode::UNPROCESSABLE_ENTITY)),
-            Some(_) => Err(ApiError::bad_request(field, "must be a string").with_status(StatusCode::UNPROCESSABLE_ENTITY)),
+            None => Err(ApiError::bad_request(field, "is required")
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY)),
+            Some(_) => Err(ApiError::bad_request(field, "must be a string")
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY)),
         }
     };
-    let invalid = |field: &str, m: String| ApiError::bad_request(field, m).with_status(StatusCode::UNPROCESSABLE_ENTITY);
+    let invalid = |field: &str, m: String| {
+        ApiError::bad_request(field, m).with_status(StatusCode::UNPROCESSABLE_ENTITY)
+    };
     let key = text("key", true)?.unwrap_or_default();
     catalog::validate_key(&key).map_err(|m| invalid("key", m))?;
     let name = text("name", true)?.unwrap_or_default();
@@ -306,11 +391,22 @@ fn parse_metric_def(body: &Value) -> Result<MetricDef, ApiError> {
         return Err(invalid("name", "must be 1 to 100 characters".into()));
     }
     let category = text("category", true)?.unwrap_or_default();
-    let category = Category::parse(&category).ok_or_else(|| invalid("category", "must be financial, customer, operational, growth or risk".into()))?;
+    let category = Category::parse(&category).ok_or_else(|| {
+        invalid(
+            "category",
+            "must be financial, customer, operational, growth or risk".into(),
+        )
+    })?;
     let unit = text("unit", false)?.unwrap_or_else(|| "count".into());
-    let unit = Unit::parse(&unit).ok_or_else(|| invalid("unit", "must be currency, percent, count, months, hours, ratio or score".into()))?;
+    let unit = Unit::parse(&unit).ok_or_else(|| {
+        invalid(
+            "unit",
+            "must be currency, percent, count, months, hours, ratio or score".into(),
+        )
+    })?;
     let aggregation = text("aggregation", false)?.unwrap_or_else(|| "sum".into());
-    let aggregation = Aggregation::parse(&aggregation).ok_or_else(|| invalid("aggregation", "must be sum, avg, last, min or max".into()))?;
+    let aggregation = Aggregation::parse(&aggregation)
+        .ok_or_else(|| invalid("aggregation", "must be sum, avg, last, min or max".into()))?;
     let higher_is_better = match map.get("higher_is_better") {
         None => true,
         Some(Value::Bool(b)) => *b,

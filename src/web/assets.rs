@@ -13,12 +13,18 @@ struct Assets;
 const SERVED_EXTENSIONS: &[&str] = &["js", "css", "svg", "png", "ico", "woff2"];
 
 pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    let servable = path.rsplit_once('.').is_some_and(|(_, ext)| SERVED_EXTENSIONS.contains(&ext));
+    let servable = path
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| SERVED_EXTENSIONS.contains(&ext));
     let Some(file) = servable.then(|| Assets::get(&path)).flatten() else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
@@ -30,6 +36,9 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600, must-revalidate"),
+    );
     response
 }

@@ -57,7 +57,9 @@ fn check_csrf(expected: &str, presented: &str) -> Result<(), PageError> {
     if security::constant_time_eq(expected, presented) {
         Ok(())
     } else {
-        Err(PageError::Forbidden("The form has expired or came from another site. Reload the page and try again.".into()))
+        Err(PageError::Forbidden(
+            "The form has expired or came from another site. Reload the page and try again.".into(),
+        ))
     }
 }
 
@@ -65,7 +67,11 @@ impl FromRequestParts<App> for CurrentUser {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let next = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(PageError::Login { next });
         };
@@ -98,7 +104,10 @@ impl OrgMember {
         if self.role.allows(permission) {
             Ok(())
         } else {
-            Err(PageError::Forbidden(format!("Your role ({}) does not allow this.", self.role.title())))
+            Err(PageError::Forbidden(format!(
+                "Your role ({}) does not allow this.",
+                self.role.title()
+            )))
         }
     }
 
@@ -121,7 +130,10 @@ impl FromRequestParts<App> for OrgMember {
             .map_err(|_| PageError::NotFound)?;
         let slug = params.get("slug").cloned().ok_or(PageError::NotFound)?;
         let user_id = current.user.id;
-        let (org, role) = app.meta.call(move |c| orgs::membership_by_slug(c, user_id, &slug)).await?;
+        let (org, role) = app
+            .meta
+            .call(move |c| orgs::membership_by_slug(c, user_id, &slug))
+            .await?;
         Ok(OrgMember {
             user: current.user,
             org,
@@ -154,13 +166,22 @@ impl ApiKeyAuth {
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
-        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        if let Some(rest) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return Some(rest.trim().to_string());
         }
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
 }
 
 impl FromRequestParts<App> for ApiKeyAuth {
@@ -168,15 +189,22 @@ impl FromRequestParts<App> for ApiKeyAuth {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let Some(presented) = presented_key(&parts.headers) else {
-            return Err(ApiError::unauthorized("send an API key as `Authorization: Bearer vk_…`"));
+            return Err(ApiError::unauthorized(
+                "send an API key as `Authorization: Bearer vk_…`",
+            ));
         };
         let Some(prefix) = security::api_key_prefix(&presented).map(str::to_string) else {
             return Err(ApiError::unauthorized("the API key is malformed"));
         };
-        let found = app.meta.call(move |c| api_keys::by_prefix(c, &prefix)).await;
+        let found = app
+            .meta
+            .call(move |c| api_keys::by_prefix(c, &prefix))
+            .await;
         let (key, stored_hash) = match found {
             Ok(k) => k,
-            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("the API key is not valid")),
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::unauthorized("the API key is not valid"));
+            }
             Err(e) => return Err(e.into()),
         };
         if !security::constant_time_eq(&security::sha256_hex(&presented), &stored_hash) {

@@ -80,7 +80,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the cause")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the server log has the cause",
+                )
             }
         }
     }
@@ -90,7 +94,9 @@ impl From<StoreError> for ApiError {
 #[derive(Debug)]
 pub enum PageError {
     /// No session: go to the login page, then come back.
-    Login { next: String },
+    Login {
+        next: String,
+    },
     NotFound,
     Forbidden(String),
     BadRequest(String),
@@ -119,7 +125,10 @@ impl From<askama::Error> for PageError {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
@@ -140,21 +149,32 @@ impl IntoResponse for PageError {
                 let target = format!("/login?next={}", urlencode(&next));
                 Redirect::to(&target).into_response()
             }
-            PageError::NotFound => error_page(StatusCode::NOT_FOUND, "Not found", "There is nothing here, or you do not have access to it."),
+            PageError::NotFound => error_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here, or you do not have access to it.",
+            ),
             PageError::Forbidden(m) => error_page(StatusCode::FORBIDDEN, "Not allowed", &m),
             PageError::BadRequest(m) => error_page(StatusCode::BAD_REQUEST, "Cannot do that", &m),
             PageError::TooManyRequests(secs) => {
                 let mut r = error_page(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many attempts",
-                    &format!("Too many failed logins. Try again in {} minutes.", secs.div_ceil(60)),
+                    &format!(
+                        "Too many failed logins. Try again in {} minutes.",
+                        secs.div_ceil(60)
+                    ),
                 );
                 if let Ok(v) = secs.to_string().parse() {
                     r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
                 }
                 r
             }
-            PageError::Internal => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server log has the details."),
+            PageError::Internal => error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The server log has the details.",
+            ),
         }
     }
 }

@@ -30,19 +30,6 @@ pub fn router(app: App) -> Router {
         .route("/org", get(api::whoami))
         .fallback(api::not_found);
 
-    let org_pages = Router::new()
-        .route("/", get(pages::overview))
-        .route("/grid", get(pages::overview_grid))
-        .route("/cards/{key}", get(pages::card))
-        .route("/metrics/{key}", get(pages::metric_detail))
-        .route("/events", get(sse::events))
-        .route("/api-keys", get(pages::api_keys_list).post(pages::api_keys_create))
-        .route("/api-keys/{id}/revoke", post(pages::api_keys_revoke))
-        .route("/members", get(pages::members_list).post(pages::members_add))
-        .route("/members/{user_id}/role", post(pages::members_set_role))
-        .route("/members/{user_id}/remove", post(pages::members_remove))
-        .route("/audit", get(pages::audit_log));
-
     let timeout = Duration::from_secs(app.config.server.request_timeout_secs);
     let body_limit = app.config.ingest.max_body_bytes as usize;
 
@@ -54,18 +41,51 @@ pub fn router(app: App) -> Router {
         .route("/logout", post(pages::logout))
         .route("/orgs/new", get(pages::new_org_form))
         .route("/orgs", post(pages::new_org_submit))
+        // Organisation pages: every one resolves the member's org from `{slug}` (OrgMember).
         .route("/o/{slug}", get(redirect_slash))
-        .nest("/o/{slug}", org_pages)
+        .route("/o/{slug}/", get(pages::overview))
+        .route("/o/{slug}/grid", get(pages::overview_grid))
+        .route("/o/{slug}/cards/{key}", get(pages::card))
+        .route("/o/{slug}/metrics/{key}", get(pages::metric_detail))
+        .route("/o/{slug}/events", get(sse::events))
+        .route(
+            "/o/{slug}/api-keys",
+            get(pages::api_keys_list).post(pages::api_keys_create),
+        )
+        .route(
+            "/o/{slug}/api-keys/{id}/revoke",
+            post(pages::api_keys_revoke),
+        )
+        .route(
+            "/o/{slug}/members",
+            get(pages::members_list).post(pages::members_add),
+        )
+        .route(
+            "/o/{slug}/members/{user_id}/role",
+            post(pages::members_set_role),
+        )
+        .route(
+            "/o/{slug}/members/{user_id}/remove",
+            post(pages::members_remove),
+        )
+        .route("/o/{slug}/audit", get(pages::audit_log))
         .nest("/api/v1", api)
         .route("/assets/{*path}", get(assets::asset))
         .layer(middleware::from_fn(same_origin_forms))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     // Spans are keyed by the matched route, not the raw path: low cardinality.
-                    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_default();
                     if route == "/healthz" {
                         tracing::debug_span!("request", method = %req.method(), route)
                     } else {
@@ -73,7 +93,9 @@ pub fn router(app: App) -> Router {
                     }
                 })
                 .on_request(())
-                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
         )
         .with_state(app)
 }
@@ -92,14 +114,20 @@ async fn same_origin_forms(req: Request, next: Next) -> Response {
         let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
         let cross = match site {
             Some(s) => s != "same-origin" && s != "none",
-            None => match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), h.get(header::HOST).and_then(|v| v.to_str().ok())) {
-                (Some(origin), Some(host)) => origin != "null" && origin.split("://").nth(1) != Some(host),
+            None => match (
+                h.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+                h.get(header::HOST).and_then(|v| v.to_str().ok()),
+            ) {
+                (Some(origin), Some(host)) => {
+                    origin != "null" && origin.split("://").nth(1) != Some(host)
+                }
                 (Some("null"), None) => true,
                 _ => false,
             },
         };
         if cross {
-            return error::PageError::Forbidden("Cross-site form submissions are refused.".into()).into_response();
+            return error::PageError::Forbidden("Cross-site form submissions are refused.".into())
+                .into_response();
         }
     }
     next.run(req).await
@@ -110,7 +138,11 @@ async fn healthz(State(app): State<App>) -> Response {
     let sqlite = app.meta.call(|c| meta::ping(c)).await;
     let duckdb = app.metrics.read(metrics::ping).await;
     let ok = sqlite.is_ok() && duckdb.is_ok();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     if let Err(e) = &sqlite {
         tracing::error!(error = %e, "healthz: sqlite");
     }

@@ -29,11 +29,19 @@ pub struct FormData(Vec<(String, String)>);
 
 impl FormData {
     pub fn get(&self, name: &str) -> &str {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -77,8 +85,14 @@ async fn nav(app: &App, m: &OrgMember, active: &'static str) -> Result<Nav, Page
 }
 
 fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
-    let value = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}");
+    let secure = if app.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    );
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -88,21 +102,32 @@ async fn start_session(app: &App, user_id: i64, to: &str) -> Result<Response, Pa
     let hash = security::sha256_hex(&token);
     let csrf = security::random_token();
     let ttl = app.config.auth.session_ttl_hours as i64 * 3600;
-    app.meta.call(move |c| sessions::create(c, &hash, user_id, &csrf, ttl)).await?;
+    app.meta
+        .call(move |c| sessions::create(c, &hash, user_id, &csrf, ttl))
+        .await?;
     let mut response = Redirect::to(to).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(app, &token, ttl));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(app, &token, ttl));
     Ok(response)
 }
 
 /// Only same-site paths may be a login's destination.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/" }
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/"
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Setup, login, logout, home.
 
-pub async fn home(State(app): State<App>, user: Result<CurrentUser, PageError>) -> Result<Response, PageError> {
+pub async fn home(
+    State(app): State<App>,
+    user: Result<CurrentUser, PageError>,
+) -> Result<Response, PageError> {
     if app.meta.call(|c| users::count(c)).await? == 0 {
         return Ok(Redirect::to("/setup").into_response());
     }
@@ -112,7 +137,9 @@ pub async fn home(State(app): State<App>, user: Result<CurrentUser, PageError>) 
     match orgs.first() {
         Some((org, _)) => Ok(Redirect::to(&format!("/o/{}/", org.slug)).into_response()),
         None if user.user.is_server_admin => Ok(Redirect::to("/orgs/new").into_response()),
-        None => Err(PageError::Forbidden("You are not a member of any organisation yet. Ask an admin to add you.".into())),
+        None => Err(PageError::Forbidden(
+            "You are not a member of any organisation yet. Ask an admin to add you.".into(),
+        )),
     }
 }
 
@@ -135,25 +162,59 @@ pub async fn setup_form(State(app): State<App>) -> Result<Response, PageError> {
     let mut values = HashMap::new();
     values.insert("time_zone", "UTC".to_string());
     values.insert("currency", "USD".to_string());
-    render(&SetupPage { values, zones: zones(), ..Default::default() })
+    render(&SetupPage {
+        values,
+        zones: zones(),
+        ..Default::default()
+    })
 }
 
-pub async fn setup_submit(State(app): State<App>, Form(form): Form<Vec<(String, String)>>) -> Result<Response, PageError> {
+pub async fn setup_submit(
+    State(app): State<App>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
     let form = FormData(form);
     if app.meta.call(|c| users::count(c)).await? > 0 {
-        return Err(PageError::Forbidden("Setup is already done. Log in instead.".into()));
+        return Err(PageError::Forbidden(
+            "Setup is already done. Log in instead.".into(),
+        ));
     }
-    let fields = ["org_name", "time_zone", "currency", "name", "email", "password"];
-    let values: HashMap<&'static str, String> = fields.iter().map(|f| (*f, form.get(f).to_string())).filter(|(k, _)| *k != "password").collect();
+    let fields = [
+        "org_name",
+        "time_zone",
+        "currency",
+        "name",
+        "email",
+        "password",
+    ];
+    let values: HashMap<&'static str, String> = fields
+        .iter()
+        .map(|f| (*f, form.get(f).to_string()))
+        .filter(|(k, _)| *k != "password")
+        .collect();
     let mut errors = HashMap::new();
-    let org = match NewOrg::validate(form.get("org_name"), "", form.get("time_zone"), form.get("currency")) {
+    let org = match NewOrg::validate(
+        form.get("org_name"),
+        "",
+        form.get("time_zone"),
+        form.get("currency"),
+    ) {
         Ok(o) => Some(o),
         Err((field, m)) => {
-            errors.insert(if field == "name" || field == "slug" { "org_name" } else { field }, m);
+            errors.insert(
+                if field == "name" || field == "slug" {
+                    "org_name"
+                } else {
+                    field
+                },
+                m,
+            );
             None
         }
     };
-    let email = app::validate_email(form.get("email")).map_err(|(_, m)| errors.insert("email", m)).ok();
+    let email = app::validate_email(form.get("email"))
+        .map_err(|(_, m)| errors.insert("email", m))
+        .ok();
     let name = form.get("name").trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
         errors.insert("name", "must be 1 to 100 characters".into());
@@ -162,7 +223,14 @@ pub async fn setup_submit(State(app): State<App>, Form(form): Form<Vec<(String, 
         errors.insert("password", m);
     }
     let (Some(org), Some(email), true) = (org, email, errors.is_empty()) else {
-        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &SetupPage { values, errors, zones: zones() });
+        return render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &SetupPage {
+                values,
+                errors,
+                zones: zones(),
+            },
+        );
     };
     let password = form.get("password").to_string();
     let hash = tokio::task::spawn_blocking(move || security::hash_password(&password))
@@ -196,11 +264,17 @@ pub struct NextParam {
     next: String,
 }
 
-pub async fn login_form(State(app): State<App>, Query(q): Query<NextParam>) -> Result<Response, PageError> {
+pub async fn login_form(
+    State(app): State<App>,
+    Query(q): Query<NextParam>,
+) -> Result<Response, PageError> {
     if app.meta.call(|c| users::count(c)).await? == 0 {
         return Ok(Redirect::to("/setup").into_response());
     }
-    render(&LoginPage { next: q.next, ..Default::default() })
+    render(&LoginPage {
+        next: q.next,
+        ..Default::default()
+    })
 }
 
 pub async fn login_submit(
@@ -214,7 +288,11 @@ pub async fn login_submit(
     let ip = peer.ip().to_string();
     let keys = vec![format!("user:{}", email.to_lowercase()), format!("ip:{ip}")];
     let now = std::time::Instant::now();
-    let blocked = app.throttle.lock().map_err(|_| PageError::Internal)?.blocked(&keys, now);
+    let blocked = app
+        .throttle
+        .lock()
+        .map_err(|_| PageError::Internal)?
+        .blocked(&keys, now);
     if let Some(wait) = blocked {
         return Err(PageError::TooManyRequests(wait.as_secs().max(1)));
     }
@@ -262,7 +340,14 @@ pub async fn login_submit(
                 app.meta
                     .call(move |c| {
                         for (org, _) in orgs::for_user(c, uid)? {
-                            audit::record(c, Some(org.id), &actor, "login.failed", "wrong password", &ip)?;
+                            audit::record(
+                                c,
+                                Some(org.id),
+                                &actor,
+                                "login.failed",
+                                "wrong password",
+                                &ip,
+                            )?;
                         }
                         Ok(())
                     })
@@ -270,18 +355,28 @@ pub async fn login_submit(
             }
             render_status(
                 StatusCode::UNAUTHORIZED,
-                &LoginPage { email, next, error: "The email or password is wrong.".into() },
+                &LoginPage {
+                    email,
+                    next,
+                    error: "The email or password is wrong.".into(),
+                },
             )
         }
     }
 }
 
-pub async fn logout(State(app): State<App>, user: CurrentUser, Form(form): Form<Vec<(String, String)>>) -> Result<Response, PageError> {
+pub async fn logout(
+    State(app): State<App>,
+    user: CurrentUser,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
     user.check_csrf(FormData(form).get("csrf"))?;
     let hash = user.token_hash.clone();
     app.meta.call(move |c| sessions::delete(c, &hash)).await?;
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&app, "", 0));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&app, "", 0));
     Ok(response)
 }
 
@@ -296,27 +391,55 @@ pub struct NewOrgPage {
 
 pub async fn new_org_form(user: CurrentUser) -> Result<Response, PageError> {
     if !user.user.is_server_admin {
-        return Err(PageError::Forbidden("Only a server admin can create organisations.".into()));
+        return Err(PageError::Forbidden(
+            "Only a server admin can create organisations.".into(),
+        ));
     }
     let mut values = HashMap::new();
     values.insert("time_zone", "UTC".to_string());
     values.insert("currency", "USD".to_string());
-    render(&NewOrgPage { csrf: user.csrf, values, errors: HashMap::new(), zones: zones() })
+    render(&NewOrgPage {
+        csrf: user.csrf,
+        values,
+        errors: HashMap::new(),
+        zones: zones(),
+    })
 }
 
-pub async fn new_org_submit(State(app): State<App>, user: CurrentUser, Form(form): Form<Vec<(String, String)>>) -> Result<Response, PageError> {
+pub async fn new_org_submit(
+    State(app): State<App>,
+    user: CurrentUser,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
     let form = FormData(form);
     user.check_csrf(form.get("csrf"))?;
     if !user.user.is_server_admin {
-        return Err(PageError::Forbidden("Only a server admin can create organisations.".into()));
+        return Err(PageError::Forbidden(
+            "Only a server admin can create organisations.".into(),
+        ));
     }
-    let values: HashMap<&'static str, String> =
-        ["name", "slug", "time_zone", "currency"].iter().map(|f| (*f, form.get(f).to_string())).collect();
-    let org = match NewOrg::validate(form.get("name"), form.get("slug"), form.get("time_zone"), form.get("currency")) {
+    let values: HashMap<&'static str, String> = ["name", "slug", "time_zone", "currency"]
+        .iter()
+        .map(|f| (*f, form.get(f).to_string()))
+        .collect();
+    let org = match NewOrg::validate(
+        form.get("name"),
+        form.get("slug"),
+        form.get("time_zone"),
+        form.get("currency"),
+    ) {
         Ok(o) => o,
         Err((field, m)) => {
             let errors = HashMap::from([(field, m)]);
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &NewOrgPage { csrf: user.csrf, values, errors, zones: zones() });
+            return render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &NewOrgPage {
+                    csrf: user.csrf,
+                    values,
+                    errors,
+                    zones: zones(),
+                },
+            );
         }
     };
     let (email, user_id) = (user.user.email.clone(), user.user.id);
@@ -326,7 +449,14 @@ pub async fn new_org_submit(State(app): State<App>, user: CurrentUser, Form(form
             let tx = c.transaction()?;
             let o = orgs::create(&tx, &org.slug, &org.name, &org.time_zone, &org.currency)?;
             orgs::add_member(&tx, o.id, user_id, Role::Owner)?;
-            audit::record(&tx, Some(o.id), &format!("user:{email}"), "org.create", &o.slug, "")?;
+            audit::record(
+                &tx,
+                Some(o.id),
+                &format!("user:{email}"),
+                "org.create",
+                &o.slug,
+                "",
+            )?;
             tx.commit()?;
             Ok(o)
         })
@@ -335,7 +465,15 @@ pub async fn new_org_submit(State(app): State<App>, user: CurrentUser, Form(form
         Ok(o) => Ok(Redirect::to(&format!("/o/{}/", o.slug)).into_response()),
         Err(StoreError::Conflict(m)) => {
             let errors = HashMap::from([("slug", m)]);
-            render_status(StatusCode::CONFLICT, &NewOrgPage { csrf: user.csrf, values, errors, zones: zones() })
+            render_status(
+                StatusCode::CONFLICT,
+                &NewOrgPage {
+                    csrf: user.csrf,
+                    values,
+                    errors,
+                    zones: zones(),
+                },
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -372,7 +510,10 @@ fn agg_label(def: &MetricDef) -> &'static str {
 }
 
 fn card_view(card: &Card, slug: &str, currency: &str, range: Range) -> CardView {
-    let fmt = |v: Option<f64>| v.map(|v| catalog::format_value(card.def.unit, v, currency)).unwrap_or_else(|| "no data".into());
+    let fmt = |v: Option<f64>| {
+        v.map(|v| catalog::format_value(card.def.unit, v, currency))
+            .unwrap_or_else(|| "no data".into())
+    };
     let change_text = match card.change_pct {
         Some(c) if c > 0.0 => format!("▲ {c:.1}%"),
         Some(c) if c < 0.0 => format!("▼ {:.1}%", c.abs()),
@@ -399,7 +540,11 @@ fn card_view(card: &Card, slug: &str, currency: &str, range: Range) -> CardView 
         change_text,
         change_class,
         chart_json: chart.to_string(),
-        href: format!("/o/{slug}/metrics/{}?range={}", card.def.key, range.as_str()),
+        href: format!(
+            "/o/{slug}/metrics/{}?range={}",
+            card.def.key,
+            range.as_str()
+        ),
         refresh_url: format!("/o/{slug}/cards/{}?range={}", card.def.key, range.as_str()),
         range_label: range.label(),
         agg_label: agg_label(&card.def),
@@ -422,7 +567,9 @@ pub struct RangeParam {
 fn parse_range(p: &RangeParam) -> Result<Range, PageError> {
     match p.range.as_deref() {
         None | Some("") => Ok(Range::Days30),
-        Some(r) => Range::parse(r).ok_or_else(|| PageError::BadRequest(format!("range must be one of 7d, 30d, 90d, 12m; got {r:?}"))),
+        Some(r) => Range::parse(r).ok_or_else(|| {
+            PageError::BadRequest(format!("range must be one of 7d, 30d, 90d, 12m; got {r:?}"))
+        }),
     }
 }
 
@@ -456,11 +603,27 @@ pub struct CardFragment {
     pub card: CardView,
 }
 
-async fn categories(app: &App, m: &OrgMember, range: Range) -> Result<(Vec<CategoryView>, bool), PageError> {
+async fn categories(
+    app: &App,
+    m: &OrgMember,
+    range: Range,
+) -> Result<(Vec<CategoryView>, bool), PageError> {
     let org_id = m.org.id;
-    let catalog = app.meta.call(move |c| custom_metrics::catalog(c, org_id)).await?;
-    let cards = query::cards(app, &m.org, catalog, range, chrono::Utc::now().timestamp_micros()).await?;
-    let has_data = cards.iter().any(|c| c.value.is_some() || c.previous.is_some());
+    let catalog = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?;
+    let cards = query::cards(
+        app,
+        &m.org,
+        catalog,
+        range,
+        chrono::Utc::now().timestamp_micros(),
+    )
+    .await?;
+    let has_data = cards
+        .iter()
+        .any(|c| c.value.is_some() || c.previous.is_some());
     let views = Category::ALL
         .into_iter()
         .map(|cat| CategoryView {
@@ -476,7 +639,11 @@ async fn categories(app: &App, m: &OrgMember, range: Range) -> Result<(Vec<Categ
     Ok((views, has_data))
 }
 
-pub async fn overview(State(app): State<App>, m: OrgMember, Query(p): Query<RangeParam>) -> Result<Response, PageError> {
+pub async fn overview(
+    State(app): State<App>,
+    m: OrgMember,
+    Query(p): Query<RangeParam>,
+) -> Result<Response, PageError> {
     let range = parse_range(&p)?;
     let (categories, has_data) = categories(&app, &m, range).await?;
     render(&OverviewPage {
@@ -491,7 +658,11 @@ pub async fn overview(State(app): State<App>, m: OrgMember, Query(p): Query<Rang
     })
 }
 
-pub async fn overview_grid(State(app): State<App>, m: OrgMember, Query(p): Query<RangeParam>) -> Result<Response, PageError> {
+pub async fn overview_grid(
+    State(app): State<App>,
+    m: OrgMember,
+    Query(p): Query<RangeParam>,
+) -> Result<Response, PageError> {
     let range = parse_range(&p)?;
     let (categories, has_data) = categories(&app, &m, range).await?;
     render(&GridFragment {
@@ -506,8 +677,14 @@ pub async fn overview_grid(State(app): State<App>, m: OrgMember, Query(p): Query
 
 async fn find_metric(app: &App, org_id: i64, key: &str) -> Result<MetricDef, PageError> {
     let key = key.to_string();
-    let catalog = app.meta.call(move |c| custom_metrics::catalog(c, org_id)).await?;
-    catalog.into_iter().find(|d| d.key == key).ok_or(PageError::NotFound)
+    let catalog = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?;
+    catalog
+        .into_iter()
+        .find(|d| d.key == key)
+        .ok_or(PageError::NotFound)
 }
 
 pub async fn card(
@@ -518,9 +695,18 @@ pub async fn card(
 ) -> Result<Response, PageError> {
     let range = parse_range(&p)?;
     let def = find_metric(&app, m.org.id, &key).await?;
-    let cards = query::cards(&app, &m.org, vec![def], range, chrono::Utc::now().timestamp_micros()).await?;
+    let cards = query::cards(
+        &app,
+        &m.org,
+        vec![def],
+        range,
+        chrono::Utc::now().timestamp_micros(),
+    )
+    .await?;
     let card = cards.first().ok_or(PageError::NotFound)?;
-    render(&CardFragment { card: card_view(card, &m.org.slug, &m.org.currency, range) })
+    render(&CardFragment {
+        card: card_view(card, &m.org.slug, &m.org.currency, range),
+    })
 }
 
 pub struct Row {
@@ -563,7 +749,8 @@ pub async fn metric_detail(
     let group_by = match p.group_by.as_deref() {
         None | Some("") => None,
         Some(g) => {
-            validate_dimension_key(g).map_err(|e| PageError::BadRequest(format!("group_by {e}")))?;
+            validate_dimension_key(g)
+                .map_err(|e| PageError::BadRequest(format!("group_by {e}")))?;
             Some(g.to_string())
         }
     };
@@ -574,7 +761,12 @@ pub async fn metric_detail(
     let tz = query::org_tz(&m.org);
     let (_, start, end) = query::periods(tz, range, now);
     let cards = query::cards(&app, &m.org, vec![def.clone()], range, now).await?;
-    let card = card_view(cards.first().ok_or(PageError::NotFound)?, &m.org.slug, &m.org.currency, range);
+    let card = card_view(
+        cards.first().ok_or(PageError::NotFound)?,
+        &m.org.slug,
+        &m.org.currency,
+        range,
+    );
     let groups = query::series(
         &app,
         &m.org,
@@ -590,7 +782,10 @@ pub async fn metric_detail(
     )
     .await?;
     let fmt = |v: f64| catalog::format_value(def.unit, v, &m.org.currency);
-    let x: Vec<i64> = groups.first().map(|g| g.points.iter().map(|p| p.utc_micros / 1_000_000).collect()).unwrap_or_default();
+    let x: Vec<i64> = groups
+        .first()
+        .map(|g| g.points.iter().map(|p| p.utc_micros / 1_000_000).collect())
+        .unwrap_or_default();
     let chart = json!({
         "x": x,
         "series": groups.iter().map(|g| json!({
@@ -606,7 +801,16 @@ pub async fn metric_detail(
             .iter()
             .rev()
             .map(|p| Row {
-                label: p.local.format(if range.bucket() == crate::domain::timebucket::Bucket::Week { "week of %a %d %b %Y" } else { "%a %d %b %Y" }).to_string(),
+                label: p
+                    .local
+                    .format(
+                        if range.bucket() == crate::domain::timebucket::Bucket::Week {
+                            "week of %a %d %b %Y"
+                        } else {
+                            "%a %d %b %Y"
+                        },
+                    )
+                    .to_string(),
                 value: p.value.map(fmt).unwrap_or_else(|| "–".into()),
                 count: p.count,
             })
@@ -617,7 +821,10 @@ pub async fn metric_detail(
     let mut breakdowns = Vec::new();
     if m.role.allows(Permission::AnalyzeData) {
         let (org_id, metric_key) = (m.org.id, def.key.clone());
-        let keys = app.metrics.read(move |c| metrics::dimension_keys(c, org_id, &metric_key)).await?;
+        let keys = app
+            .metrics
+            .read(move |c| metrics::dimension_keys(c, org_id, &metric_key))
+            .await?;
         for dim in keys.into_iter().take(6) {
             let q = metrics::AggregateQuery {
                 org_id,
@@ -629,15 +836,29 @@ pub async fn metric_detail(
                 group_by: Some(dim.clone()),
             };
             let mut totals = app.metrics.read(move |c| metrics::aggregate(c, &q)).await?;
-            totals.sort_by(|a, b| b.value(def.aggregation).total_cmp(&a.value(def.aggregation)));
+            totals.sort_by(|a, b| {
+                b.value(def.aggregation)
+                    .total_cmp(&a.value(def.aggregation))
+            });
             breakdowns.push(Breakdown {
-                href: format!("/o/{}/metrics/{}?range={}&group_by={}", m.org.slug, def.key, range.as_str(), dim),
+                href: format!(
+                    "/o/{}/metrics/{}?range={}&group_by={}",
+                    m.org.slug,
+                    def.key,
+                    range.as_str(),
+                    dim
+                ),
                 key: dim,
                 rows: totals
                     .iter()
                     .take(20)
                     .map(|r| Row {
-                        label: r.group.as_deref().map(crate::domain::ingest::decode_dim_value).filter(|s| !s.is_empty()).unwrap_or_else(|| "(none)".into()),
+                        label: r
+                            .group
+                            .as_deref()
+                            .map(crate::domain::ingest::decode_dim_value)
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or_else(|| "(none)".into()),
                         value: fmt(r.value(def.aggregation)),
                         count: r.count,
                     })
@@ -692,8 +913,14 @@ fn key_view(k: &ApiKey) -> KeyView {
         scopes: Scope::join(&k.scopes),
         created: date(Some(k.created_at)),
         created_by: k.created_by.clone().unwrap_or_else(|| "cli".into()),
-        expires: k.expires_at.map(|e| date(Some(e))).unwrap_or_else(|| "never".into()),
-        last_used: k.last_used_at.map(|e| date(Some(e))).unwrap_or_else(|| "never".into()),
+        expires: k
+            .expires_at
+            .map(|e| date(Some(e)))
+            .unwrap_or_else(|| "never".into()),
+        last_used: k
+            .last_used_at
+            .map(|e| date(Some(e)))
+            .unwrap_or_else(|| "never".into()),
         status: if k.revoked_at.is_some() {
             "revoked"
         } else if !k.is_active(now) {
@@ -715,7 +942,13 @@ pub struct ApiKeysPage {
     pub name: String,
 }
 
-async fn api_keys_page(app: &App, m: &OrgMember, new_key: String, errors: HashMap<&'static str, String>, name: String) -> Result<ApiKeysPage, PageError> {
+async fn api_keys_page(
+    app: &App,
+    m: &OrgMember,
+    new_key: String,
+    errors: HashMap<&'static str, String>,
+    name: String,
+) -> Result<ApiKeysPage, PageError> {
     let org_id = m.org.id;
     let keys = app.meta.call(move |c| api_keys::list(c, org_id)).await?;
     Ok(ApiKeysPage {
@@ -733,7 +966,11 @@ pub async fn api_keys_list(State(app): State<App>, m: OrgMember) -> Result<Respo
     render(&api_keys_page(&app, &m, String::new(), HashMap::new(), String::new()).await?)
 }
 
-pub async fn api_keys_create(State(app): State<App>, m: OrgMember, Form(form): Form<Vec<(String, String)>>) -> Result<Response, PageError> {
+pub async fn api_keys_create(
+    State(app): State<App>,
+    m: OrgMember,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
     let form = FormData(form);
     m.check_csrf(form.get("csrf"))?;
     m.require(Permission::ManageApiKeys)?;
@@ -742,13 +979,18 @@ pub async fn api_keys_create(State(app): State<App>, m: OrgMember, Form(form): F
     if name.is_empty() || name.chars().count() > 100 {
         errors.insert("name", "must be 1 to 100 characters".to_string());
     }
-    let scopes = Scope::parse_list(&form.all("scopes").join(",")).map_err(|e| errors.insert("scopes", e)).unwrap_or_default();
+    let scopes = Scope::parse_list(&form.all("scopes").join(","))
+        .map_err(|e| errors.insert("scopes", e))
+        .unwrap_or_default();
     let expires = match form.get("expires_days").trim() {
         "" | "0" => None,
         d => match d.parse::<i64>() {
             Ok(n) if (1..=3650).contains(&n) => Some(n),
             _ => {
-                errors.insert("expires_days", "must be a whole number of days from 1 to 3650, or empty for never".into());
+                errors.insert(
+                    "expires_days",
+                    "must be a whole number of days from 1 to 3650, or empty for never".into(),
+                );
                 None
             }
         },
@@ -760,7 +1002,17 @@ pub async fn api_keys_create(State(app): State<App>, m: OrgMember, Form(form): F
     let (org_id, user_id, actor, key_name) = (m.org.id, m.user.id, m.actor(), name.clone());
     let (_, secret) = app
         .meta
-        .call(move |c| app::create_api_key(c, org_id, &key_name, &scopes, Some(user_id), expires, &actor))
+        .call(move |c| {
+            app::create_api_key(
+                c,
+                org_id,
+                &key_name,
+                &scopes,
+                Some(user_id),
+                expires,
+                &actor,
+            )
+        })
         .await?;
     render(&api_keys_page(&app, &m, secret, HashMap::new(), String::new()).await?)
 }
@@ -777,7 +1029,14 @@ pub async fn api_keys_revoke(
     app.meta
         .call(move |c| {
             let key = api_keys::revoke(c, org_id, id)?;
-            audit::record(c, Some(org_id), &actor, "apikey.revoke", &format!("{} ({})", key.name, key.prefix), &ip)
+            audit::record(
+                c,
+                Some(org_id),
+                &actor,
+                "apikey.revoke",
+                &format!("{} ({})", key.name, key.prefix),
+                &ip,
+            )
         })
         .await?;
     Ok(Redirect::to(&format!("/o/{}/api-keys", m.org.slug)).into_response())
@@ -809,7 +1068,13 @@ pub struct MembersPage {
     pub notice: String,
 }
 
-async fn members_page(app: &App, m: &OrgMember, errors: HashMap<&'static str, String>, values: HashMap<&'static str, String>, notice: String) -> Result<MembersPage, PageError> {
+async fn members_page(
+    app: &App,
+    m: &OrgMember,
+    errors: HashMap<&'static str, String>,
+    values: HashMap<&'static str, String>,
+    notice: String,
+) -> Result<MembersPage, PageError> {
     let org_id = m.org.id;
     let members: Vec<Member> = app.meta.call(move |c| orgs::members(c, org_id)).await?;
     let can_manage = m.role.allows(Permission::ManageMembers);
@@ -829,7 +1094,11 @@ async fn members_page(app: &App, m: &OrgMember, errors: HashMap<&'static str, St
             })
             .collect(),
         roles: Role::ALL.iter().map(|r| (r.as_str(), r.title())).collect(),
-        assignable: Role::ALL.iter().filter(|r| m.role.can_assign(**r)).map(|r| (r.as_str(), r.title())).collect(),
+        assignable: Role::ALL
+            .iter()
+            .filter(|r| m.role.can_assign(**r))
+            .map(|r| (r.as_str(), r.title()))
+            .collect(),
         errors,
         values,
         notice,
@@ -841,13 +1110,22 @@ pub async fn members_list(State(app): State<App>, m: OrgMember) -> Result<Respon
     render(&members_page(&app, &m, HashMap::new(), HashMap::new(), String::new()).await?)
 }
 
-pub async fn members_add(State(app): State<App>, m: OrgMember, Form(form): Form<Vec<(String, String)>>) -> Result<Response, PageError> {
+pub async fn members_add(
+    State(app): State<App>,
+    m: OrgMember,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
     let form = FormData(form);
     m.check_csrf(form.get("csrf"))?;
     m.require(Permission::ManageMembers)?;
-    let values: HashMap<&'static str, String> = ["email", "name", "role"].iter().map(|f| (*f, form.get(f).to_string())).collect();
+    let values: HashMap<&'static str, String> = ["email", "name", "role"]
+        .iter()
+        .map(|f| (*f, form.get(f).to_string()))
+        .collect();
     let mut errors = HashMap::new();
-    let email = app::validate_email(form.get("email")).map_err(|(_, e)| errors.insert("email", e)).ok();
+    let email = app::validate_email(form.get("email"))
+        .map_err(|(_, e)| errors.insert("email", e))
+        .ok();
     let role = match Role::parse(form.get("role")) {
         Some(r) if m.role.can_assign(r) => Some(r),
         Some(_) => {
@@ -873,10 +1151,16 @@ pub async fn members_add(State(app): State<App>, m: OrgMember, Form(form): Form<
     };
     let hash = if existing.is_none() {
         if name.is_empty() || name.chars().count() > 100 {
-            errors.insert("name", "a new user needs a name (1 to 100 characters)".into());
+            errors.insert(
+                "name",
+                "a new user needs a name (1 to 100 characters)".into(),
+            );
         }
         if let Err(e) = security::validate_password(&password) {
-            errors.insert("password", format!("a new user needs an initial password that {e}"));
+            errors.insert(
+                "password",
+                format!("a new user needs an initial password that {e}"),
+            );
         }
         if !errors.is_empty() {
             let page = members_page(&app, &m, errors, values, String::new()).await?;
@@ -902,15 +1186,38 @@ pub async fn members_add(State(app): State<App>, m: OrgMember, Form(form): Form<
                 (None, None) => return Err(StoreError::internal("no password hash")),
             };
             orgs::add_member(&tx, org_id, user.id, role)?;
-            audit::record(&tx, Some(org_id), &actor, "member.add", &format!("{} as {}", user.email, role.as_str()), &ip)?;
+            audit::record(
+                &tx,
+                Some(org_id),
+                &actor,
+                "member.add",
+                &format!("{} as {}", user.email, role.as_str()),
+                &ip,
+            )?;
             tx.commit()?;
             Ok(())
         })
         .await;
     match result {
-        Ok(()) => render(&members_page(&app, &m, HashMap::new(), HashMap::new(), format!("{email} was added as {}.", role.title())).await?),
+        Ok(()) => render(
+            &members_page(
+                &app,
+                &m,
+                HashMap::new(),
+                HashMap::new(),
+                format!("{email} was added as {}.", role.title()),
+            )
+            .await?,
+        ),
         Err(StoreError::Conflict(msg)) => {
-            let page = members_page(&app, &m, HashMap::from([("email", msg)]), values, String::new()).await?;
+            let page = members_page(
+                &app,
+                &m,
+                HashMap::from([("email", msg)]),
+                values,
+                String::new(),
+            )
+            .await?;
             render_status(StatusCode::CONFLICT, &page)
         }
         Err(e) => Err(e.into()),
@@ -926,19 +1233,33 @@ pub async fn members_set_role(
     let form = FormData(form);
     m.check_csrf(form.get("csrf"))?;
     m.require(Permission::ManageMembers)?;
-    let role = Role::parse(form.get("role")).ok_or_else(|| PageError::BadRequest("role: choose one of owner, admin, manager, analyst, viewer".into()))?;
-    let (org_id, actor, ip, my_role, my_id) = (m.org.id, m.actor(), m.ip.clone(), m.role, m.user.id);
+    let role = Role::parse(form.get("role")).ok_or_else(|| {
+        PageError::BadRequest("role: choose one of owner, admin, manager, analyst, viewer".into())
+    })?;
+    let (org_id, actor, ip, my_role, my_id) =
+        (m.org.id, m.actor(), m.ip.clone(), m.role, m.user.id);
     if user_id == my_id {
-        return Err(PageError::BadRequest("You cannot change your own role.".into()));
+        return Err(PageError::BadRequest(
+            "You cannot change your own role.".into(),
+        ));
     }
     app.meta
         .call(move |c| {
             let current = orgs::member_role(c, org_id, user_id)?;
             if !my_role.can_assign(current) || !my_role.can_assign(role) {
-                return Err(StoreError::Conflict("your role cannot make this change".into()));
+                return Err(StoreError::Conflict(
+                    "your role cannot make this change".into(),
+                ));
             }
             orgs::set_role(c, org_id, user_id, role)?;
-            audit::record(c, Some(org_id), &actor, "member.role", &format!("user {user_id}: {} -> {}", current.as_str(), role.as_str()), &ip)
+            audit::record(
+                c,
+                Some(org_id),
+                &actor,
+                "member.role",
+                &format!("user {user_id}: {} -> {}", current.as_str(), role.as_str()),
+                &ip,
+            )
         })
         .await?;
     Ok(Redirect::to(&format!("/o/{}/members", m.org.slug)).into_response())
@@ -957,10 +1278,19 @@ pub async fn members_remove(
         .call(move |c| {
             let current = orgs::member_role(c, org_id, user_id)?;
             if !my_role.can_assign(current) {
-                return Err(StoreError::Conflict("your role cannot remove this member".into()));
+                return Err(StoreError::Conflict(
+                    "your role cannot remove this member".into(),
+                ));
             }
             orgs::remove_member(c, org_id, user_id)?;
-            audit::record(c, Some(org_id), &actor, "member.remove", &format!("user {user_id}"), &ip)
+            audit::record(
+                c,
+                Some(org_id),
+                &actor,
+                "member.remove",
+                &format!("user {user_id}"),
+                &ip,
+            )
         })
         .await?;
     Ok(Redirect::to(&format!("/o/{}/members", m.org.slug)).into_response())
@@ -987,12 +1317,21 @@ pub struct AuditPage {
 pub async fn audit_log(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
     m.require(Permission::ViewAudit)?;
     let org_id = m.org.id;
-    let entries: Vec<AuditEntry> = app.meta.call(move |c| audit::recent(c, org_id, 500)).await?;
+    let entries: Vec<AuditEntry> = app
+        .meta
+        .call(move |c| audit::recent(c, org_id, 500))
+        .await?;
     render(&AuditPage {
         nav: nav(&app, &m, "audit").await?,
         entries: entries
             .into_iter()
-            .map(|e| AuditView { at: date(Some(e.at)), actor: e.actor, action: e.action, detail: e.detail, ip: e.ip })
+            .map(|e| AuditView {
+                at: date(Some(e.at)),
+                actor: e.actor,
+                action: e.action,
+                detail: e.detail,
+                ip: e.ip,
+            })
             .collect(),
     })
 }

@@ -19,15 +19,17 @@ pub async fn events(State(app): State<App>, m: OrgMember) -> Response {
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
     // Behind nginx, do not buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
     response
 }
 
 fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
     let shutdown = app.shutdown.clone();
-    let hello = futures::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
+    let hello =
+        futures::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
     let updates = BroadcastStream::new(app.events.subscribe()).filter_map(move |msg| async move {
         match msg {
             Ok(e) if e.org_id == org_id => {
@@ -43,7 +45,9 @@ fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infall
             }
             Ok(_) => None,
             // A slow client missed some events: tell it to refresh everything.
-            Err(_) => Some(futures::stream::iter(vec![Ok(Event::default().event("points").data("*"))])),
+            Err(_) => Some(futures::stream::iter(vec![Ok(Event::default()
+                .event("points")
+                .data("*"))])),
         }
     });
     // Streams end when the server shuts down, so graceful shutdown is not held open.

@@ -33,11 +33,19 @@ impl TestServer {
     pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = test_config(&dir);
         tweak(&mut config);
-        let app = tokio::task::spawn_blocking(move || App::open(config)).await.unwrap().expect("open app");
+        let app = tokio::task::spawn_blocking(move || App::open(config))
+            .await
+            .unwrap()
+            .expect("open app");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let handle = tokio::spawn(vitals::serve(app.clone(), listener));
-        TestServer { base, app, handle, dir }
+        TestServer {
+            base,
+            app,
+            handle,
+            dir,
+        }
     }
 
     /// Stops the server gracefully and hands back its data dir.
@@ -99,7 +107,10 @@ pub async fn setup(server: &TestServer, org_name: &str, time_zone: &str) -> Sess
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let path = r.url().path().to_string();
-    let slug = path.trim_start_matches("/o/").trim_end_matches('/').to_string();
+    let slug = path
+        .trim_start_matches("/o/")
+        .trim_end_matches('/')
+        .to_string();
     assert!(!slug.is_empty(), "setup lands on the overview, got {path}");
     Session { client, slug }
 }
@@ -148,12 +159,21 @@ pub async fn create_org(server: &TestServer, s: &Session, name: &str, slug: &str
     let r = s
         .client
         .post(server.url("/orgs"))
-        .form(&[("csrf", token.as_str()), ("name", name), ("slug", slug), ("time_zone", "UTC"), ("currency", "USD")])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("name", name),
+            ("slug", slug),
+            ("time_zone", "UTC"),
+            ("currency", "USD"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    Session { client: s.client.clone(), slug: slug.to_string() }
+    Session {
+        client: s.client.clone(),
+        slug: slug.to_string(),
+    }
 }
 
 /// Adds a member with a role through the members page.
@@ -163,7 +183,13 @@ pub async fn add_member(server: &TestServer, s: &Session, email: &str, role: &st
     let r = s
         .client
         .post(&page)
-        .form(&[("csrf", token.as_str()), ("email", email), ("role", role), ("name", "Member"), ("password", PASSWORD)])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", email),
+            ("role", role),
+            ("name", "Member"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -183,7 +209,12 @@ pub async fn post_points(server: &TestServer, key: &str, body: &Value) -> (Statu
 }
 
 pub async fn get_json(server: &TestServer, key: &str, path: &str) -> (StatusCode, Value) {
-    let r = Client::new().get(server.url(path)).bearer_auth(key).send().await.unwrap();
+    let r = Client::new()
+        .get(server.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }

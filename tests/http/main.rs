@@ -1,5 +1,6 @@
 //! End-to-end tests over HTTP against the real server with real SQLite and DuckDB files.
 
+mod browser;
 mod common;
 
 use std::time::Duration;
@@ -31,11 +32,18 @@ async fn ingest_then_bucketed_query_equals_hand_computed_values_in_local_days() 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 7);
 
-    let q = |agg: &str, bucket: &str| format!("/api/v1/metrics/revenue/series?from=2026-02-28&to=2026-03-03&bucket={bucket}&agg={agg}");
+    let q = |agg: &str, bucket: &str| {
+        format!(
+            "/api/v1/metrics/revenue/series?from=2026-02-28&to=2026-03-03&bucket={bucket}&agg={agg}"
+        )
+    };
     let (status, sum) = get_json(&server, &key, &q("sum", "day")).await;
     assert_eq!(status, StatusCode::OK, "{sum}");
     assert_eq!(values(&sum), vec![Some(10.0), Some(32.0), Some(1.0)]);
-    assert_eq!(sum["series"][0]["points"][0]["start"], "2026-02-28T00:00:00-05:00");
+    assert_eq!(
+        sum["series"][0]["points"][0]["start"],
+        "2026-02-28T00:00:00-05:00"
+    );
     assert_eq!(sum["series"][0]["points"][1]["count"], 3);
 
     let (_, avg) = get_json(&server, &key, &q("avg", "day")).await;
@@ -50,12 +58,25 @@ async fn ingest_then_bucketed_query_equals_hand_computed_values_in_local_days() 
     assert_eq!(values(&min), vec![Some(10.0), Some(5.0), Some(1.0)]);
 
     // Across the DST change: Mar 8 has 23 hours; each point lands in its local day.
-    let (_, dst) = get_json(&server, &key, "/api/v1/metrics/revenue/series?from=2026-03-07&to=2026-03-10&bucket=day&agg=sum").await;
+    let (_, dst) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?from=2026-03-07&to=2026-03-10&bucket=day&agg=sum",
+    )
+    .await;
     assert_eq!(values(&dst), vec![None, Some(100.0), Some(1000.0)]);
-    assert_eq!(dst["series"][0]["points"][2]["start"], "2026-03-09T00:00:00-04:00");
+    assert_eq!(
+        dst["series"][0]["points"][2]["start"],
+        "2026-03-09T00:00:00-04:00"
+    );
 
     // Months: everything in February (local) vs March.
-    let (_, month) = get_json(&server, &key, "/api/v1/metrics/revenue/series?from=2026-02-01&to=2026-04-01&bucket=month").await;
+    let (_, month) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?from=2026-02-01&to=2026-04-01&bucket=month",
+    )
+    .await;
     assert_eq!(values(&month), vec![Some(10.0), Some(1133.0)]);
     // Hours: the 01:00 local hour of Mar 1 holds 20.
     let (_, hours) = get_json(&server, &key, "/api/v1/metrics/revenue/series?from=2026-03-01T06:00:00Z&to=2026-03-01T08:00:00Z&bucket=hour").await;
@@ -69,12 +90,17 @@ async fn dimensions_filter_and_group_and_last_sums_series() {
     let s = setup(&server, "Acme", "UTC").await;
     let key = api_key(&server, &s, &["read", "write"]).await;
     let p = |ts: &str, v: f64, region: &str| json!({"metric": "cash_balance", "timestamp": ts, "value": v, "dimensions": {"region": region, "bank": "b&c=1"}});
-    let (status, body) = post_points(&server, &key, &json!([
-        p("2026-05-01T08:00:00Z", 100.0, "eu"),
-        p("2026-05-01T20:00:00Z", 150.0, "eu"),
-        p("2026-05-01T09:00:00Z", 40.0, "us"),
-        p("2026-05-01T10:00:00Z", 60.0, "us"),
-    ])).await;
+    let (status, body) = post_points(
+        &server,
+        &key,
+        &json!([
+            p("2026-05-01T08:00:00Z", 100.0, "eu"),
+            p("2026-05-01T20:00:00Z", 150.0, "eu"),
+            p("2026-05-01T09:00:00Z", 40.0, "us"),
+            p("2026-05-01T10:00:00Z", 60.0, "us"),
+        ]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let base = "/api/v1/metrics/cash_balance/series?from=2026-05-01&to=2026-05-02&bucket=day";
     // `last` is each series' latest value, summed over series: 150 + 60.
@@ -89,9 +115,20 @@ async fn dimensions_filter_and_group_and_last_sums_series() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["group"].as_str().unwrap().to_string(), g["points"][0]["value"].as_f64()))
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap().to_string(),
+                g["points"][0]["value"].as_f64(),
+            )
+        })
         .collect();
-    assert_eq!(groups, vec![("eu".to_string(), Some(150.0)), ("us".to_string(), Some(60.0))]);
+    assert_eq!(
+        groups,
+        vec![
+            ("eu".to_string(), Some(150.0)),
+            ("us".to_string(), Some(60.0))
+        ]
+    );
     server.stop().await;
 }
 
@@ -126,7 +163,13 @@ async fn resent_points_do_not_double_count_and_corrections_replace() {
     assert_eq!(values(&body), vec![Some(39.0)]);
     // The catalog's latest value is the sum at the latest timestamp (4 + 5).
     let (_, catalog) = get_json(&server, &key, "/api/v1/metrics").await;
-    let leads = catalog["metrics"].as_array().unwrap().iter().find(|m| m["key"] == "leads").unwrap().clone();
+    let leads = catalog["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "leads")
+        .unwrap()
+        .clone();
     assert_eq!(leads["latest"]["value"], 9.0);
     server.stop().await;
 }
@@ -136,19 +179,32 @@ async fn a_batch_with_one_bad_item_writes_nothing() {
     let server = TestServer::start().await;
     let s = setup(&server, "Acme", "UTC").await;
     let key = api_key(&server, &s, &["read", "write"]).await;
-    let (status, body) = post_points(&server, &key, &json!([
-        point("revenue", "2026-04-01T10:00:00Z", 1.0),
-        {"metric": "revenue", "timestamp": "2026-04-01T11:00:00Z", "value": "12"},
-        point("revenue", "2026-04-01T12:00:00Z", 2.0),
-        point("no_such_metric", "2026-04-01T12:00:00Z", 2.0),
-    ])).await;
+    let (status, body) = post_points(
+        &server,
+        &key,
+        &json!([
+            point("revenue", "2026-04-01T10:00:00Z", 1.0),
+            {"metric": "revenue", "timestamp": "2026-04-01T11:00:00Z", "value": "12"},
+            point("revenue", "2026-04-01T12:00:00Z", 2.0),
+            point("no_such_metric", "2026-04-01T12:00:00Z", 2.0),
+        ]),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["code"], "invalid_points");
     assert_eq!(body["error"]["field"], "points[1].value");
     let details = body["error"]["details"].as_array().unwrap();
     assert_eq!(details.len(), 2);
-    assert_eq!((details[1]["index"].as_i64(), details[1]["field"].as_str()), (Some(3), Some("metric")));
-    let (_, series) = get_json(&server, &key, "/api/v1/metrics/revenue/series?from=2026-04-01&to=2026-04-02").await;
+    assert_eq!(
+        (details[1]["index"].as_i64(), details[1]["field"].as_str()),
+        (Some(3), Some("metric"))
+    );
+    let (_, series) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?from=2026-04-01&to=2026-04-02",
+    )
+    .await;
     assert_eq!(values(&series), vec![None]);
     server.stop().await;
 }
@@ -178,19 +234,66 @@ async fn bad_requests_get_clear_4xx() {
         assert_eq!(body["error"]["code"], code, "{body}");
         body
     };
-    check(raw("{\"metric\": ").await.unwrap(), StatusCode::BAD_REQUEST, "malformed_json").await;
-    check(raw("{\"metric\":\"revenue\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"value\":NaN}").await.unwrap(), StatusCode::BAD_REQUEST, "malformed_json").await;
-    check(raw("{\"metric\":\"revenue\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"value\":1e999}").await.unwrap(), StatusCode::BAD_REQUEST, "malformed_json").await;
-    check(raw("\"just a string\"").await.unwrap(), StatusCode::BAD_REQUEST, "bad_shape").await;
-    check(raw("[]").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "empty_batch").await;
+    check(
+        raw("{\"metric\": ").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    check(
+        raw("{\"metric\":\"revenue\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"value\":NaN}")
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    check(
+        raw("{\"metric\":\"revenue\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"value\":1e999}")
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    check(
+        raw("\"just a string\"").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_shape",
+    )
+    .await;
+    check(
+        raw("[]").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "empty_batch",
+    )
+    .await;
 
     let cases = [
-        (json!({"metric": "revenue", "timestamp": "2026-01-01T00:00:00Z", "value": "NaN"}), "points[0].value"),
-        (json!({"metric": "revenue", "timestamp": "2026-01-01T00:00:00Z", "value": true}), "points[0].value"),
-        (json!({"metric": "revenue", "timestamp": 12, "value": 1}), "points[0].timestamp"),
-        (json!({"metric": "revenue", "timestamp": "2099-01-01T00:00:00Z", "value": 1}), "points[0].timestamp"),
-        (json!({"metric": "bogus", "timestamp": "2026-01-01T00:00:00Z", "value": 1}), "points[0].metric"),
-        (json!({"metric": ["revenue"], "timestamp": "2026-01-01T00:00:00Z", "value": 1}), "points[0].metric"),
+        (
+            json!({"metric": "revenue", "timestamp": "2026-01-01T00:00:00Z", "value": "NaN"}),
+            "points[0].value",
+        ),
+        (
+            json!({"metric": "revenue", "timestamp": "2026-01-01T00:00:00Z", "value": true}),
+            "points[0].value",
+        ),
+        (
+            json!({"metric": "revenue", "timestamp": 12, "value": 1}),
+            "points[0].timestamp",
+        ),
+        (
+            json!({"metric": "revenue", "timestamp": "2099-01-01T00:00:00Z", "value": 1}),
+            "points[0].timestamp",
+        ),
+        (
+            json!({"metric": "bogus", "timestamp": "2026-01-01T00:00:00Z", "value": 1}),
+            "points[0].metric",
+        ),
+        (
+            json!({"metric": ["revenue"], "timestamp": "2026-01-01T00:00:00Z", "value": 1}),
+            "points[0].metric",
+        ),
     ];
     for (body, field) in cases {
         let (status, err) = post_points(&server, &key, &body).await;
@@ -200,41 +303,112 @@ async fn bad_requests_get_clear_4xx() {
     }
 
     // Too many points, and a body over the byte limit.
-    let many: Vec<Value> = (0..101).map(|i| point("leads", &format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60), 1.0)).collect();
+    let many: Vec<Value> = (0..101)
+        .map(|i| {
+            point(
+                "leads",
+                &format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60),
+                1.0,
+            )
+        })
+        .collect();
     let (status, err) = post_points(&server, &key, &Value::Array(many)).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("batch_too_large")));
-    let huge = format!("[{}]", vec!["{\"metric\":\"leads\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"value\":1}"; 2000].join(","));
-    let r = Client::new().post(server.url("/api/v1/metrics")).bearer_auth(&key).header("content-type", "application/json").body(huge).send().await.unwrap();
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("batch_too_large"))
+    );
+    let huge = format!(
+        "[{}]",
+        vec!["{\"metric\":\"leads\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"value\":1}"; 2000]
+            .join(",")
+    );
+    let r = Client::new()
+        .post(server.url("/api/v1/metrics"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     check(r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 
     // Content type, authentication, scope.
-    let r = Client::new().post(server.url("/api/v1/metrics")).bearer_auth(&key).body("{}").send().await.unwrap();
-    check(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    let r = Client::new().get(server.url("/api/v1/metrics")).send().await.unwrap();
+    let r = Client::new()
+        .post(server.url("/api/v1/metrics"))
+        .bearer_auth(&key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    check(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let r = Client::new()
+        .get(server.url("/api/v1/metrics"))
+        .send()
+        .await
+        .unwrap();
     check(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let r = Client::new().get(server.url("/api/v1/metrics")).bearer_auth("vk_0123456789ab_notthekeynotthekeynotthekeynotthekey").send().await.unwrap();
+    let r = Client::new()
+        .get(server.url("/api/v1/metrics"))
+        .bearer_auth("vk_0123456789ab_notthekeynotthekeynotthekeynotthekey")
+        .send()
+        .await
+        .unwrap();
     check(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let (status, err) = post_points(&server, &read_only, &point("leads", "2026-01-01T00:00:00Z", 1.0)).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let (status, err) = post_points(
+        &server,
+        &read_only,
+        &point("leads", "2026-01-01T00:00:00Z", 1.0),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
 
     // Series parameters.
     for (path, field) in [
         ("/api/v1/metrics/revenue/series?bucket=fortnight", "bucket"),
         ("/api/v1/metrics/revenue/series?agg=median", "agg"),
         ("/api/v1/metrics/revenue/series?from=yesterday", "from"),
-        ("/api/v1/metrics/revenue/series?from=2026-02-01&to=2026-01-01", "from"),
+        (
+            "/api/v1/metrics/revenue/series?from=2026-02-01&to=2026-01-01",
+            "from",
+        ),
         ("/api/v1/metrics/revenue/series?colour=red", "colour"),
-        ("/api/v1/metrics/revenue/series?group_by=Bad-Key", "group_by"),
-        ("/api/v1/metrics/revenue/series?from=2000-01-01&bucket=hour", "bucket"),
+        (
+            "/api/v1/metrics/revenue/series?group_by=Bad-Key",
+            "group_by",
+        ),
+        (
+            "/api/v1/metrics/revenue/series?from=2000-01-01&bucket=hour",
+            "bucket",
+        ),
     ] {
         let (status, err) = get_json(&server, &key, path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(err["error"]["field"], field, "{path}: {err}");
     }
     let (status, err) = get_json(&server, &key, "/api/v1/metrics/nope/series").await;
-    assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::NOT_FOUND, Some("key")));
-    let (_, series) = get_json(&server, &key, "/api/v1/metrics/leads/series?from=2025-12-31&to=2026-01-02").await;
-    assert_eq!(values(&series), vec![None, None], "nothing was written by the rejected requests");
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::NOT_FOUND, Some("key"))
+    );
+    let (_, series) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/leads/series?from=2025-12-31&to=2026-01-02",
+    )
+    .await;
+    assert_eq!(
+        values(&series),
+        vec![None, None],
+        "nothing was written by the rejected requests"
+    );
     server.stop().await;
 }
 
@@ -243,16 +417,37 @@ async fn data_survives_a_stop_and_restart() {
     let server = TestServer::start().await;
     let s = setup(&server, "Acme", "UTC").await;
     let key = api_key(&server, &s, &["read", "write"]).await;
-    let points: Vec<Value> = (0..5000).map(|i| point("traffic", &format!("2026-06-{:02}T{:02}:{:02}:00Z", 1 + i / 1440, (i / 60) % 24, i % 60), 2.0)).collect();
+    let points: Vec<Value> = (0..5000)
+        .map(|i| {
+            point(
+                "traffic",
+                &format!(
+                    "2026-06-{:02}T{:02}:{:02}:00Z",
+                    1 + i / 1440,
+                    (i / 60) % 24,
+                    i % 60
+                ),
+                2.0,
+            )
+        })
+        .collect();
     let (status, _) = post_points(&server, &key, &Value::Array(points)).await;
     assert_eq!(status, StatusCode::OK);
     let dir = server.stop().await;
 
     let server = TestServer::start_with(dir, |_| {}).await;
-    let (status, body) = get_json(&server, &key, "/api/v1/metrics/traffic/series?from=2026-06-01&to=2026-06-05&agg=sum").await;
+    let (status, body) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/traffic/series?from=2026-06-01&to=2026-06-05&agg=sum",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     // 1440 points a day for three days and 680 on the fourth, 2 each.
-    assert_eq!(values(&body), vec![Some(2880.0), Some(2880.0), Some(2880.0), Some(1360.0)]);
+    assert_eq!(
+        values(&body),
+        vec![Some(2880.0), Some(2880.0), Some(2880.0), Some(1360.0)]
+    );
     // The login survives too.
     login(&server, OWNER_EMAIL, PASSWORD).await;
     server.stop().await;
@@ -265,9 +460,19 @@ async fn api_keys_are_confined_to_their_org() {
     let b = create_org(&server, &a, "Beta", "beta").await;
     let key_a = api_key(&server, &a, &["read", "write", "admin"]).await;
     let key_b = api_key(&server, &b, &["read", "write"]).await;
-    let (status, _) = post_points(&server, &key_b, &point("revenue", "2026-04-01T10:00:00Z", 500.0)).await;
+    let (status, _) = post_points(
+        &server,
+        &key_b,
+        &point("revenue", "2026-04-01T10:00:00Z", 500.0),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post_points(&server, &key_a, &point("revenue", "2026-04-01T10:00:00Z", 7.0)).await;
+    let (status, _) = post_points(
+        &server,
+        &key_a,
+        &point("revenue", "2026-04-01T10:00:00Z", 7.0),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let q = "/api/v1/metrics/revenue/series?from=2026-04-01&to=2026-04-02&agg=sum";
     let (_, seen_a) = get_json(&server, &key_a, q).await;
@@ -285,14 +490,33 @@ async fn api_keys_are_confined_to_their_org() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let (status, _) = post_points(&server, &key_a, &point("signups", "2026-04-01T10:00:00Z", 1.0)).await;
+    let (status, _) = post_points(
+        &server,
+        &key_a,
+        &point("signups", "2026-04-01T10:00:00Z", 1.0),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, err) = post_points(&server, &key_b, &point("signups", "2026-04-01T10:00:00Z", 1.0)).await;
-    assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("points[0].metric")));
+    let (status, err) = post_points(
+        &server,
+        &key_b,
+        &point("signups", "2026-04-01T10:00:00Z", 1.0),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("points[0].metric"))
+    );
     let (status, _) = get_json(&server, &key_b, "/api/v1/metrics/signups/series").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list_b) = get_json(&server, &key_b, "/api/v1/metrics").await;
-    assert!(list_b["metrics"].as_array().unwrap().iter().all(|m| m["key"] != "signups"));
+    assert!(
+        list_b["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["key"] != "signups")
+    );
     // B's key without admin scope cannot define metrics.
     let r = Client::new()
         .post(server.url("/api/v1/custom-metrics"))
@@ -304,16 +528,36 @@ async fn api_keys_are_confined_to_their_org() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // A revoked key stops working.
     let page = server.url(&format!("/o/{}/api-keys", b.slug));
-    let html = b.client.get(&page).send().await.unwrap().text().await.unwrap();
+    let html = b
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let revoke = extract(&html, "action=\"/o/beta/api-keys/", "/revoke").unwrap();
     let token = csrf(&b.client, &page).await;
-    let r = b.client.post(server.url(&format!("/o/beta/api-keys/{revoke}/revoke"))).form(&[("csrf", token.as_str())]).send().await.unwrap();
+    let r = b
+        .client
+        .post(server.url(&format!("/o/beta/api-keys/{revoke}/revoke")))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (status, err) = get_json(&server, &key_b, "/api/v1/metrics").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
     // Revoking B's key from A's pages is impossible: the id is not found in A.
     let token_a = csrf(&a.client, &server.url(&format!("/o/{}/api-keys", a.slug))).await;
-    let r = a.client.post(server.url(&format!("/o/{}/api-keys/{revoke}/revoke", a.slug))).form(&[("csrf", token_a.as_str())]).send().await.unwrap();
+    let r = a
+        .client
+        .post(server.url(&format!("/o/{}/api-keys/{revoke}/revoke", a.slug)))
+        .form(&[("csrf", token_a.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     server.stop().await;
 }
@@ -327,35 +571,104 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
     let viewer = login(&server, "viewer@beta.test", PASSWORD).await;
 
     // Every org-scoped page of Alpha is a 404 for a member of Beta only.
-    for path in ["/", "/grid", "/cards/revenue", "/metrics/revenue", "/events", "/api-keys", "/members", "/audit"] {
-        let r = viewer.get(server.url(&format!("/o/{}{path}", a.slug))).send().await.unwrap();
+    for path in [
+        "/",
+        "/grid",
+        "/cards/revenue",
+        "/metrics/revenue",
+        "/events",
+        "/api-keys",
+        "/members",
+        "/audit",
+    ] {
+        let r = viewer
+            .get(server.url(&format!("/o/{}{path}", a.slug)))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "GET {path}");
     }
-    for path in ["/api-keys", "/api-keys/1/revoke", "/members", "/members/1/role", "/members/1/remove"] {
-        let r = viewer.post(server.url(&format!("/o/{}{path}", a.slug))).form(&[("csrf", "x"), ("role", "owner")]).send().await.unwrap();
+    for path in [
+        "/api-keys",
+        "/api-keys/1/revoke",
+        "/members",
+        "/members/1/role",
+        "/members/1/remove",
+    ] {
+        let r = viewer
+            .post(server.url(&format!("/o/{}{path}", a.slug)))
+            .form(&[("csrf", "x"), ("role", "owner")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "POST {path}");
     }
     // In Beta, the viewer sees data but cannot manage keys or members.
     let r = viewer.get(server.url("/o/beta/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
-    assert!(!html.contains("/o/beta/api-keys"), "no API keys link for a viewer");
-    let r = viewer.get(server.url("/o/beta/api-keys")).send().await.unwrap();
+    assert!(
+        !html.contains("/o/beta/api-keys"),
+        "no API keys link for a viewer"
+    );
+    let r = viewer
+        .get(server.url("/o/beta/api-keys"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let token = csrf(&viewer, &server.url("/o/beta/")).await;
-    let r = viewer.post(server.url("/o/beta/api-keys")).form(&[("csrf", token.as_str()), ("name", "sneaky"), ("scopes", "read")]).send().await.unwrap();
+    let r = viewer
+        .post(server.url("/o/beta/api-keys"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("name", "sneaky"),
+            ("scopes", "read"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = viewer.get(server.url("/o/beta/members")).send().await.unwrap();
+    let r = viewer
+        .get(server.url("/o/beta/members"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = viewer.get(server.url("/o/beta/metrics/revenue?group_by=product")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN, "drill-down needs Analyst");
+    let r = viewer
+        .get(server.url("/o/beta/metrics/revenue?group_by=product"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "drill-down needs Analyst"
+    );
     // Nothing was created.
-    let html = b.client.get(server.url("/o/beta/api-keys")).send().await.unwrap().text().await.unwrap();
+    let html = b
+        .client
+        .get(server.url("/o/beta/api-keys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!html.contains("sneaky"));
     // Anonymous visitors go to the login page.
-    let r = no_redirects().get(server.url("/o/beta/")).send().await.unwrap();
+    let r = no_redirects()
+        .get(server.url("/o/beta/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/login?next=/o/beta/"));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login?next=/o/beta/")
+    );
     server.stop().await;
 }
 
@@ -370,29 +683,59 @@ async fn setup_happens_once_then_login_is_required_and_throttled() {
     // Bad setup input names the field and creates nothing.
     let r = anon
         .post(server.url("/setup"))
-        .form(&[("org_name", "Acme"), ("time_zone", "Mars/Olympus"), ("currency", "EUR"), ("name", "O"), ("email", "o@acme.test"), ("password", "short")])
+        .form(&[
+            ("org_name", "Acme"),
+            ("time_zone", "Mars/Olympus"),
+            ("currency", "EUR"),
+            ("name", "O"),
+            ("email", "o@acme.test"),
+            ("password", "short"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = r.text().await.unwrap();
-    assert!(html.contains("Time zone: \"Mars/Olympus\" is not an IANA time zone"), "{html}");
+    assert!(
+        html.contains("Time zone: ")
+            && html.contains("Mars/Olympus")
+            && html.contains("is not an IANA time zone"),
+        "{html}"
+    );
     assert!(html.contains("Password must be at least 10 characters"));
-    assert_eq!(anon.get(server.url("/")).send().await.unwrap().headers()["location"], "/setup");
+    assert_eq!(
+        anon.get(server.url("/")).send().await.unwrap().headers()["location"],
+        "/setup"
+    );
 
     let s = setup(&server, "Acme", "Europe/Berlin").await;
     assert_eq!(s.slug, "acme");
     let r = anon.get(server.url("/setup")).send().await.unwrap();
     assert_eq!(r.headers()["location"], "/login");
-    let r = anon.post(server.url("/setup")).form(&[("org_name", "Evil")]).send().await.unwrap();
+    let r = anon
+        .post(server.url("/setup"))
+        .form(&[("org_name", "Evil")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Wrong passwords: 401 five times, then 429 even with the right one.
     for _ in 0..5 {
-        let r = anon.post(server.url("/login")).form(&[("email", OWNER_EMAIL), ("password", "wrong-password!")]).send().await.unwrap();
+        let r = anon
+            .post(server.url("/login"))
+            .form(&[("email", OWNER_EMAIL), ("password", "wrong-password!")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    let r = anon.post(server.url("/login")).form(&[("email", OWNER_EMAIL), ("password", PASSWORD)]).send().await.unwrap();
+    let r = anon
+        .post(server.url("/login"))
+        .form(&[("email", OWNER_EMAIL), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
 
@@ -400,12 +743,22 @@ async fn setup_happens_once_then_login_is_required_and_throttled() {
     let fresh = TestServer::start().await;
     let r = no_redirects()
         .post(fresh.url("/setup"))
-        .form(&[("org_name", "Acme"), ("time_zone", "UTC"), ("currency", "EUR"), ("name", "O"), ("email", "o@acme.test"), ("password", PASSWORD)])
+        .form(&[
+            ("org_name", "Acme"),
+            ("time_zone", "UTC"),
+            ("currency", "EUR"),
+            ("name", "O"),
+            ("email", "o@acme.test"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
     fresh.stop().await;
     server.stop().await;
 }
@@ -415,17 +768,55 @@ async fn forms_need_the_csrf_token_and_same_origin() {
     let server = TestServer::start().await;
     let s = setup(&server, "Acme", "UTC").await;
     let page = server.url(&format!("/o/{}/api-keys", s.slug));
-    let r = s.client.post(&page).form(&[("name", "k"), ("scopes", "read")]).send().await.unwrap();
+    let r = s
+        .client
+        .post(&page)
+        .form(&[("name", "k"), ("scopes", "read")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let token = csrf(&s.client, &page).await;
-    let r = s.client.post(&page).header("origin", "https://evil.example").form(&[("csrf", token.as_str()), ("name", "k"), ("scopes", "read")]).send().await.unwrap();
+    let r = s
+        .client
+        .post(&page)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", token.as_str()), ("name", "k"), ("scopes", "read")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = s.client.post(&page).header("sec-fetch-site", "cross-site").form(&[("csrf", token.as_str()), ("name", "k"), ("scopes", "read")]).send().await.unwrap();
+    let r = s
+        .client
+        .post(&page)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf", token.as_str()), ("name", "k"), ("scopes", "read")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let html = s.client.get(&page).send().await.unwrap().text().await.unwrap();
+    let html = s
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!html.contains("<td>k</td>"));
     // Field errors name the field.
-    let r = s.client.post(&page).form(&[("csrf", token.as_str()), ("name", ""), ("expires_days", "-3")]).send().await.unwrap();
+    let r = s
+        .client
+        .post(&page)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("name", ""),
+            ("expires_days", "-3"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = r.text().await.unwrap();
     assert!(html.contains("Name must be 1 to 100 characters"));
@@ -439,7 +830,12 @@ async fn sse_delivers_an_update_after_ingest_and_the_card_shows_it() {
     let server = TestServer::start().await;
     let s = setup(&server, "Acme", "UTC").await;
     let key = api_key(&server, &s, &["write"]).await;
-    let mut stream = s.client.get(server.url(&format!("/o/{}/events", s.slug))).send().await.unwrap();
+    let mut stream = s
+        .client
+        .get(server.url(&format!("/o/{}/events", s.slug)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
@@ -463,9 +859,21 @@ async fn sse_delivers_an_update_after_ingest_and_the_card_shows_it() {
     let (status, _) = post_points(&server, &key, &point("nps", &now.to_rfc3339(), 47.0)).await;
     assert_eq!(status, StatusCode::OK);
     read_until("event: m-nps").await;
-    assert!(started.elapsed() < Duration::from_secs(1), "update arrived in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "update arrived in {:?}",
+        started.elapsed()
+    );
     // The card the page refreshes on that event shows the new value.
-    let html = s.client.get(server.url(&format!("/o/{}/cards/nps?range=7d", s.slug))).send().await.unwrap().text().await.unwrap();
+    let html = s
+        .client
+        .get(server.url(&format!("/o/{}/cards/nps?range=7d", s.slug)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("data-testid=\"value\">47<"), "{html}");
     assert!(html.contains("hx-trigger=\"sse:m-nps\""));
     drop(stream);
@@ -477,8 +885,9 @@ async fn pages_render_data_without_javascript() {
     let server = TestServer::start().await;
     let s = setup(&server, "Acme", "UTC").await;
     let key = api_key(&server, &s, &["write"]).await;
+    // Points at UTC midnight (the org's time zone is UTC): today's is never in the future.
     let today = chrono::Utc::now().date_naive();
-    let ts = |days_ago: i64| format!("{}T12:00:00Z", today - chrono::Duration::days(days_ago));
+    let ts = |days_ago: i64| format!("{}T00:00:00Z", today - chrono::Duration::days(days_ago));
     let mut points = Vec::new();
     for d in 0..14 {
         // 100 a day this week, 80 a day the week before: +25%.
@@ -488,35 +897,99 @@ async fn pages_render_data_without_javascript() {
     }
     let (status, _) = post_points(&server, &key, &Value::Array(points)).await;
     assert_eq!(status, StatusCode::OK);
-    let html = s.client.get(server.url("/o/acme/?range=7d")).send().await.unwrap().text().await.unwrap();
+    let html = s
+        .client
+        .get(server.url("/o/acme/?range=7d"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let card = extract(&html, "id=\"card-revenue\"", "</article>").unwrap();
     assert!(card.contains("EUR 700"), "{card}");
-    assert!(card.contains("▲ 25.0%") && card.contains("change good"), "{card}");
+    assert!(
+        card.contains("▲ 25.0%") && card.contains("change good"),
+        "{card}"
+    );
     for category in ["Financial", "Customer", "Operational", "Growth", "Risk"] {
         assert!(html.contains(&format!("<h2>{category}</h2>")));
     }
-    let grid = s.client.get(server.url("/o/acme/grid?range=7d")).send().await.unwrap().text().await.unwrap();
-    assert!(grid.trim_start().starts_with("<div id=\"grid\""), "fragment only");
-    let r = s.client.get(server.url("/o/acme/?range=forever")).send().await.unwrap();
+    let grid = s
+        .client
+        .get(server.url("/o/acme/grid?range=7d"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        grid.trim_start().starts_with("<div id=\"grid\""),
+        "fragment only"
+    );
+    let r = s
+        .client
+        .get(server.url("/o/acme/?range=forever"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let detail = s.client.get(server.url("/o/acme/metrics/revenue?range=7d")).send().await.unwrap().text().await.unwrap();
+    let detail = s
+        .client
+        .get(server.url("/o/acme/metrics/revenue?range=7d"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(detail.contains("By product"));
-    assert!(detail.contains("<td>pro</td><td class=\"num\">EUR 350</td>"), "{detail}");
-    let r = s.client.get(server.url("/o/acme/metrics/nope")).send().await.unwrap();
+    assert!(
+        detail.contains("<td>pro</td><td class=\"num\">EUR 350</td>"),
+        "{detail}"
+    );
+    let r = s
+        .client
+        .get(server.url("/o/acme/metrics/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Assets are embedded, typed and cacheable.
-    let r = Client::new().get(server.url("/assets/vendor/htmx.min.js")).send().await.unwrap();
+    let r = Client::new()
+        .get(server.url("/assets/vendor/htmx.min.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["content-type"], "text/javascript");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
-    let r = Client::new().get(server.url("/assets/vendor/htmx.min.js")).header("if-none-match", &etag).send().await.unwrap();
+    let r = Client::new()
+        .get(server.url("/assets/vendor/htmx.min.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
-    let r = Client::new().get(server.url("/assets/refresh-vendor.sh")).send().await.unwrap();
+    let r = Client::new()
+        .get(server.url("/assets/refresh-vendor.sh"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Health check touches both stores.
     let (status, health) = get_json(&server, "", "/healthz").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((health["sqlite"].as_str(), health["duckdb"].as_str()), (Some("ok"), Some("ok")));
+    assert_eq!(
+        (health["sqlite"].as_str(), health["duckdb"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
     server.stop().await;
 }
 
@@ -527,22 +1000,56 @@ async fn cli_creates_keys_that_work_and_rejects_bad_config() {
     let bin = env!("CARGO_BIN_EXE_vitals");
     let dir = server.dir.path().to_path_buf();
     let out = tokio::process::Command::new(bin)
-        .args(["apikey", "create", "--org", &s.slug, "--name", "script", "--scopes", "read,write"])
+        .args([
+            "apikey",
+            "create",
+            "--org",
+            &s.slug,
+            "--name",
+            "script",
+            "--scopes",
+            "read,write",
+        ])
         .arg("--data-dir")
         .arg(&dir)
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let (status, _) = post_points(&server, &key, &point("leads", "2026-01-05T00:00:00Z", 4.0)).await;
+    let (status, _) =
+        post_points(&server, &key, &point("leads", "2026-01-05T00:00:00Z", 4.0)).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, body) = get_json(&server, &key, "/api/v1/metrics/leads/series?from=2026-01-05&to=2026-01-06").await;
+    let (_, body) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/leads/series?from=2026-01-05&to=2026-01-06",
+    )
+    .await;
     assert_eq!(values(&body), vec![Some(4.0)]);
-    let out = tokio::process::Command::new(bin).args(["apikey", "list", "--org", &s.slug]).arg("--data-dir").arg(&dir).output().await.unwrap();
+    let out = tokio::process::Command::new(bin)
+        .args(["apikey", "list", "--org", &s.slug])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains("script") && listing.contains("read,write") && listing.contains("active"), "{listing}");
-    let out = tokio::process::Command::new(bin).args(["apikey", "create", "--org", "nope", "--name", "x"]).arg("--data-dir").arg(&dir).output().await.unwrap();
+    assert!(
+        listing.contains("script") && listing.contains("read,write") && listing.contains("active"),
+        "{listing}"
+    );
+    let out = tokio::process::Command::new(bin)
+        .args(["apikey", "create", "--org", "nope", "--name", "x"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--org \"nope\""));
 

@@ -15,7 +15,14 @@ pub struct AuditEntry {
 }
 
 /// Records an action. `actor` is `user:EMAIL`, `apikey:PREFIX`, or `cli`.
-pub fn record(conn: &Connection, org_id: Option<i64>, actor: &str, action: &str, detail: &str, ip: &str) -> Result<(), StoreError> {
+pub fn record(
+    conn: &Connection,
+    org_id: Option<i64>,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    ip: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO audit_log (org_id, actor, action, detail, ip, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![org_id, actor, action, detail, ip, now_secs()],

@@ -8,7 +8,10 @@ use crate::store::{StoreError, now_secs};
 
 pub fn create(conn: &Connection, org_id: i64, def: &MetricDef) -> Result<(), StoreError> {
     if catalog::is_builtin(&def.key) {
-        return Err(StoreError::Conflict(format!("`{}` is a built-in metric", def.key)));
+        return Err(StoreError::Conflict(format!(
+            "`{}` is a built-in metric",
+            def.key
+        )));
     }
     conn.execute(
         "INSERT INTO custom_metrics (org_id, key, name, description, category, unit, higher_is_better, aggregation, created_at)

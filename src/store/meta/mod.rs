@@ -216,7 +216,8 @@ mod tests {
         drop(store);
         MetaStore::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = MetaStore::open(&path).err().unwrap();
         assert!(err.to_string().contains("newer than this binary"), "{err}");

@@ -41,11 +41,21 @@ fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
 
 pub fn role_from_sql(s: String) -> rusqlite::Result<Role> {
     Role::parse(&s).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad role {s}").into())
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("bad role {s}").into(),
+        )
     })
 }
 
-pub fn create(conn: &Connection, slug: &str, name: &str, time_zone: &str, currency: &str) -> Result<Org, StoreError> {
+pub fn create(
+    conn: &Connection,
+    slug: &str,
+    name: &str,
+    time_zone: &str,
+    currency: &str,
+) -> Result<Org, StoreError> {
     conn.execute(
         "INSERT INTO orgs (slug, name, time_zone, currency, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![slug, name, time_zone, currency, now_secs()],
@@ -55,13 +65,21 @@ pub fn create(conn: &Connection, slug: &str, name: &str, time_zone: &str, curren
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Org, StoreError> {
-    conn.query_row(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?1"), [id], org_from_row)
-        .found()
+    conn.query_row(
+        &format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?1"),
+        [id],
+        org_from_row,
+    )
+    .found()
 }
 
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Org, StoreError> {
-    conn.query_row(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE slug = ?1"), [slug], org_from_row)
-        .found()
+    conn.query_row(
+        &format!("SELECT {ORG_COLUMNS} FROM orgs WHERE slug = ?1"),
+        [slug],
+        org_from_row,
+    )
+    .found()
 }
 
 pub fn count(conn: &Connection) -> Result<i64, StoreError> {
@@ -74,13 +92,19 @@ pub fn for_user(conn: &Connection, user_id: i64) -> Result<Vec<(Org, Role)>, Sto
         "SELECT o.id, o.slug, o.name, o.time_zone, o.currency, o.created_at, m.role
          FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.name",
     )?;
-    let rows = stmt.query_map([user_id], |r| Ok((org_from_row(r)?, role_from_sql(r.get(6)?)?)))?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((org_from_row(r)?, role_from_sql(r.get(6)?)?))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The user's role in the org by slug; NotFound when the org is missing *or* the user is not a
 /// member, so a page cannot tell the two apart.
-pub fn membership_by_slug(conn: &Connection, user_id: i64, slug: &str) -> Result<(Org, Role), StoreError> {
+pub fn membership_by_slug(
+    conn: &Connection,
+    user_id: i64,
+    slug: &str,
+) -> Result<(Org, Role), StoreError> {
     conn.query_row(
         "SELECT o.id, o.slug, o.name, o.time_zone, o.currency, o.created_at, m.role
          FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = ?1 AND o.slug = ?2",
@@ -90,7 +114,12 @@ pub fn membership_by_slug(conn: &Connection, user_id: i64, slug: &str) -> Result
     .found()
 }
 
-pub fn add_member(conn: &Connection, org_id: i64, user_id: i64, role: Role) -> Result<(), StoreError> {
+pub fn add_member(
+    conn: &Connection,
+    org_id: i64,
+    user_id: i64,
+    role: Role,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![org_id, user_id, role.as_str(), now_secs()],
@@ -133,10 +162,17 @@ fn owner_count(conn: &Connection, org_id: i64) -> Result<i64, StoreError> {
     )?)
 }
 
-pub fn set_role(conn: &Connection, org_id: i64, user_id: i64, role: Role) -> Result<(), StoreError> {
+pub fn set_role(
+    conn: &Connection,
+    org_id: i64,
+    user_id: i64,
+    role: Role,
+) -> Result<(), StoreError> {
     let current = member_role(conn, org_id, user_id)?;
     if current == Role::Owner && role != Role::Owner && owner_count(conn, org_id)? <= 1 {
-        return Err(StoreError::Conflict("an organisation needs at least one owner".into()));
+        return Err(StoreError::Conflict(
+            "an organisation needs at least one owner".into(),
+        ));
     }
     conn.execute(
         "UPDATE memberships SET role = ?3 WHERE org_id = ?1 AND user_id = ?2",
@@ -148,7 +184,9 @@ pub fn set_role(conn: &Connection, org_id: i64, user_id: i64, role: Role) -> Res
 pub fn remove_member(conn: &Connection, org_id: i64, user_id: i64) -> Result<(), StoreError> {
     let current = member_role(conn, org_id, user_id)?;
     if current == Role::Owner && owner_count(conn, org_id)? <= 1 {
-        return Err(StoreError::Conflict("an organisation needs at least one owner".into()));
+        return Err(StoreError::Conflict(
+            "an organisation needs at least one owner".into(),
+        ));
     }
     conn.execute(
         "DELETE FROM memberships WHERE org_id = ?1 AND user_id = ?2",
@@ -168,7 +206,11 @@ pub fn slugify(name: &str) -> String {
         }
     }
     let slug = slug.trim_end_matches('-').to_string();
-    if slug.is_empty() { "org".into() } else { slug.chars().take(48).collect() }
+    if slug.is_empty() {
+        "org".into()
+    } else {
+        slug.chars().take(48).collect()
+    }
 }
 
 #[cfg(test)]
@@ -185,13 +227,22 @@ mod tests {
                 let org = create(c, "acme", "Acme", "UTC", "USD")?;
                 let u = users::create(c, "a@x.io", "A", "hash", false)?;
                 add_member(c, org.id, u.id, Role::Owner)?;
-                assert!(matches!(set_role(c, org.id, u.id, Role::Admin), Err(StoreError::Conflict(_))));
-                assert!(matches!(remove_member(c, org.id, u.id), Err(StoreError::Conflict(_))));
+                assert!(matches!(
+                    set_role(c, org.id, u.id, Role::Admin),
+                    Err(StoreError::Conflict(_))
+                ));
+                assert!(matches!(
+                    remove_member(c, org.id, u.id),
+                    Err(StoreError::Conflict(_))
+                ));
                 let v = users::create(c, "b@x.io", "B", "hash", false)?;
                 add_member(c, org.id, v.id, Role::Owner)?;
                 set_role(c, org.id, u.id, Role::Viewer)?;
                 assert_eq!(member_role(c, org.id, u.id)?, Role::Viewer);
-                assert!(matches!(create(c, "acme", "Other", "UTC", "USD"), Err(StoreError::Conflict(_))));
+                assert!(matches!(
+                    create(c, "acme", "Other", "UTC", "USD"),
+                    Err(StoreError::Conflict(_))
+                ));
                 Ok(())
             })
             .unwrap();

@@ -13,7 +13,13 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-pub fn create(conn: &Connection, token_hash: &str, user_id: i64, csrf_token: &str, ttl_secs: i64) -> Result<(), StoreError> {
+pub fn create(
+    conn: &Connection,
+    token_hash: &str,
+    user_id: i64,
+    csrf_token: &str,
+    ttl_secs: i64,
+) -> Result<(), StoreError> {
     let now = now_secs();
     conn.execute(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",

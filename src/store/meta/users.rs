@@ -27,7 +27,13 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
     })
 }
 
-pub fn create(conn: &Connection, email: &str, name: &str, password_hash: &str, is_server_admin: bool) -> Result<User, StoreError> {
+pub fn create(
+    conn: &Connection,
+    email: &str,
+    name: &str,
+    password_hash: &str,
+    is_server_admin: bool,
+) -> Result<User, StoreError> {
     conn.execute(
         "INSERT INTO users (email, name, password_hash, is_server_admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![email, name, password_hash, is_server_admin, now_secs()],
@@ -37,13 +43,21 @@ pub fn create(conn: &Connection, email: &str, name: &str, password_hash: &str, i
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<User, StoreError> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"), [id], from_row)
-        .found()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .found()
 }
 
 pub fn by_email(conn: &Connection, email: &str) -> Result<User, StoreError> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"), [email], from_row)
-        .found()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
+        [email],
+        from_row,
+    )
+    .found()
 }
 
 /// The user and their password hash, for login.
@@ -60,8 +74,15 @@ pub fn count(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
-pub fn set_password(conn: &Connection, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
-    let n = conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user_id, password_hash])?;
+pub fn set_password(
+    conn: &Connection,
+    user_id: i64,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    let n = conn.execute(
+        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+        params![user_id, password_hash],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }

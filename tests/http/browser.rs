@@ -1,0 +1,278 @@
+//! A real browser (Debian's chromium, driven through chromedriver's WebDriver protocol) against
+//! the real server: the overview page updates live, without reload, after an API ingest; charts
+//! are drawn; the page fits a phone's width. Needs the Debian packages `chromium` and
+//! `chromium-driver` (.ci/run installs them).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: tokio::process::Child,
+    base: String,
+    session: String,
+    http: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect(
+                "chromedriver not found: install the Debian packages chromium and chromium-driver",
+            );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_string();
+        Driver {
+            child,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let r: Value = self
+            .http
+            .request(method, url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": js, "args": []}),
+        )
+        .await
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        let id = el[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {el}"))
+            .to_string();
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        let id = el[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {el}"))
+            .to_string();
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Polls a script until it returns `want`, for at most `limit`.
+    async fn wait_for(&self, js: &str, want: Value, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let got = self.script(js).await;
+            if got == want {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "{js} stayed {got}, wanted {want}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn quit(mut self) {
+        self.cmd(reqwest::Method::DELETE, "", json!({})).await;
+        let _ = self.child.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_updates_live_in_a_real_browser_and_fits_a_phone() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["write"]).await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let (status, _) = post_points(
+        &server,
+        &key,
+        &json!({"metric": "revenue", "timestamp": yesterday, "value": 1200}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let browser = Driver::start().await;
+    browser.goto(&server.url("/login")).await;
+    browser.fill("input[name=email]", OWNER_EMAIL).await;
+    browser.fill("input[name=password]", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for(
+            "return location.pathname",
+            json!("/o/acme/"),
+            Duration::from_secs(10),
+        )
+        .await;
+
+    // Charts are drawn and the live stream is open.
+    browser
+        .wait_for(
+            "return document.querySelectorAll('#card-revenue canvas').length > 0",
+            json!(true),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .wait_for(
+            "return document.getElementById('live').classList.contains('on')",
+            json!(true),
+            Duration::from_secs(10),
+        )
+        .await;
+    let value_js = "var e = document.querySelector('#card-nps [data-testid=value]'); return e && e.textContent";
+    assert_eq!(browser.script(value_js).await, json!("no data"));
+
+    // Ingest through the API; the open page shows it within a second, without reload.
+    browser.script("window.__marker = 42; return true").await;
+    let sent = Instant::now();
+    let (status, _) = post_points(
+        &server,
+        &key,
+        &json!({"metric": "nps", "timestamp": chrono::Utc::now().to_rfc3339(), "value": 47}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    browser
+        .wait_for(value_js, json!("47"), Duration::from_secs(5))
+        .await;
+    let elapsed = sent.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "the page updated after {elapsed:?}"
+    );
+    assert_eq!(
+        browser.script("return window.__marker").await,
+        json!(42),
+        "no reload happened"
+    );
+
+    // The range picker swaps the grid through htmx, and the URL follows.
+    browser.click("a[data-range='7d']").await;
+    browser
+        .wait_for(
+            "return location.search",
+            json!("?range=7d"),
+            Duration::from_secs(5),
+        )
+        .await;
+    browser
+        .wait_for(
+            "return document.querySelector('.ranges a.active').dataset.range",
+            json!("7d"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(browser.script("return window.__marker").await, json!(42));
+
+    // Phone width: nothing overflows sideways.
+    browser
+        .cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": 390, "height": 844}),
+        )
+        .await;
+    browser.goto(&server.url("/o/acme/metrics/revenue")).await;
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(999) <= 0,
+        "horizontal overflow {overflow}"
+    );
+    browser.quit().await;
+    server.stop().await;
+}
