@@ -27,7 +27,7 @@
         stroke: palette[i % palette.length],
         width: spark ? 1.5 : 2,
         fill: spark ? "rgba(36,99,235,0.08)" : undefined,
-        spanGaps: false,
+        spanGaps: true,
         value: function (u, v) { return formatValue(data.unit, v); }
       });
       columns.push(s.values);

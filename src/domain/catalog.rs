@@ -436,6 +436,8 @@ pub fn format_value(unit: Unit, value: f64, currency: &str) -> String {
             currency,
             group_thousands(value, if value.abs() >= 100.0 { 0 } else { 2 })
         ),
+        // Near 100 % (uptime, fulfilment) the second decimal is the news.
+        Unit::Percent if value > 99.0 && value < 100.0 => format!("{value:.2}%"),
         Unit::Percent => format!("{value:.1}%"),
         Unit::Count => group_thousands(
             value,
@@ -517,6 +519,7 @@ mod tests {
         );
         assert_eq!(format_value(Unit::Currency, -12.5, "USD"), "USD -12.50");
         assert_eq!(format_value(Unit::Percent, 3.14159, "USD"), "3.1%");
+        assert_eq!(format_value(Unit::Percent, 99.956, "USD"), "99.96%");
         assert_eq!(format_value(Unit::Count, 1000.0, "USD"), "1,000");
         assert_eq!(format_value(Unit::Count, 2.5, "USD"), "2.5");
         assert_eq!(format_value(Unit::Months, 14.26, "USD"), "14.3 mo");

@@ -160,7 +160,7 @@ pub fn generate(last_day: NaiveDate, days: i64, seed: u64) -> Vec<Point> {
             round_to(conversion, 2),
             Dimensions::new(),
         );
-        let new_customers = rng.poisson(leads * 0.115);
+        let new_customers = rng.poisson(leads * 0.02);
         push("new_customers", new_customers, Dimensions::new());
 
         // Customers and churn.

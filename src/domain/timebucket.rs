@@ -183,10 +183,14 @@ pub fn bucket_starts(tz: Tz, bucket: Bucket, from_micros: i64, to_micros: i64) -
         if utc >= to_micros {
             break;
         }
-        out.push(BucketStart {
-            local,
-            utc_micros: utc,
-        });
+        // A local hour skipped by a DST gap resolves to the same instant as the next one: it
+        // has no bucket of its own.
+        if out.last().is_none_or(|prev: &BucketStart| prev.utc_micros < utc) {
+            out.push(BucketStart {
+                local,
+                utc_micros: utc,
+            });
+        }
         local = advance(local, bucket);
     }
     out

@@ -514,16 +514,18 @@ fn card_view(card: &Card, slug: &str, currency: &str, range: Range) -> CardView 
         v.map(|v| catalog::format_value(card.def.unit, v, currency))
             .unwrap_or_else(|| "no data".into())
     };
-    let change_text = match card.change_pct {
-        Some(c) if c > 0.0 => format!("▲ {c:.1}%"),
-        Some(c) if c < 0.0 => format!("▼ {:.1}%", c.abs()),
-        Some(_) => "±0%".into(),
-        None => "–".into(),
+    // Changes that round to 0.0% are shown as flat, neither good nor bad.
+    let change = card.change_pct.filter(|c| (c * 10.0).round() != 0.0);
+    let change_text = match (card.change_pct, change) {
+        (_, Some(c)) if c > 0.0 => format!("▲ {c:.1}%"),
+        (_, Some(c)) => format!("▼ {:.1}%", c.abs()),
+        (Some(_), None) => "±0.0%".into(),
+        (None, _) => "–".into(),
     };
-    let change_class = match card.change_is_good() {
-        Some(true) => "good",
-        Some(false) => "bad",
-        None => "flat",
+    let change_class = match change.map(|_| card.change_is_good()) {
+        Some(Some(true)) => "good",
+        Some(Some(false)) => "bad",
+        _ => "flat",
     };
     let chart = json!({
         "x": card.spark.iter().map(|(t, _)| t).collect::<Vec<_>>(),

@@ -825,6 +825,18 @@ async fn forms_need_the_csrf_token_and_same_origin() {
     server.stop().await;
 }
 
+/// Reads an event stream until `needle` has been seen, for at most 5 s.
+async fn read_until(stream: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !seen.contains(needle) {
+            let chunk = stream.chunk().await.unwrap().expect("stream open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} within 5 s"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_delivers_an_update_after_ingest_and_the_card_shows_it() {
     let server = TestServer::start().await;
@@ -839,26 +851,12 @@ async fn sse_delivers_an_update_after_ingest_and_the_card_shows_it() {
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
-    let read_until = |needle: &'static str| {
-        let stream = &mut stream;
-        let seen = &mut seen;
-        async move {
-            tokio::time::timeout(Duration::from_secs(5), async {
-                while !seen.contains(needle) {
-                    let chunk = stream.chunk().await.unwrap().expect("stream open");
-                    seen.push_str(&String::from_utf8_lossy(&chunk));
-                }
-            })
-            .await
-            .unwrap_or_else(|_| panic!("no {needle:?} within 5 s"));
-        }
-    };
-    read_until("event: hello").await;
+    read_until(&mut stream, &mut seen, "event: hello").await;
     let now = chrono::Utc::now();
     let started = std::time::Instant::now();
     let (status, _) = post_points(&server, &key, &point("nps", &now.to_rfc3339(), 47.0)).await;
     assert_eq!(status, StatusCode::OK);
-    read_until("event: m-nps").await;
+    read_until(&mut stream, &mut seen, "event: m-nps").await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "update arrived in {:?}",
