@@ -16,6 +16,8 @@ use vitals::query::{self, Range};
 use vitals::store::meta::custom_metrics;
 use vitals::{App, Config};
 
+const REGIONS: [&str; 3] = ["eu", "us", "apac"];
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
@@ -74,7 +76,7 @@ fn main() -> anyhow::Result<()> {
                             "metric": metrics[n % metrics.len()],
                             "timestamp": start_ts + (n / metrics.len()) as i64 * 60,
                             "value": (n % 97) as f64,
-                            "dimensions": {"region": ["eu", "us", "apac"][n % 3]},
+                            "dimensions": {"region": REGIONS[n % 3]},
                         })
                     })
                     .collect();

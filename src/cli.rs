@@ -258,10 +258,8 @@ fn run_server(config: Config, mode: Mode) -> anyhow::Result<()> {
             "Vitals is running at {url}  (data: {})",
             app.data_dir().display()
         );
-        if desktop {
-            if let Err(e) = open::that_detached(&url) {
-                println!("Open {url} in your browser ({e}).");
-            }
+        if desktop && let Err(e) = open::that_detached(&url) {
+            println!("Open {url} in your browser ({e}).");
         }
         tokio::spawn(shutdown_signal(app.clone()));
         crate::serve(app, listener).await
@@ -433,10 +431,10 @@ fn apikey_command(config: &Config, cmd: ApiKeyCommand) -> anyhow::Result<()> {
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
-            if let Some(d) = expires_days {
-                if !(1..=3650).contains(&d) {
-                    bail!("--expires-days must be between 1 and 3650");
-                }
+            if let Some(d) = expires_days
+                && !(1..=3650).contains(&d)
+            {
+                bail!("--expires-days must be between 1 and 3650");
             }
             let (key, secret) = meta.call_blocking(|c| {
                 app::create_api_key(c, org.id, name.trim(), &scopes, None, expires_days, "cli")

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Environment variables that start with `VITALS_` but are not config keys.
 const NON_KEY_ENV_VARS: &[&str] = &["VITALS_CONFIG", "VITALS_LOG"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -73,18 +73,6 @@ pub struct LogConfig {
     pub level: String,
     /// `text` for people, `json` for log collectors.
     pub format: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            auth: AuthConfig::default(),
-            ingest: IngestConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -398,7 +386,7 @@ impl Config {
             );
         }
         let url = &self.server.public_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             return bad(
                 "server.public_url",
                 format!("{url:?} must start with http:// or https://"),

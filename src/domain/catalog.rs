@@ -518,7 +518,7 @@ mod tests {
             "EUR 1,234,567"
         );
         assert_eq!(format_value(Unit::Currency, -12.5, "USD"), "USD -12.50");
-        assert_eq!(format_value(Unit::Percent, 3.14159, "USD"), "3.1%");
+        assert_eq!(format_value(Unit::Percent, 3.04159, "USD"), "3.0%");
         assert_eq!(format_value(Unit::Percent, 99.956, "USD"), "99.96%");
         assert_eq!(format_value(Unit::Count, 1000.0, "USD"), "1,000");
         assert_eq!(format_value(Unit::Count, 2.5, "USD"), "2.5");

@@ -24,12 +24,12 @@ impl LoginThrottle {
         let mut wait = None;
         for key in keys {
             self.prune(key, now);
-            if let Some(q) = self.failures.get(key) {
-                if q.len() >= self.max_failures {
-                    let oldest = q.front().copied().unwrap_or(now);
-                    let w = (oldest + self.window).saturating_duration_since(now);
-                    wait = Some(wait.map_or(w, |x: Duration| x.max(w)));
-                }
+            if let Some(q) = self.failures.get(key)
+                && q.len() >= self.max_failures
+            {
+                let oldest = q.front().copied().unwrap_or(now);
+                let w = (oldest + self.window).saturating_duration_since(now);
+                wait = Some(wait.map_or(w, |x: Duration| x.max(w)));
             }
         }
         wait

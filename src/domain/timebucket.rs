@@ -185,7 +185,10 @@ pub fn bucket_starts(tz: Tz, bucket: Bucket, from_micros: i64, to_micros: i64) -
         }
         // A local hour skipped by a DST gap resolves to the same instant as the next one: it
         // has no bucket of its own.
-        if out.last().is_none_or(|prev: &BucketStart| prev.utc_micros < utc) {
+        if out
+            .last()
+            .is_none_or(|prev: &BucketStart| prev.utc_micros < utc)
+        {
             out.push(BucketStart {
                 local,
                 utc_micros: utc,

@@ -38,11 +38,14 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// Where the writer reports a write's outcome.
+type Ack = oneshot::Sender<Result<usize, StoreError>>;
+
 enum WriterMsg {
     Write {
         org_id: i64,
         points: Vec<Point>,
-        ack: oneshot::Sender<Result<usize, StoreError>>,
+        ack: Ack,
     },
 }
 
@@ -200,10 +203,10 @@ impl MetricStore {
             .lock()
             .ok()
             .and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                tracing::error!("the metric writer thread panicked");
-            }
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the metric writer thread panicked");
         }
     }
 }
@@ -227,10 +230,10 @@ impl Inner {
                 .try_clone()?,
         };
         let result = f(&conn);
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < 16 {
-                pool.push(conn);
-            }
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 16
+        {
+            pool.push(conn);
         }
         result
     }
@@ -271,7 +274,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriterMsg>) {
                 Err(_) => break,
             }
         }
-        let jobs: Vec<(i64, Vec<Point>, oneshot::Sender<Result<usize, StoreError>>)> = group
+        let jobs: Vec<(i64, Vec<Point>, Ack)> = group
             .into_iter()
             .map(
                 |WriterMsg::Write {
