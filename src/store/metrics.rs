@@ -122,51 +122,42 @@ impl MetricStore {
         })
     }
 
+    /// Queues points for the writer; the receiver yields the outcome once they are committed.
+    fn enqueue(
+        &self,
+        org_id: i64,
+        points: Vec<Point>,
+    ) -> Result<oneshot::Receiver<Result<usize, StoreError>>, StoreError> {
+        let (ack, done) = oneshot::channel();
+        let guard = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::internal("writer lock poisoned"))?;
+        let sender = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
+        sender
+            .send(WriterMsg::Write {
+                org_id,
+                points,
+                ack,
+            })
+            .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
+        Ok(done)
+    }
+
     /// Stores points durably; returns once they are committed. Points of one call are written
     /// all together or not at all.
     pub async fn write(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
-        let (ack, done) = oneshot::channel();
-        {
-            let guard = self
-                .inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::internal("writer lock poisoned"))?;
-            let sender = guard
-                .as_ref()
-                .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
-            sender
-                .send(WriterMsg::Write {
-                    org_id,
-                    points,
-                    ack,
-                })
-                .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
-        }
+        let done = self.enqueue(org_id, points)?;
         done.await
             .map_err(|_| StoreError::internal("the metric writer has stopped"))?
     }
 
     /// Blocking form of [`write`](Self::write), for startup and CLI code outside the runtime.
     pub fn write_blocking(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
-        let (ack, done) = oneshot::channel();
-        {
-            let guard = self
-                .inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::internal("writer lock poisoned"))?;
-            let sender = guard
-                .as_ref()
-                .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
-            sender
-                .send(WriterMsg::Write {
-                    org_id,
-                    points,
-                    ack,
-                })
-                .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
-        }
+        let done = self.enqueue(org_id, points)?;
         done.blocking_recv()
             .map_err(|_| StoreError::internal("the metric writer has stopped"))?
     }
