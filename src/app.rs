@@ -1,6 +1,7 @@
 //! The application: both stores, the live-event channel, and the operations the web layer and
 //! the CLI share (creating organisations, users, API keys, seeding the demo).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct OrgEvent {
     pub org_id: i64,
     /// Metric keys that received points.
     pub metrics: Vec<String>,
+    /// A new health score was computed (the overall value, `None` without data).
+    pub score: Option<Option<f64>>,
 }
 
 #[derive(Clone)]
@@ -39,6 +42,8 @@ pub struct App {
     pub throttle: Arc<Mutex<LoginThrottle>>,
     /// Cancelled when the server should stop; open event streams end on it.
     pub shutdown: CancellationToken,
+    /// Orgs with a score recomputation already scheduled (debounce after ingest).
+    pub pending_scores: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl App {
@@ -69,6 +74,7 @@ impl App {
             events,
             throttle: Arc::new(Mutex::new(throttle)),
             shutdown: CancellationToken::new(),
+            pending_scores: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 

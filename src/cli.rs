@@ -303,6 +303,11 @@ fn run_demo(
     };
     let rt = runtime()?;
     let result = rt.block_on(async {
+        if let Some(l) = &login {
+            // A score history from the start: daily scores over the last 90 days, then now.
+            crate::scoring::backfill(&app, &l.org, 90).await?;
+            crate::scoring::recompute(&app, &l.org).await?;
+        }
         let listener = bind(&app.config, !listen_given).await?;
         let url = url_of(&listener)?;
         println!();

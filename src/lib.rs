@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod query;
+pub mod scoring;
 pub mod security;
 pub mod store;
 pub mod web;

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod health;
 pub mod ingest;
 pub mod roles;
 pub mod throttle;

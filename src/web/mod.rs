@@ -28,6 +28,9 @@ pub fn router(app: App) -> Router {
         .route("/metrics/{key}/series", get(api::series))
         .route("/custom-metrics", post(api::create_custom_metric))
         .route("/org", get(api::whoami))
+        .route("/health/score", get(api::health_score))
+        .route("/health/score/history", get(api::health_history))
+        .route("/health/score/recompute", post(api::health_recompute))
         .fallback(api::not_found);
 
     let timeout = Duration::from_secs(app.config.server.request_timeout_secs);
@@ -45,6 +48,7 @@ pub fn router(app: App) -> Router {
         .route("/o/{slug}", get(redirect_slash))
         .route("/o/{slug}/", get(pages::overview))
         .route("/o/{slug}/grid", get(pages::overview_grid))
+        .route("/o/{slug}/health", get(pages::health_panel))
         .route("/o/{slug}/cards/{key}", get(pages::card))
         .route("/o/{slug}/metrics/{key}", get(pages::metric_detail))
         .route("/o/{slug}/events", get(sse::events))

@@ -32,6 +32,16 @@ fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infall
         futures::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
     let updates = BroadcastStream::new(app.events.subscribe()).filter_map(move |msg| async move {
         match msg {
+            Ok(e) if e.org_id == org_id && e.score.is_some() => {
+                let overall = e
+                    .score
+                    .flatten()
+                    .map(|s| format!("{s:.1}"))
+                    .unwrap_or_else(|| "null".into());
+                Some(futures::stream::iter(vec![Ok(Event::default()
+                    .event("score")
+                    .data(overall))]))
+            }
             Ok(e) if e.org_id == org_id => {
                 let events: Vec<Result<Event, Infallible>> = e
                     .metrics

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod custom_metrics;
+pub mod health_scores;
 pub mod orgs;
 pub mod sessions;
 pub mod users;
@@ -89,6 +90,17 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX audit_log_org_at ON audit_log(org_id, at);
+    "#,
+    // 2: health score history, one row per org per recomputation.
+    r#"
+    CREATE TABLE health_scores (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        computed_at INTEGER NOT NULL,
+        overall REAL,
+        report TEXT NOT NULL
+    );
+    CREATE INDEX health_scores_org_at ON health_scores(org_id, computed_at);
     "#,
 ];
 

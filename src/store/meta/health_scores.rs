@@ -1,0 +1,70 @@
+//! Stored health scores: one row per org per recomputation, with the full report as JSON.
+
+use rusqlite::{Connection, params};
+
+use super::OptionalRow;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct StoredScore {
+    pub computed_at: i64,
+    pub overall: Option<f64>,
+    /// The report as JSON (score, breakdown, coverage, recommendations).
+    pub report: String,
+}
+
+pub fn insert(
+    conn: &Connection,
+    org_id: i64,
+    computed_at: i64,
+    overall: Option<f64>,
+    report: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO health_scores (org_id, computed_at, overall, report) VALUES (?1, ?2, ?3, ?4)",
+        params![org_id, computed_at, overall, report],
+    )?;
+    Ok(())
+}
+
+pub fn latest(conn: &Connection, org_id: i64) -> Result<StoredScore, StoreError> {
+    conn.query_row(
+        "SELECT computed_at, overall, report FROM health_scores WHERE org_id = ?1 ORDER BY computed_at DESC, id DESC LIMIT 1",
+        [org_id],
+        |r| Ok(StoredScore { computed_at: r.get(0)?, overall: r.get(1)?, report: r.get(2)? }),
+    )
+    .found()
+}
+
+/// (computed_at, overall) of every recomputation in `[from, to)`, oldest first.
+pub fn history(
+    conn: &Connection,
+    org_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Option<f64>)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT computed_at, overall FROM health_scores WHERE org_id = ?1 AND computed_at >= ?2 AND computed_at < ?3 ORDER BY computed_at, id",
+    )?;
+    let rows = stmt.query_map(params![org_id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The last score computed before `at` (for "vs yesterday" and "vs last week").
+pub fn before(conn: &Connection, org_id: i64, at: i64) -> Result<Option<f64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT overall FROM health_scores WHERE org_id = ?1 AND computed_at < ?2 ORDER BY computed_at DESC, id DESC LIMIT 1",
+            params![org_id, at],
+            |r| r.get::<_, Option<f64>>(0),
+        )
+        .found()
+        .ok()
+        .flatten())
+}
+
+pub fn org_ids(conn: &Connection) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id FROM orgs ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
