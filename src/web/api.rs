@@ -540,7 +540,8 @@ pub async fn health_history(
             }
         }
     }
-    let to = to.unwrap_or(now);
+    // Scores are stored to the second: by default include the current second too.
+    let to = to.unwrap_or(now + 1_000_000);
     let from = from.unwrap_or(to - 90 * 86_400_000_000);
     if from >= to {
         return Err(ApiError::bad_request("from", "must be before `to`"));

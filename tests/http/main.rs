@@ -1071,3 +1071,99 @@ async fn cli_creates_keys_that_work_and_rejects_bad_config() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:9999\""));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deteriorating_churn_series_lowers_the_score_and_is_named_the_top_drag() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write"]).await;
+    let today = chrono::Utc::now().date_naive();
+    let series = |recent: f64| {
+        let points: Vec<Value> = (0..60)
+            .map(|d| {
+                let day = today - chrono::Duration::days(d);
+                json!({"metric": "churn_rate", "timestamp": format!("{day}T00:00:00Z"), "value": if d < 30 { recent } else { 3.0 }})
+            })
+            .collect();
+        Value::Array(points)
+    };
+    let (status, _) = post_points(&server, &key, &series(3.0)).await;
+    assert_eq!(status, StatusCode::OK);
+    let r = Client::new()
+        .post(server.url("/api/v1/health/score/recompute"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let before: Value = r.json().await.unwrap();
+    // Churn at a healthy 3 % (level 90) and flat (trend 50): 0.75·90 + 0.25·50 = 80; it is the
+    // only metric, so the overall score is 80.
+    assert!(
+        (before["overall"].as_f64().unwrap() - 80.0).abs() < 1e-9,
+        "{before}"
+    );
+    assert_eq!(before["coverage"]["metrics_used"], 1);
+
+    let mut stream = s
+        .client
+        .get(server.url(&format!("/o/{}/events", s.slug)))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "event: hello").await;
+    // The last 30 days deteriorate to 7 %: the re-sent days replace the old values.
+    let (status, _) = post_points(&server, &key, &series(7.0)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Level: t = (7 − 8) / (3 − 8) = 0.2 → 100 / (1 + 9^0.6) = 21.11; trend: 4 points worse
+    // over a span of 5 → t = 0.5 − 3.2 → ≈ 0.008. 0.75 · 21.11 + 0.25 · 0.008 = 15.84.
+    read_until(&mut stream, &mut seen, "event: score\ndata: 15.8").await;
+    let (status, after) = get_json(&server, &key, "/api/v1/health/score").await;
+    assert_eq!(status, StatusCode::OK);
+    let overall = after["overall"].as_f64().unwrap();
+    let expected = 0.75 * 100.0 / (1.0 + 9f64.powf(0.6))
+        + 0.25 * 100.0 / (1.0 + 9f64.powf(1.0 - 2.0 * (0.5 - 3.2)));
+    assert!((overall - expected).abs() < 1e-9, "{overall} vs {expected}");
+    assert_eq!(after["top_drags"][0], "churn_rate");
+    assert!(
+        after["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Churn rate is 7.0% against a healthy 3.0%"),
+        "{after}"
+    );
+    assert!(
+        after["change_vs_yesterday"].is_null(),
+        "no score a day old yet"
+    );
+    let (_, history) = get_json(&server, &key, "/api/v1/health/score/history?bucket=raw").await;
+    let stored: Vec<f64> = history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["overall"].as_f64())
+        .collect();
+    assert!(
+        stored.len() >= 2
+            && stored.contains(&80.0)
+            && (stored.last().unwrap() - expected).abs() < 1e-9,
+        "{history}"
+    );
+    // The overview page shows the gauge with the new score.
+    let html = s
+        .client
+        .get(server.url("/o/acme/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("data-testid=\"score\">16<"),
+        "gauge shows the rounded score"
+    );
+    drop(stream);
+    server.stop().await;
+}
