@@ -60,6 +60,8 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show the scheduled jobs: schedule, last run, duration, outcome, next run.
+    Jobs,
 }
 
 #[derive(Args, Debug, Default)]
@@ -164,6 +166,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Some(Command::User(cmd)) => user_command(&config, cmd),
         Some(Command::Apikey(cmd)) => apikey_command(&config, cmd),
+        Some(Command::Jobs) => jobs_command(&config),
     }
 }
 
@@ -504,6 +507,52 @@ fn apikey_command(config: &Config, cmd: ApiKeyCommand) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    Ok(())
+}
+
+fn jobs_command(config: &Config) -> anyhow::Result<()> {
+    let meta = open_meta(config)?;
+    let now = chrono::Utc::now();
+    println!(
+        "{:<16} {:<16} {:<26} {:>9} {:<8} {:<26} message",
+        "job", "schedule", "last run", "duration", "outcome", "next run"
+    );
+    for (name, expr) in [
+        ("score_recompute", &config.jobs.score_recompute),
+        ("housekeeping", &config.jobs.housekeeping),
+    ] {
+        let schedule = crate::scheduler::parse_schedule(expr).map_err(anyhow::Error::msg)?;
+        let last = meta
+            .call_blocking(|c| crate::store::meta::job_runs::recent(c, name, 1))?
+            .into_iter()
+            .next();
+        let last_started = last
+            .as_ref()
+            .and_then(|r| chrono::DateTime::from_timestamp(r.started_at, 0));
+        let next = match &schedule {
+            Some(s) => crate::scheduler::next_run(s, last_started, now)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into()),
+            None => "disabled".into(),
+        };
+        let (last_text, duration, outcome, message) = match &last {
+            Some(r) => (
+                last_started.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+                r.outcome.clone(),
+                r.message.clone(),
+            ),
+            None => ("never".into(), String::new(), String::new(), String::new()),
+        };
+        let shown = if expr.is_empty() {
+            "(disabled)"
+        } else {
+            expr.as_str()
+        };
+        println!(
+            "{name:<16} {shown:<16} {last_text:<26} {duration:>9} {outcome:<8} {next:<26} {message}"
+        );
     }
     Ok(())
 }

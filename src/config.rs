@@ -19,7 +19,28 @@ pub struct Config {
     pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub ingest: IngestConfig,
+    pub jobs: JobsConfig,
     pub log: LogConfig,
+}
+
+/// Scheduled jobs: cron expressions with seconds first (`sec min hour day month weekday`);
+/// an empty string disables a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Recompute every organisation's health score.
+    pub score_recompute: String,
+    /// Nightly housekeeping: expired sessions, old job runs.
+    pub housekeeping: String,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            score_recompute: "0 */5 * * * *".into(),
+            housekeeping: "0 30 3 * * *".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -431,6 +452,14 @@ impl Config {
         if self.ingest.max_points_per_request == 0 {
             return bad("ingest.max_points_per_request", "must be at least 1".into());
         }
+        for (key, expr) in [
+            ("jobs.score_recompute", &self.jobs.score_recompute),
+            ("jobs.housekeeping", &self.jobs.housekeeping),
+        ] {
+            if let Err(m) = crate::scheduler::parse_schedule(expr) {
+                return bad(key, m);
+            }
+        }
         if !["trace", "debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return bad(
                 "log.level",
@@ -620,6 +649,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "storage.duckdb_memory_limit");
+        let err = resolve(
+            None,
+            env(&[("VITALS_JOBS__HOUSEKEEPING", "nightly")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "jobs.housekeeping");
+        let ok = resolve(
+            None,
+            env(&[("VITALS_JOBS__HOUSEKEEPING", "")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.jobs.housekeeping, "");
         let err = resolve(
             Some(("c.toml", "not toml [")),
             env(&[]),

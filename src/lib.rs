@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod query;
+pub mod scheduler;
 pub mod scoring;
 pub mod security;
 pub mod store;
@@ -25,12 +26,26 @@ pub use config::Config;
 pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
     let router = web::router(app.clone());
     let shutdown = app.shutdown.clone();
+    let jobs = tokio::spawn(scheduler::run(
+        scheduler::builtin_jobs(&app),
+        app.meta.clone(),
+        std::sync::Arc::new(scheduler::SystemClock),
+        app.shutdown.clone(),
+    ));
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await;
+    // A running job may finish; it is not waited on forever.
+    app.shutdown.cancel();
+    if tokio::time::timeout(std::time::Duration::from_secs(30), jobs)
+        .await
+        .is_err()
+    {
+        tracing::warn!("a scheduled job was still running after 30 s; stopping anyway");
+    }
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     result?;

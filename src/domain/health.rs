@@ -510,7 +510,7 @@ mod tests {
         for seed in 0..300 {
             let mut rs = readings_for(&targets, seed);
             // Drop a seed-dependent subset to vary coverage.
-            rs.retain(|r| (r.key.len() as u64 + seed) % 3 != 0);
+            rs.retain(|r| !(r.key.len() as u64 + seed).is_multiple_of(3));
             let s = compute(&targets, &rs, &DEFAULT_CATEGORY_WEIGHTS);
             if let Some(o) = s.overall {
                 assert!((0.0..=100.0).contains(&o));

@@ -1167,3 +1167,26 @@ async fn a_deteriorating_churn_series_lowers_the_score_and_is_named_the_top_drag
     drop(stream);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_ingests_causes_one_score_recomputation() {
+    let dir = tempfile::tempdir().unwrap();
+    // The 5-minute job is off so only ingest-driven recomputations are counted.
+    let server = TestServer::start_with(dir, |c| c.jobs.score_recompute = String::new()).await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write"]).await;
+    // Opening the overview after setup computed the (empty) first score.
+    let count = |h: &Value| h["points"].as_array().unwrap().len();
+    let (_, history) = get_json(&server, &key, "/api/v1/health/score/history?bucket=raw").await;
+    let before = count(&history);
+    let now = chrono::Utc::now();
+    for i in 0..8 {
+        let ts = (now - chrono::Duration::minutes(i)).to_rfc3339();
+        let (status, _) = post_points(&server, &key, &point("uptime", &ts, 99.95)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, history) = get_json(&server, &key, "/api/v1/health/score/history?bucket=raw").await;
+    assert_eq!(count(&history), before + 1, "{history}");
+    server.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod custom_metrics;
 pub mod health_scores;
+pub mod job_runs;
 pub mod orgs;
 pub mod sessions;
 pub mod users;
@@ -101,6 +102,18 @@ const MIGRATIONS: &[&str] = &[
         report TEXT NOT NULL
     );
     CREATE INDEX health_scores_org_at ON health_scores(org_id, computed_at);
+    "#,
+    // 3: scheduler job runs.
+    r#"
+    CREATE TABLE job_runs (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        duration_ms INTEGER,
+        outcome TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX job_runs_job_started ON job_runs(job, started_at);
     "#,
 ];
 
