@@ -44,6 +44,7 @@ pub fn router(app: App) -> Router {
         .route("/logout", post(pages::logout))
         .route("/orgs/new", get(pages::new_org_form))
         .route("/orgs", post(pages::new_org_submit))
+        .route("/admin/jobs", get(pages::jobs_page))
         // Organisation pages: every one resolves the member's org from `{slug}` (OrgMember).
         .route("/o/{slug}", get(redirect_slash))
         .route("/o/{slug}/", get(pages::overview))

@@ -635,6 +635,21 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = viewer.get(server.url("/admin/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let jobs = a
+        .client
+        .get(server.url("/admin/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        jobs.contains("score_recompute") && jobs.contains("0 */5 * * * *"),
+        "{jobs}"
+    );
     let r = viewer
         .get(server.url("/o/beta/metrics/revenue?group_by=product"))
         .send()
