@@ -151,6 +151,24 @@ fn main() -> anyhow::Result<()> {
             percentile(&mut samples, 0.5).as_secs_f64() * 1e3,
             percentile(&mut samples, 0.95).as_secs_f64() * 1e3
         );
+        // Health score recomputation across many orgs (what the scheduled job does).
+        let orgs: usize = std::env::var("BENCH_SCORE_ORGS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+        let today = chrono::Utc::now().date_naive();
+        let started = Instant::now();
+        for i in 0..orgs {
+            let input = NewOrg::validate(&format!("Org {i}"), &format!("org-{i}"), "UTC", "USD").map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
+            let org = app.meta.call(move |c| Ok(vitals::store::meta::orgs::create(c, &input.slug, &input.name, &input.time_zone, &input.currency)?)).await?;
+            app.metrics.write(org.id, vitals::domain::demo::generate(today, 60, i as u64)).await?;
+        }
+        println!("score bench data: {orgs} orgs × 26 metrics × 60 days written in {:.1} s", started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let n = vitals::scoring::recompute_all(&app).await?;
+        let elapsed = started.elapsed();
+        println!(
+            "score recomputation: {n} orgs in {:.2} s ({:.1} ms per org)",
+            elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1e3 / n as f64
+        );
         app.shutdown.cancel();
         server.await??;
         anyhow::Ok(())
