@@ -157,7 +157,7 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         for i in 0..orgs {
             let input = NewOrg::validate(&format!("Org {i}"), &format!("org-{i}"), "UTC", "USD").map_err(|(f, m)| anyhow::anyhow!("{f} {m}"))?;
-            let org = app.meta.call(move |c| Ok(vitals::store::meta::orgs::create(c, &input.slug, &input.name, &input.time_zone, &input.currency)?)).await?;
+            let org = app.meta.call(move |c| vitals::store::meta::orgs::create(c, &input.slug, &input.name, &input.time_zone, &input.currency)).await?;
             app.metrics.write(org.id, vitals::domain::demo::generate(today, 60, i as u64)).await?;
         }
         println!("score bench data: {orgs} orgs × 26 metrics × 60 days written in {:.1} s", started.elapsed().as_secs_f64());

@@ -184,6 +184,49 @@ pub fn periods(tz: Tz, range: Range, now_micros: i64) -> (i64, i64, i64) {
     )
 }
 
+/// Aggregates per metric over `[prev_start, start)` (bucket 0) and `[start, end)` (bucket 1).
+fn period_query(
+    org_id: i64,
+    metric: Option<String>,
+    prev_start: i64,
+    start: i64,
+    end: i64,
+) -> AggregateQuery {
+    AggregateQuery {
+        org_id,
+        metric,
+        from_micros: prev_start,
+        to_micros: end,
+        bucketing: Bucketing::Split { at_micros: start },
+        filters: Vec::new(),
+        group_by: None,
+    }
+}
+
+/// Each metric's value over the current period and the one before (by its aggregation), in one
+/// SQL statement: what the health score reads.
+pub async fn period_values(
+    app: &App,
+    org: &Org,
+    defs: &[MetricDef],
+    range: Range,
+    now_micros: i64,
+) -> Result<HashMap<String, (Option<f64>, Option<f64>)>, StoreError> {
+    let (prev_start, start, end) = periods(org_tz(org), range, now_micros);
+    let q = period_query(org.id, None, prev_start, start, end);
+    let rows = app.metrics.read(move |c| metrics::aggregate(c, &q)).await?;
+    let mut out: HashMap<String, (Option<f64>, Option<f64>)> = HashMap::new();
+    for def in defs {
+        let pick = |bucket: i64| {
+            rows.iter()
+                .find(|r| r.metric == def.key && r.bucket == bucket)
+                .map(|r| r.value(def.aggregation))
+        };
+        out.insert(def.key.clone(), (pick(1), pick(0)));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct Card {
     pub def: MetricDef,
@@ -240,15 +283,7 @@ pub async fn cards(
         filters: Vec::new(),
         group_by: None,
     };
-    let period_query = AggregateQuery {
-        org_id: org.id,
-        metric: only,
-        from_micros: prev_start,
-        to_micros: end,
-        bucketing: Bucketing::Split { at_micros: start },
-        filters: Vec::new(),
-        group_by: None,
-    };
+    let period_query = period_query(org.id, only, prev_start, start, end);
     let (spark_rows, period_rows) = app
         .metrics
         .read(move |c| {

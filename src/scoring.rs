@@ -49,33 +49,30 @@ pub async fn recompute_at(
         .meta
         .call(move |c| custom_metrics::catalog(c, org_id))
         .await?;
-    let cards = query::cards(
-        app,
-        org,
-        defs.clone(),
-        Range::Days30,
-        now.timestamp_micros(),
-    )
-    .await?;
+    let values =
+        query::period_values(app, org, &defs, Range::Days30, now.timestamp_micros()).await?;
+    // Staleness needs each metric's last point only within its longest cadence.
+    let window = now.timestamp_micros() - 40 * 86_400_000_000;
     let latest = app
         .metrics
-        .read(move |c| metrics::latest(c, org_id))
+        .read(move |c| metrics::latest_since(c, org_id, window))
         .await?;
     let kind = BusinessKind::Saas;
     let targets = health::default_targets(kind);
-    let readings: Vec<Reading> = cards
+    let readings: Vec<Reading> = defs
         .iter()
-        .map(|card| {
-            let fresh_after = now.timestamp_micros()
-                - health::expected_cadence_days(&card.def.key) * 86_400_000_000;
+        .map(|def| {
+            let (current, previous) = values.get(&def.key).copied().unwrap_or((None, None));
+            let fresh_after =
+                now.timestamp_micros() - health::expected_cadence_days(&def.key) * 86_400_000_000;
             Reading {
-                key: card.def.key.clone(),
-                current: card.value,
-                previous: card.previous,
+                key: def.key.clone(),
+                current,
+                previous,
                 stale: is_present
-                    && card.value.is_some()
+                    && current.is_some()
                     && latest
-                        .get(&card.def.key)
+                        .get(&def.key)
                         .is_none_or(|l| l.ts_micros < fresh_after),
             }
         })

@@ -508,12 +508,23 @@ pub struct Latest {
 
 /// The latest timestamp of each metric of an org and the value(s) recorded at it.
 pub fn latest(conn: &Connection, org_id: i64) -> Result<HashMap<String, Latest>, StoreError> {
+    latest_since(conn, org_id, i64::MIN)
+}
+
+/// Like [`latest`], looking only at points from `since_micros` on (cheaper: zone maps skip
+/// older row groups). Metrics without points in the window are absent.
+pub fn latest_since(
+    conn: &Connection,
+    org_id: i64,
+    since_micros: i64,
+) -> Result<HashMap<String, Latest>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT metric, epoch_us(max(ts)), arg_max(value, ts) FROM points WHERE org_id = ? GROUP BY metric, dims",
+        "SELECT metric, epoch_us(max(ts)), arg_max(value, ts) FROM points WHERE org_id = ? AND ts >= ? GROUP BY metric, dims",
     )?;
     // Per series (metric, dims): latest ts and value; then keep the series at the metric's
     // latest timestamp and add them up.
-    let rows = stmt.query_map(params![org_id], |r| {
+    let since = ts_value(since_micros.max(0));
+    let rows = stmt.query_map(params![org_id, since], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,
