@@ -189,8 +189,17 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
                     meta.call(|c| {
                         let sessions = crate::store::meta::sessions::delete_expired(c)?;
                         let runs = job_runs::prune(c, Utc::now().timestamp() - 30 * 86_400)?;
+                        // Score history: every recomputation for a week, then each day's closing score.
+                        let week_ago = Utc::now().timestamp() - 7 * 86_400;
+                        let mut scores = 0;
+                        for id in crate::store::meta::health_scores::org_ids(c)? {
+                            let org = crate::store::meta::orgs::by_id(c, id)?;
+                            let tz: chrono_tz::Tz = org.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
+                            let offset = i64::from(crate::domain::timebucket::offset_at(tz, Utc::now().timestamp_micros()));
+                            scores += crate::store::meta::health_scores::compact(c, id, week_ago, offset)?;
+                        }
                         Ok(format!(
-                            "removed {sessions} expired sessions and {runs} old job runs"
+                            "removed {sessions} expired sessions, {runs} old job runs and {scores} intraday scores older than a week"
                         ))
                     })
                     .await

@@ -68,3 +68,64 @@ pub fn org_ids(conn: &Connection) -> Result<Vec<i64>, StoreError> {
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Keeps only each local day's closing score (the last one) for scores computed before
+/// `before`; `utc_offset_secs` is the org's offset, so days follow its calendar.
+pub fn compact(
+    conn: &Connection,
+    org_id: i64,
+    before: i64,
+    utc_offset_secs: i64,
+) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM health_scores WHERE org_id = ?1 AND computed_at < ?2 AND id NOT IN (
+             SELECT max(id) FROM health_scores WHERE org_id = ?1 AND computed_at < ?2
+             GROUP BY (computed_at + ?3) / 86400)",
+        params![org_id, before, utc_offset_secs],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::meta::{MetaStore, orgs};
+
+    #[test]
+    fn compaction_keeps_each_days_closing_score() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("m.sqlite")).unwrap();
+        store
+            .call_blocking(|c| {
+                let org = orgs::create(c, "a", "A", "UTC", "EUR")?;
+                let other = orgs::create(c, "b", "B", "UTC", "EUR")?;
+                let day = 20_000 * 86_400;
+                // Day 1: three scores; day 2: two; day 3 (recent): two, untouched.
+                for (t, v) in [
+                    (day + 10, 1.0),
+                    (day + 500, 2.0),
+                    (day + 80_000, 3.0),
+                    (day + 86_400 + 5, 4.0),
+                    (day + 86_400 + 9, 5.0),
+                    (day + 2 * 86_400, 6.0),
+                    (day + 2 * 86_400 + 1, 7.0),
+                ] {
+                    insert(c, org.id, t, Some(v), "{}")?;
+                    insert(c, other.id, t, Some(v), "{}")?;
+                }
+                let removed = compact(c, org.id, day + 2 * 86_400, 0)?;
+                assert_eq!(removed, 3);
+                let left: Vec<f64> = history(c, org.id, 0, i64::MAX)?
+                    .into_iter()
+                    .filter_map(|(_, v)| v)
+                    .collect();
+                assert_eq!(left, vec![3.0, 5.0, 6.0, 7.0]);
+                assert_eq!(
+                    history(c, other.id, 0, i64::MAX)?.len(),
+                    7,
+                    "other orgs untouched"
+                );
+                Ok(())
+            })
+            .unwrap();
+    }
+}
