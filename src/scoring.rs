@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, OrgEvent};
 use crate::domain::catalog::{self, MetricDef};
-use crate::domain::health::{self, BusinessKind, CategoryScore, Coverage, MetricScore, Reading};
+use crate::domain::health::{self, CategoryScore, Coverage, MetricScore, Reading};
 use crate::query::{self, Range};
 use crate::store::StoreError;
 use crate::store::meta::orgs::{self, Org};
-use crate::store::meta::{custom_metrics, health_scores};
+use crate::store::meta::{custom_metrics, health_scores, org_settings};
 use crate::store::metrics;
 
 /// A stored, explained score.
@@ -57,8 +57,11 @@ pub async fn recompute_at(
         .metrics
         .read(move |c| metrics::latest_since(c, org_id, window))
         .await?;
-    let kind = BusinessKind::Saas;
-    let targets = health::default_targets(kind);
+    let settings = app
+        .meta
+        .call(move |c| org_settings::health(c, org_id))
+        .await?;
+    let targets = settings.targets();
     let readings: Vec<Reading> = defs
         .iter()
         .map(|def| {
@@ -77,7 +80,7 @@ pub async fn recompute_at(
             }
         })
         .collect();
-    let score = health::compute(&targets, &readings, &health::DEFAULT_CATEGORY_WEIGHTS);
+    let score = health::compute(&targets, &readings, &settings.weights);
     let by_key: HashMap<&str, &MetricDef> = defs.iter().map(|d| (d.key.as_str(), d)).collect();
     let recommendations = health::recommendations(
         &score,
@@ -96,7 +99,7 @@ pub async fn recompute_at(
     let report = ScoreReport {
         computed_at: now.timestamp(),
         overall: score.overall,
-        business_kind: "saas".into(),
+        business_kind: settings.kind.as_str().into(),
         top_drags: score
             .top_drags(3)
             .iter()
@@ -128,6 +131,15 @@ pub async fn backfill(app: &App, org: &Org, days: i64) -> Result<usize, StoreErr
     let tz = query::org_tz(org);
     let today =
         crate::domain::timebucket::start_of_local_day(tz, chrono::Utc::now().timestamp_micros());
+    // Recomputing replaces what was stored for those days.
+    let (org_id, from, to) = (
+        org.id,
+        (today - days * 86_400_000_000) / 1_000_000,
+        today / 1_000_000,
+    );
+    app.meta
+        .call(move |c| health_scores::delete_range(c, org_id, from, to))
+        .await?;
     let mut stored = 0;
     for d in (0..days).rev() {
         let closing = today - d * 86_400_000_000 - 1_000_000;

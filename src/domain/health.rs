@@ -47,7 +47,7 @@ pub struct MetricTarget {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BusinessKind {
     Saas,
@@ -769,5 +769,191 @@ mod advice_tests {
             recs[0]
         );
         assert!(recs[0].contains("Call the customers"));
+    }
+}
+
+/// An organisation's scoring settings: business kind, category weights, per-metric overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSettings {
+    pub kind: BusinessKind,
+    /// Weight (percent) per category, in `Category::ALL` order.
+    pub weights: Vec<(Category, f64)>,
+    pub overrides: Vec<TargetOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetOverride {
+    pub key: String,
+    pub healthy: f64,
+    pub critical: f64,
+    pub weight: f64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            kind: BusinessKind::Saas,
+            weights: DEFAULT_CATEGORY_WEIGHTS.to_vec(),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+impl BusinessKind {
+    pub const ALL: [BusinessKind; 3] = [
+        BusinessKind::Saas,
+        BusinessKind::Ecommerce,
+        BusinessKind::Services,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusinessKind::Saas => "saas",
+            BusinessKind::Ecommerce => "ecommerce",
+            BusinessKind::Services => "services",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            BusinessKind::Saas => "SaaS",
+            BusinessKind::Ecommerce => "E-commerce",
+            BusinessKind::Services => "Services",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BusinessKind> {
+        BusinessKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl HealthSettings {
+    /// The default targets for the kind with the overrides applied (a weight of 0 turns a
+    /// metric off).
+    pub fn targets(&self) -> Vec<MetricTarget> {
+        let mut targets = default_targets(self.kind);
+        for o in &self.overrides {
+            if let Some(t) = targets.iter_mut().find(|t| t.key == o.key) {
+                t.basis = match t.basis {
+                    Basis::Level { .. } => Basis::Level {
+                        healthy: o.healthy,
+                        critical: o.critical,
+                    },
+                    Basis::Trend { .. } => Basis::Trend {
+                        healthy: o.healthy,
+                        critical: o.critical,
+                    },
+                };
+                t.weight = o.weight;
+            }
+        }
+        targets
+    }
+
+    /// Checks the settings; errors name the field (`weight.financial`, `revenue.healthy`, …).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (c, w) in &self.weights {
+            if !w.is_finite() || *w < 0.0 || *w > 100.0 {
+                return Err((
+                    format!("weight.{}", c.as_str()),
+                    "must be a number from 0 to 100".into(),
+                ));
+            }
+        }
+        if self.weights.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
+            return Err((
+                "weight.financial".into(),
+                "at least one category needs a weight above 0".into(),
+            ));
+        }
+        for o in &self.overrides {
+            if !o.healthy.is_finite() {
+                return Err((format!("{}.healthy", o.key), "must be a number".into()));
+            }
+            if !o.critical.is_finite() {
+                return Err((format!("{}.critical", o.key), "must be a number".into()));
+            }
+            if o.healthy == o.critical {
+                return Err((
+                    format!("{}.critical", o.key),
+                    "must differ from the healthy mark".into(),
+                ));
+            }
+            if !o.weight.is_finite() || o.weight < 0.0 || o.weight > 10.0 {
+                return Err((
+                    format!("{}.weight", o.key),
+                    "must be a number from 0 to 10".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_targets_and_weights_renormalise() {
+        let settings = HealthSettings {
+            kind: BusinessKind::Saas,
+            weights: vec![(Category::Financial, 50.0), (Category::Customer, 50.0)],
+            overrides: vec![TargetOverride {
+                key: "churn_rate".into(),
+                healthy: 2.0,
+                critical: 4.0,
+                weight: 1.0,
+            }],
+        };
+        settings.validate().unwrap();
+        let targets = settings.targets();
+        let churn = targets.iter().find(|t| t.key == "churn_rate").unwrap();
+        assert_eq!(
+            churn.basis,
+            Basis::Level {
+                healthy: 2.0,
+                critical: 4.0
+            }
+        );
+        // Churn 3 % is now halfway (50); NPS 40 healthy (90); revenue +5 % healthy (90).
+        let readings = vec![
+            Reading {
+                key: "churn_rate".into(),
+                current: Some(3.0),
+                previous: None,
+                stale: false,
+            },
+            Reading {
+                key: "nps".into(),
+                current: Some(40.0),
+                previous: None,
+                stale: false,
+            },
+            Reading {
+                key: "revenue".into(),
+                current: Some(105.0),
+                previous: Some(100.0),
+                stale: false,
+            },
+        ];
+        let s = compute(&targets, &readings, &settings.weights);
+        // Financial 90, Customer (50 + 90) / 2 = 70; 50/50 → 80.
+        assert!((s.overall.unwrap() - 80.0).abs() < 1e-9);
+        let bad = HealthSettings {
+            weights: vec![(Category::Risk, 120.0)],
+            ..HealthSettings::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "weight.risk");
+        let same = HealthSettings {
+            overrides: vec![TargetOverride {
+                key: "nps".into(),
+                healthy: 1.0,
+                critical: 1.0,
+                weight: 1.0,
+            }],
+            ..HealthSettings::default()
+        };
+        assert_eq!(same.validate().unwrap_err().0, "nps.critical");
     }
 }

@@ -74,6 +74,14 @@ pub fn router(app: App) -> Router {
             post(pages::members_remove),
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
+        .route(
+            "/o/{slug}/settings",
+            get(pages::settings_form).post(pages::settings_save),
+        )
+        .route(
+            "/o/{slug}/settings/recompute-history",
+            post(pages::settings_recompute_history),
+        )
         .nest("/api/v1", api)
         .route("/assets/{*path}", get(assets::asset))
         .layer(middleware::from_fn(same_origin_forms))

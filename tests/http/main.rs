@@ -580,6 +580,8 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/api-keys",
         "/members",
         "/audit",
+        "/settings",
+        "/health",
     ] {
         let r = viewer
             .get(server.url(&format!("/o/{}{path}", a.slug)))
@@ -594,6 +596,8 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/members",
         "/members/1/role",
         "/members/1/remove",
+        "/settings",
+        "/settings/recompute-history",
     ] {
         let r = viewer
             .post(server.url(&format!("/o/{}{path}", a.slug)))
@@ -1203,5 +1207,83 @@ async fn a_burst_of_ingests_causes_one_score_recomputation() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, history) = get_json(&server, &key, "/api/v1/health/score/history?bucket=raw").await;
     assert_eq!(count(&history), before + 1, "{history}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_settings_are_validated_saved_and_applied() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write"]).await;
+    let today = chrono::Utc::now().date_naive();
+    let points: Vec<Value> = (0..60)
+        .map(|d| json!({"metric": "churn_rate", "timestamp": format!("{}T00:00:00Z", today - chrono::Duration::days(d)), "value": 3.0}))
+        .collect();
+    post_points(&server, &key, &Value::Array(points)).await;
+    let page = server.url("/o/acme/settings");
+    let html = s
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = extract(&html, "name=\"csrf\" value=\"", "\"").unwrap();
+    // The form as the page renders it, with two edits.
+    let mut form: Vec<(String, String)> = vec![
+        ("csrf".into(), token.clone()),
+        ("kind".into(), "saas".into()),
+    ];
+    let mut rest = html.as_str();
+    while let Some(i) = rest.find("<input name=\"") {
+        rest = &rest[i + 13..];
+        let name = rest[..rest.find('"').unwrap()].to_string();
+        let value = extract(rest, "value=\"", "\"").unwrap_or_default();
+        form.push((name, value));
+    }
+    let set = |form: &mut Vec<(String, String)>, name: &str, value: &str| {
+        form.iter_mut().find(|(n, _)| n == name).unwrap().1 = value.to_string();
+    };
+    let mut bad = form.clone();
+    set(&mut bad, "weight.risk", "250");
+    let r = s.client.post(&page).form(&bad).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Risk weight must be a number from 0 to 100")
+    );
+    // Churn targets tightened to healthy 2 %, critical 4 %: 3 % is now halfway (level 50);
+    // flat trend 50: 0.75·50 + 0.25·50 = 50.
+    set(&mut form, "churn_rate.healthy", "2");
+    set(&mut form, "churn_rate.critical", "4");
+    let r = s.client.post(&page).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Saved. The score is now 50.")
+    );
+    let (_, score) = get_json(&server, &key, "/api/v1/health/score").await;
+    assert!(
+        (score["overall"].as_f64().unwrap() - 50.0).abs() < 1e-9,
+        "{score}"
+    );
+    // History under the new settings.
+    let r = s
+        .client
+        .post(server.url("/o/acme/settings/recompute-history"))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, history) = get_json(&server, &key, "/api/v1/health/score/history?bucket=day").await;
+    let days = history["points"].as_array().unwrap();
+    assert!(days.len() >= 30, "{history}");
     server.stop().await;
 }

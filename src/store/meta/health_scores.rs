@@ -85,6 +85,19 @@ pub fn compact(
     )?)
 }
 
+/// Deletes an org's scores computed in `[from, to)` (before recomputing history).
+pub fn delete_range(
+    conn: &Connection,
+    org_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM health_scores WHERE org_id = ?1 AND computed_at >= ?2 AND computed_at < ?3",
+        params![org_id, from, to],
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

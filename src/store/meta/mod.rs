@@ -7,6 +7,7 @@ pub mod audit;
 pub mod custom_metrics;
 pub mod health_scores;
 pub mod job_runs;
+pub mod org_settings;
 pub mod orgs;
 pub mod sessions;
 pub mod users;
@@ -114,6 +115,13 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX job_runs_job_started ON job_runs(job, started_at);
+    "#,
+    // 4: per-org scoring settings (JSON of domain::health::HealthSettings).
+    r#"
+    CREATE TABLE org_settings (
+        org_id INTEGER PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
+        health TEXT NOT NULL
+    );
     "#,
 ];
 
