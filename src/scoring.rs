@@ -45,22 +45,41 @@ pub async fn recompute_at(
 ) -> Result<ScoreReport, StoreError> {
     let is_present = (chrono::Utc::now() - now).num_seconds() < 60;
     let org_id = org.id;
-    let defs: Vec<MetricDef> = app
+    let (defs, settings) = app
         .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
+        .call(move |c| {
+            Ok((
+                custom_metrics::catalog(c, org_id)?,
+                org_settings::health(c, org_id)?,
+            ))
+        })
         .await?;
     let values =
         query::period_values(app, org, &defs, Range::Days30, now.timestamp_micros()).await?;
     // Staleness needs each metric's last point only within its longest cadence.
     let window = now.timestamp_micros() - 40 * 86_400_000_000;
-    let latest = app
+    let latest: HashMap<String, i64> = app
         .metrics
         .read(move |c| metrics::latest_since(c, org_id, window))
-        .await?;
-    let settings = app
-        .meta
-        .call(move |c| org_settings::health(c, org_id))
-        .await?;
+        .await?
+        .into_iter()
+        .map(|(k, l)| (k, l.ts_micros))
+        .collect();
+    let report = build_report(org, &defs, &settings, &values, &latest, now, is_present);
+    store_and_announce(app, vec![(org_id, report.clone())]).await?;
+    Ok(report)
+}
+
+/// Turns one org's readings into an explained report. No I/O.
+fn build_report(
+    org: &Org,
+    defs: &[MetricDef],
+    settings: &health::HealthSettings,
+    values: &HashMap<String, (Option<f64>, Option<f64>)>,
+    latest: &HashMap<String, i64>,
+    now: chrono::DateTime<chrono::Utc>,
+    is_present: bool,
+) -> ScoreReport {
     let targets = settings.targets();
     let readings: Vec<Reading> = defs
         .iter()
@@ -74,9 +93,7 @@ pub async fn recompute_at(
                 previous,
                 stale: is_present
                     && current.is_some()
-                    && latest
-                        .get(&def.key)
-                        .is_none_or(|l| l.ts_micros < fresh_after),
+                    && latest.get(&def.key).is_none_or(|ts| *ts < fresh_after),
             }
         })
         .collect();
@@ -96,7 +113,7 @@ pub async fn recompute_at(
             None => format!("{v}"),
         },
     );
-    let report = ScoreReport {
+    ScoreReport {
         computed_at: now.timestamp(),
         overall: score.overall,
         business_kind: settings.kind.as_str().into(),
@@ -111,18 +128,34 @@ pub async fn recompute_at(
         categories: score.categories,
         metrics: score.metrics,
         coverage: score.coverage,
-    };
-    let json = serde_json::to_string(&report).map_err(StoreError::internal)?;
-    let (at, overall) = (report.computed_at, report.overall);
+    }
+}
+
+/// Stores reports in one transaction, then tells the open pages.
+async fn store_and_announce(app: &App, reports: Vec<(i64, ScoreReport)>) -> Result<(), StoreError> {
+    let mut rows = Vec::with_capacity(reports.len());
+    for (org_id, r) in &reports {
+        let json = serde_json::to_string(r).map_err(StoreError::internal)?;
+        rows.push((*org_id, r.computed_at, r.overall, json));
+    }
     app.meta
-        .call(move |c| health_scores::insert(c, org_id, at, overall, &json))
+        .call(move |c| {
+            let tx = c.transaction()?;
+            for (org_id, at, overall, json) in &rows {
+                health_scores::insert(&tx, *org_id, *at, *overall, json)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
         .await?;
-    let _ = app.events.send(OrgEvent {
-        org_id,
-        metrics: Vec::new(),
-        score: Some(overall),
-    });
-    Ok(report)
+    for (org_id, r) in reports {
+        let _ = app.events.send(OrgEvent {
+            org_id,
+            metrics: Vec::new(),
+            score: Some(r.overall),
+        });
+    }
+    Ok(())
 }
 
 /// Stores a daily score for each of the last `days` days (as it stood just before local
@@ -164,16 +197,67 @@ pub async fn latest(app: &App, org_id: i64) -> Result<Option<ScoreReport>, Store
     }
 }
 
-/// Recomputes every org's score (the scheduled job).
+/// Recomputes every org's score (the scheduled job). Orgs sharing period boundaries (the same
+/// local midnight) are read together: one aggregate query and one latest-point query per
+/// group, then one SQLite transaction for all reports.
 pub async fn recompute_all(app: &App) -> Result<usize, StoreError> {
-    let ids = app.meta.call(|c| health_scores::org_ids(c)).await?;
-    let mut done = 0;
-    for id in ids {
-        let org = app.meta.call(move |c| orgs::by_id(c, id)).await?;
-        recompute(app, &org).await?;
-        done += 1;
+    let now = chrono::Utc::now();
+    let everything = app
+        .meta
+        .call(|c| {
+            let mut out = Vec::new();
+            for id in health_scores::org_ids(c)? {
+                out.push((
+                    orgs::by_id(c, id)?,
+                    custom_metrics::catalog(c, id)?,
+                    org_settings::health(c, id)?,
+                ));
+            }
+            Ok(out)
+        })
+        .await?;
+    let mut groups: HashMap<(i64, i64, i64), Vec<usize>> = HashMap::new();
+    for (i, (org, _, _)) in everything.iter().enumerate() {
+        let periods = query::periods(query::org_tz(org), Range::Days30, now.timestamp_micros());
+        groups.entry(periods).or_default().push(i);
     }
-    Ok(done)
+    let window = now.timestamp_micros() - 40 * 86_400_000_000;
+    let mut reports = Vec::with_capacity(everything.len());
+    for ((prev_start, start, end), members) in groups {
+        let ids: Vec<i64> = members.iter().map(|&i| everything[i].0.id).collect();
+        let (rows, latest) = app
+            .metrics
+            .read(move |c| {
+                Ok((
+                    metrics::period_fleet(c, &ids, prev_start, start, end)?,
+                    metrics::latest_ts_fleet(c, &ids, window)?,
+                ))
+            })
+            .await?;
+        for &i in &members {
+            let (org, defs, settings) = &everything[i];
+            let mut values: HashMap<String, (Option<f64>, Option<f64>)> = HashMap::new();
+            for def in defs {
+                let pick = |bucket: i64| {
+                    rows.get(&(org.id, def.key.clone(), bucket))
+                        .map(|r| r.value(def.aggregation))
+                };
+                values.insert(def.key.clone(), (pick(1), pick(0)));
+            }
+            let latest_org: HashMap<String, i64> = latest
+                .iter()
+                .filter(|((o, _), _)| *o == org.id)
+                .map(|((_, k), ts)| (k.clone(), *ts))
+                .collect();
+            reports.push((
+                org.id,
+                build_report(org, defs, settings, &values, &latest_org, now, true),
+            ));
+        }
+    }
+    let n = reports.len();
+    store_and_announce(app, reports).await?;
+    Ok(n)
 }
 
 /// Asks for a recomputation soon; a burst of ingests within the delay causes one recomputation.

@@ -583,3 +583,73 @@ pub fn ping(conn: &Connection) -> Result<(), StoreError> {
     })?;
     Ok(())
 }
+
+fn id_list(org_ids: &[i64]) -> String {
+    if org_ids.is_empty() {
+        return "NULL".into();
+    }
+    org_ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// For many orgs at once: each metric's aggregates over `[prev_start, start)` (bucket 0) and
+/// `[start, end)` (bucket 1), keyed by (org, metric, bucket). One scan for the whole fleet.
+pub fn period_fleet(
+    conn: &Connection,
+    org_ids: &[i64],
+    prev_start: i64,
+    start: i64,
+    end: i64,
+) -> Result<HashMap<(i64, String, i64), AggRow>, StoreError> {
+    let sql = format!(
+        "WITH per_series AS (
+            SELECT org_id, metric, CASE WHEN epoch_us(ts) < {start} THEN 0 ELSE 1 END AS bucket, dims,
+                   sum(value) AS s, count(*) AS c, min(value) AS mn, max(value) AS mx, arg_max(value, ts) AS l
+            FROM points
+            WHERE org_id IN ({ids}) AND ts >= ? AND ts < ?
+            GROUP BY ALL
+         )
+         SELECT org_id, metric, bucket, sum(s), sum(c)::BIGINT, min(mn), max(mx), sum(l)
+         FROM per_series GROUP BY org_id, metric, bucket",
+        ids = id_list(org_ids)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![ts_value(prev_start), ts_value(end)], |r| {
+        let org_id: i64 = r.get(0)?;
+        let row = AggRow {
+            metric: r.get(1)?,
+            bucket: r.get(2)?,
+            group: None,
+            sum: r.get(3)?,
+            count: r.get(4)?,
+            min: r.get(5)?,
+            max: r.get(6)?,
+            last: r.get(7)?,
+        };
+        Ok(((org_id, row.metric.clone(), row.bucket), row))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// For many orgs at once: each metric's latest timestamp from `since_micros` on.
+pub fn latest_ts_fleet(
+    conn: &Connection,
+    org_ids: &[i64],
+    since_micros: i64,
+) -> Result<HashMap<(i64, String), i64>, StoreError> {
+    let sql = format!(
+        "SELECT org_id, metric, epoch_us(max(ts)) FROM points WHERE org_id IN ({}) AND ts >= ? GROUP BY org_id, metric",
+        id_list(org_ids)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![ts_value(since_micros.max(0))], |r| {
+        Ok((
+            (r.get::<_, i64>(0)?, r.get::<_, String>(1)?),
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

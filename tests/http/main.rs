@@ -1287,3 +1287,51 @@ async fn score_settings_are_validated_saved_and_applied() {
     assert!(days.len() >= 30, "{history}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_recomputation_matches_per_org_recomputation() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "Europe/Berlin").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read", "write"]).await;
+    let today = chrono::Utc::now().date_naive();
+    for (key, shift) in [(&key_a, 0.0), (&key_b, 2.5)] {
+        let mut points = Vec::new();
+        for d in 0..60 {
+            let ts = format!("{}T12:00:00Z", today - chrono::Duration::days(d));
+            points.push(json!({"metric": "churn_rate", "timestamp": ts, "value": 3.0 + shift + (d % 5) as f64 * 0.1}));
+            points.push(json!({"metric": "revenue", "timestamp": ts, "value": 1000.0 - d as f64 * 4.0 + shift * 100.0}));
+            points.push(json!({"metric": "uptime", "timestamp": ts, "value": 99.5 + shift / 10.0}));
+        }
+        let (status, _) = post_points(&server, key, &Value::Array(points)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let app = server.app.clone();
+    let mut single = Vec::new();
+    for slug in ["alpha", "beta"] {
+        let org = app
+            .meta
+            .call(move |c| vitals::store::meta::orgs::by_slug(c, slug))
+            .await
+            .unwrap();
+        single.push(vitals::scoring::recompute(&app, &org).await.unwrap());
+    }
+    assert_eq!(vitals::scoring::recompute_all(&app).await.unwrap(), 2);
+    for (slug, one) in ["alpha", "beta"].into_iter().zip(single) {
+        let org = app
+            .meta
+            .call(move |c| vitals::store::meta::orgs::by_slug(c, slug))
+            .await
+            .unwrap();
+        let fleet = vitals::scoring::latest(&app, org.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(one.overall.is_some());
+        assert_eq!(fleet.overall, one.overall, "{slug}");
+        assert_eq!(fleet.metrics, one.metrics, "{slug}");
+        assert_eq!(fleet.coverage, one.coverage, "{slug}");
+    }
+    server.stop().await;
+}
