@@ -603,9 +603,10 @@ mod tests {
     }
 }
 
-/// A recommendation rule: the metric it watches, the condition it fires on (stated for people),
-/// and the advice it gives. Rules fire only for a metric that scores below 50 and costs at least
-/// two points of the overall score.
+/// A recommendation rule: the metric it watches, the condition it fires on, and the advice it
+/// gives. Every rule fires when its metric scores below 50 (past halfway from healthy to
+/// critical) and costs at least two points of the overall score; `condition` states what that
+/// means for the metric with the default SaaS targets.
 pub struct Rule {
     pub metric: &'static str,
     pub condition: &'static str,
@@ -616,17 +617,17 @@ pub struct Rule {
 pub const RULES: &[Rule] = &[
     Rule {
         metric: "churn_rate",
-        condition: "monthly churn above halfway to critical",
+        condition: "monthly churn above 5.5 %",
         advice: "Call the customers who left this month and check where new customers stall in onboarding.",
     },
     Rule {
         metric: "revenue",
-        condition: "revenue growth below halfway to healthy",
+        condition: "revenue growth below −2.5 % on the previous 30 days",
         advice: "Check which products or regions fell (open Revenue and group by a dimension).",
     },
     Rule {
         metric: "mrr",
-        condition: "MRR growth below halfway to healthy",
+        condition: "MRR flat or shrinking on the previous 30 days",
         advice: "Compare new, expansion and churned MRR to see which movement shrank.",
     },
     Rule {
@@ -641,12 +642,12 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         metric: "profit_margin",
-        condition: "margin below halfway to healthy",
+        condition: "profit margin below −2.5 %",
         advice: "Look at the largest cost lines against the revenue they support.",
     },
     Rule {
         metric: "cac",
-        condition: "acquisition cost rising faster than halfway to critical",
+        condition: "acquisition cost up more than 10 % on the previous 30 days",
         advice: "Move budget from the most expensive channel to the one converting best.",
     },
     Rule {
@@ -656,7 +657,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         metric: "failed_payments",
-        condition: "failed payments growing",
+        condition: "failed payments up more than 25 % on the previous 30 days",
         advice: "Turn on card-updater and dunning emails; contact customers with repeated failures.",
     },
     Rule {
@@ -666,7 +667,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         metric: "conversion_rate",
-        condition: "conversion below halfway to healthy",
+        condition: "conversion below 1.75 %",
         advice: "Test the signup and checkout steps where most visitors drop out.",
     },
     Rule {

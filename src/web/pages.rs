@@ -1372,6 +1372,18 @@ pub struct DragView {
     pub sub_score: String,
 }
 
+/// One row of the full breakdown.
+pub struct BreakdownRow {
+    pub category: &'static str,
+    pub name: String,
+    pub value: String,
+    pub target: String,
+    pub trend: String,
+    pub sub_score: String,
+    pub points: String,
+    pub points_lost: String,
+}
+
 pub struct HealthView {
     pub overall: String,
     pub class: &'static str,
@@ -1381,6 +1393,7 @@ pub struct HealthView {
     pub coverage: String,
     pub stale: String,
     pub drags: Vec<DragView>,
+    pub breakdown: Vec<BreakdownRow>,
     pub recommendations: Vec<String>,
     pub vs_yesterday: String,
     pub vs_week: String,
@@ -1481,6 +1494,30 @@ async fn health_view(app: &App, m: &OrgMember) -> Result<HealthView, PageError> 
             .filter_map(|k| report.metrics.iter().find(|x| &x.key == k))
             .map(|x| DragView { name: name(&x.key), points_lost: format!("{:.1}", x.points_lost), sub_score: format!("{:.0}", x.sub_score) })
             .collect(),
+        breakdown: {
+            let mut rows: Vec<&crate::domain::health::MetricScore> = report.metrics.iter().collect();
+            rows.sort_by(|a, b| b.points_lost.total_cmp(&a.points_lost));
+            rows.into_iter()
+                .map(|x| {
+                    let def = defs.iter().find(|d| d.key == x.key);
+                    let fmt = |v: f64| def.map(|d| catalog::format_value(d.unit, v, &m.org.currency)).unwrap_or_else(|| format!("{v}"));
+                    let target = match x.basis {
+                        crate::domain::health::Basis::Level { healthy, critical } => format!("healthy {}, critical {}", fmt(healthy), fmt(critical)),
+                        crate::domain::health::Basis::Trend { healthy, critical } => format!("growth healthy {healthy:+}%, critical {critical:+}%"),
+                    };
+                    BreakdownRow {
+                        category: x.category.title(),
+                        name: name(&x.key),
+                        value: fmt(x.value),
+                        target,
+                        trend: x.growth_pct.map(|g| format!("{g:+.1}%")).unwrap_or_else(|| "–".into()),
+                        sub_score: format!("{:.0}", x.sub_score),
+                        points: format!("{:.1}", x.points),
+                        points_lost: format!("{:.1}", x.points_lost),
+                    }
+                })
+                .collect()
+        },
         recommendations: report.recommendations.clone(),
         vs_yesterday: delta_text(overall, day_ago),
         vs_week: delta_text(overall, week_ago),
