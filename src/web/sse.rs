@@ -55,9 +55,10 @@ fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infall
             }
             Ok(_) => None,
             // A slow client missed some events: tell it to refresh everything.
-            Err(_) => Some(futures::stream::iter(vec![Ok(Event::default()
-                .event("points")
-                .data("*"))])),
+            Err(_) => Some(futures::stream::iter(vec![
+                Ok(Event::default().event("resync").data("*")),
+                Ok(Event::default().event("score").data("*")),
+            ])),
         }
     });
     // Streams end when the server shuts down, so graceful shutdown is not held open.
