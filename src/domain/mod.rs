@@ -1,5 +1,6 @@
 //! Pure domain logic: no I/O, no SQL, no HTTP. Tested directly.
 
+pub mod alerts;
 pub mod catalog;
 pub mod demo;
 pub mod health;
