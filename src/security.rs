@@ -78,6 +78,70 @@ pub fn api_key_prefix(key: &str) -> Option<&str> {
         .then_some(prefix)
 }
 
+/// HMAC-SHA256 (RFC 2104), written out over `sha2` so no extra crate is needed.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block_key = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block_key[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block_key[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block_key.map(|b| b ^ 0x36));
+    inner.update(message);
+    let inner = inner.finalize();
+    let mut outer = Sha256::new();
+    outer.update(block_key.map(|b| b ^ 0x5c));
+    outer.update(inner);
+    outer.finalize().into()
+}
+
+/// The signature header Vitals sends with webhooks (`X-Vitals-Signature`) and the one Stripe
+/// sends (`Stripe-Signature`) share a form: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`.
+pub fn sign_payload(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(hmac_sha256(secret.as_bytes(), &signed))
+    )
+}
+
+/// Verifies a `t=…,v1=…[,v1=…]` header: any `v1` may match (secret rotation), and the
+/// timestamp must be within `tolerance_secs` of `now` (replay protection).
+pub fn verify_signature(
+    header: &str,
+    secret: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<i64, &'static str> {
+    let mut timestamp = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", sig)) => candidates.push(sig.to_string()),
+            _ => {}
+        }
+    }
+    let t = timestamp.ok_or("the signature header has no timestamp")?;
+    if (now - t).abs() > tolerance_secs {
+        return Err("the signature timestamp is outside the tolerance");
+    }
+    let expected = sign_payload(secret, t, body);
+    let expected = expected
+        .rsplit_once("v1=")
+        .map(|(_, s)| s)
+        .unwrap_or_default();
+    if candidates.iter().any(|c| constant_time_eq(c, expected)) {
+        Ok(t)
+    } else {
+        Err("no signature matches")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +162,47 @@ mod tests {
         assert_eq!(api_key_prefix("vk_short_x"), None);
         assert_eq!(api_key_prefix("Bearer nonsense"), None);
         assert_ne!(new_api_key().0, key);
+    }
+}
+
+#[cfg(test)]
+mod hmac_tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 1 and test case 6 (key longer than the block).
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn signatures_verify_with_rotation_and_reject_replays() {
+        let body = br#"{"alert":"churn"}"#;
+        let header = sign_payload("whsec_new", 1_000, body);
+        assert_eq!(
+            verify_signature(&header, "whsec_new", body, 1_100, 300),
+            Ok(1_000)
+        );
+        assert!(verify_signature(&header, "whsec_new", b"tampered", 1_100, 300).is_err());
+        assert!(
+            verify_signature(&header, "whsec_new", body, 1_301, 300).is_err(),
+            "too old"
+        );
+        // Two v1 entries (old and new secret): either matches.
+        let old = sign_payload("whsec_old", 1_000, body);
+        let both = format!("{old},v1={}", header.rsplit_once("v1=").unwrap().1);
+        assert!(verify_signature(&both, "whsec_new", body, 1_000, 300).is_ok());
+        assert!(verify_signature(&both, "whsec_old", body, 1_000, 300).is_ok());
+        assert!(verify_signature("v1=abc", "x", body, 0, 300).is_err());
     }
 }
