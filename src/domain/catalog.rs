@@ -428,6 +428,61 @@ pub fn validate_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A custom metric as typed in (API body or form); empty unit and aggregation take defaults.
+pub struct CustomMetricInput<'a> {
+    pub key: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub category: &'a str,
+    pub unit: &'a str,
+    pub aggregation: &'a str,
+    pub higher_is_better: bool,
+}
+
+/// Validates a custom metric definition; errors name the field.
+pub fn custom_metric(input: &CustomMetricInput) -> Result<MetricDef, (&'static str, String)> {
+    let key = input.key.trim();
+    validate_key(key).map_err(|m| ("key", m))?;
+    if is_builtin(key) {
+        return Err(("key", format!("`{key}` is a built-in metric")));
+    }
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(("name", "must be 1 to 100 characters".into()));
+    }
+    if input.description.chars().count() > 500 {
+        return Err(("description", "must be at most 500 characters".into()));
+    }
+    let category = Category::parse(input.category.trim()).ok_or((
+        "category",
+        "must be financial, customer, operational, growth or risk".to_string(),
+    ))?;
+    let unit = match input.unit.trim() {
+        "" => Unit::Count,
+        u => Unit::parse(u).ok_or((
+            "unit",
+            "must be currency, percent, count, months, hours, ratio or score".to_string(),
+        ))?,
+    };
+    let aggregation = match input.aggregation.trim() {
+        "" => Aggregation::Sum,
+        a => Aggregation::parse(a).ok_or((
+            "aggregation",
+            "must be sum, avg, last, min or max".to_string(),
+        ))?,
+    };
+    Ok(MetricDef {
+        key: key.to_string(),
+        name: name.to_string(),
+        description: input.description.trim().to_string(),
+        category,
+        unit,
+        higher_is_better: input.higher_is_better,
+        aggregation,
+        custom: true,
+    })
+}
+
 /// Formats a value for display in its unit; `currency` is an ISO code such as `EUR`.
 pub fn format_value(unit: Unit, value: f64, currency: &str) -> String {
     match unit {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::auth::ApiKeyAuth;
 use super::error::ApiError;
 use crate::app::{App, OrgEvent};
-use crate::domain::catalog::{self, Aggregation, Category, MetricDef, Unit};
+use crate::domain::catalog::{self, Aggregation, MetricDef};
 use crate::domain::ingest::{self, BatchError, Limits};
 use crate::domain::roles::Scope;
 use crate::domain::timebucket::{self, Bucket};
@@ -373,57 +373,31 @@ fn parse_metric_def(body: &Value) -> Result<MetricDef, ApiError> {
             return Err(ApiError::bad_request(k, "unknown field"));
         }
     }
-    let text = |field: &'static str, required: bool| -> Result<Option<String>, ApiError> {
-        match map.get(field) {
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            None if !required => Ok(None),
-            None => Err(ApiError::bad_request(field, "is required")
-                .with_status(StatusCode::UNPROCESSABLE_ENTITY)),
-            Some(_) => Err(ApiError::bad_request(field, "must be a string")
-                .with_status(StatusCode::UNPROCESSABLE_ENTITY)),
-        }
-    };
     let invalid = |field: &str, m: String| {
         ApiError::bad_request(field, m).with_status(StatusCode::UNPROCESSABLE_ENTITY)
     };
-    let key = text("key", true)?.unwrap_or_default();
-    catalog::validate_key(&key).map_err(|m| invalid("key", m))?;
-    let name = text("name", true)?.unwrap_or_default();
-    if name.trim().is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters".into()));
-    }
-    let category = text("category", true)?.unwrap_or_default();
-    let category = Category::parse(&category).ok_or_else(|| {
-        invalid(
-            "category",
-            "must be financial, customer, operational, growth or risk".into(),
-        )
-    })?;
-    let unit = text("unit", false)?.unwrap_or_else(|| "count".into());
-    let unit = Unit::parse(&unit).ok_or_else(|| {
-        invalid(
-            "unit",
-            "must be currency, percent, count, months, hours, ratio or score".into(),
-        )
-    })?;
-    let aggregation = text("aggregation", false)?.unwrap_or_else(|| "sum".into());
-    let aggregation = Aggregation::parse(&aggregation)
-        .ok_or_else(|| invalid("aggregation", "must be sum, avg, last, min or max".into()))?;
+    let text = |field: &'static str| -> Result<&str, ApiError> {
+        match map.get(field) {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            None => Ok(""),
+            Some(_) => Err(invalid(field, "must be a string".into())),
+        }
+    };
     let higher_is_better = match map.get("higher_is_better") {
         None => true,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("higher_is_better", "must be true or false".into())),
     };
-    Ok(MetricDef {
-        key,
-        name: name.trim().to_string(),
-        description: text("description", false)?.unwrap_or_default(),
-        category,
-        unit,
+    catalog::custom_metric(&catalog::CustomMetricInput {
+        key: text("key")?,
+        name: text("name")?,
+        description: text("description")?,
+        category: text("category")?,
+        unit: text("unit")?,
+        aggregation: text("aggregation")?,
         higher_is_better,
-        aggregation,
-        custom: true,
     })
+    .map_err(|(field, m)| invalid(field, m))
 }
 
 impl ApiError {

@@ -75,6 +75,10 @@ pub fn router(app: App) -> Router {
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
         .route(
+            "/o/{slug}/catalog",
+            get(pages::catalog_list).post(pages::catalog_create),
+        )
+        .route(
             "/o/{slug}/settings",
             get(pages::settings_form).post(pages::settings_save),
         )

@@ -582,6 +582,7 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/audit",
         "/settings",
         "/health",
+        "/catalog",
     ] {
         let r = viewer
             .get(server.url(&format!("/o/{}{path}", a.slug)))
@@ -598,6 +599,7 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/members/1/remove",
         "/settings",
         "/settings/recompute-history",
+        "/catalog",
     ] {
         let r = viewer
             .post(server.url(&format!("/o/{}{path}", a.slug)))
@@ -1333,5 +1335,110 @@ async fn fleet_recomputation_matches_per_org_recomputation() {
         assert_eq!(fleet.metrics, one.metrics, "{slug}");
         assert_eq!(fleet.coverage, one.coverage, "{slug}");
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_metrics_are_added_from_the_metrics_page_by_managers_only() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    add_member(&server, &s, "viewer@acme.test", "viewer").await;
+    let page = server.url("/o/acme/catalog");
+    let token = csrf(&s.client, &page).await;
+    let form = |key: &'static str| {
+        vec![
+            ("csrf", token.clone()),
+            ("key", key.to_string()),
+            ("name", "Demo calls".to_string()),
+            ("category", "growth".to_string()),
+            ("unit", "count".to_string()),
+            ("aggregation", "sum".to_string()),
+            ("direction", "higher".to_string()),
+        ]
+    };
+    let r = s
+        .client
+        .post(&page)
+        .form(&form("demo-calls"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Key may contain only lowercase letters")
+    );
+    let r = s
+        .client
+        .post(&page)
+        .form(&form("revenue"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "built-in keys are taken"
+    );
+    let r = s
+        .client
+        .post(&page)
+        .form(&form("demo_calls"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .client
+        .post(&page)
+        .form(&form("demo_calls"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let key = api_key(&server, &s, &["read", "write"]).await;
+    let (status, _) = post_points(
+        &server,
+        &key,
+        &point("demo_calls", "2026-02-01T10:00:00Z", 3.0),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let html = s
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<code>demo_calls</code>") && html.contains("(custom)"));
+    // A viewer sees the catalog but cannot add to it.
+    let viewer = login(&server, "viewer@acme.test", PASSWORD).await;
+    let html = viewer
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("Add a custom metric"));
+    let vt = extract(&html, "name=\"csrf\" value=\"", "\"").unwrap();
+    let r = viewer
+        .post(&page)
+        .form(&[
+            ("csrf", vt.as_str()),
+            ("key", "x"),
+            ("name", "X"),
+            ("category", "growth"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     server.stop().await;
 }
