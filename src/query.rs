@@ -120,6 +120,23 @@ pub async fn series(
         .collect())
 }
 
+/// The org's catalog (built-in and custom metrics) with each metric's latest value, for the
+/// API's metric list and the Metrics page.
+pub async fn catalog_with_latest(
+    app: &App,
+    org_id: i64,
+) -> Result<(Vec<MetricDef>, HashMap<String, metrics::Latest>), StoreError> {
+    let defs = app
+        .meta
+        .call(move |c| crate::store::meta::custom_metrics::catalog(c, org_id))
+        .await?;
+    let latest = app
+        .metrics
+        .read(move |c| metrics::latest(c, org_id))
+        .await?;
+    Ok((defs, latest))
+}
+
 /// The overview's time ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Range {

@@ -162,15 +162,7 @@ pub async fn list_metrics(
     auth: ApiKeyAuth,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
-    let org_id = auth.org.id;
-    let catalog = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
-    let latest = app
-        .metrics
-        .read(move |c| metrics::latest(c, org_id))
-        .await?;
+    let (catalog, latest) = query::catalog_with_latest(&app, auth.org.id).await?;
     let items: Vec<Value> = catalog
         .iter()
         .map(|d| metric_json(d, latest.get(&d.key)))

@@ -1867,15 +1867,7 @@ async fn catalog_page(
     errors: HashMap<&'static str, String>,
     notice: String,
 ) -> Result<CatalogPage, PageError> {
-    let org_id = m.org.id;
-    let defs = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
-    let latest = app
-        .metrics
-        .read(move |c| metrics::latest(c, org_id))
-        .await?;
+    let (defs, latest) = query::catalog_with_latest(app, m.org.id).await?;
     Ok(CatalogPage {
         nav: nav(app, m, "catalog").await?,
         slug: m.org.slug.clone(),
