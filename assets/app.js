@@ -28,6 +28,7 @@
         width: spark ? 1.5 : 2,
         fill: spark ? "rgba(36,99,235,0.08)" : undefined,
         spanGaps: true,
+        dash: s.dash ? [6, 4] : undefined,
         value: function (u, v) { return formatValue(data.unit, v); }
       });
       columns.push(s.values);

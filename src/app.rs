@@ -31,6 +31,19 @@ pub struct OrgEvent {
     pub metrics: Vec<String>,
     /// A new health score was computed (the overall value, `None` without data).
     pub score: Option<Option<f64>>,
+    /// An alert changed state (its id).
+    pub alert: Option<i64>,
+}
+
+impl OrgEvent {
+    pub fn alert_changed(org_id: i64, alert_id: i64) -> OrgEvent {
+        OrgEvent {
+            org_id,
+            metrics: Vec::new(),
+            score: None,
+            alert: Some(alert_id),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -44,6 +57,17 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Orgs with a score recomputation already scheduled (debounce after ingest).
     pub pending_scores: Arc<Mutex<HashSet<i64>>>,
+    /// Orgs with an alert evaluation already scheduled (debounce after ingest).
+    pub pending_alert_evals: Arc<Mutex<HashSet<i64>>>,
+    /// Alert evaluations, acknowledgements and resolutions run one at a time.
+    pub alert_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the notification delivery worker when something was queued.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Where the server listens (`http://127.0.0.1:8080`), set by `serve`; links in messages use
+    /// `server.public_url` when set, else this.
+    pub bound_url: Arc<std::sync::OnceLock<String>>,
+    /// Outbound HTTP (webhooks, Slack).
+    pub http: reqwest::Client,
 }
 
 impl App {
@@ -63,6 +87,14 @@ impl App {
         )
         .with_context(|| format!("while opening {}", dir.join("metrics.duckdb").display()))?;
         let (events, _) = broadcast::channel(1024);
+        // rustls needs its crypto provider chosen once per process; a second call is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("Vitals/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("while building the HTTP client")?;
         let throttle = LoginThrottle::new(
             config.auth.login_max_failures as usize,
             Duration::from_secs(config.auth.login_window_secs),
@@ -75,7 +107,24 @@ impl App {
             throttle: Arc::new(Mutex::new(throttle)),
             shutdown: CancellationToken::new(),
             pending_scores: Arc::new(Mutex::new(HashSet::new())),
+            pending_alert_evals: Arc::new(Mutex::new(HashSet::new())),
+            alert_lock: Arc::new(tokio::sync::Mutex::new(())),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            bound_url: Arc::new(std::sync::OnceLock::new()),
+            http,
         })
+    }
+
+    /// The base of links in notifications.
+    pub fn base_url(&self) -> String {
+        let public = self.config.server.public_url.trim_end_matches('/');
+        if !public.is_empty() {
+            return public.to_string();
+        }
+        self.bound_url
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("http://{}", self.config.server.listen))
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -20,6 +20,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ingest: IngestConfig,
     pub jobs: JobsConfig,
+    pub alerts: AlertsConfig,
     pub log: LogConfig,
 }
 
@@ -30,8 +31,10 @@ pub struct Config {
 pub struct JobsConfig {
     /// Recompute every organisation's health score.
     pub score_recompute: String,
-    /// Nightly housekeeping: expired sessions, old job runs.
+    /// Nightly housekeeping: expired sessions, old job runs, alert history past retention.
     pub housekeeping: String,
+    /// How often due alert rules are looked for (each rule has its own interval).
+    pub alert_evaluation: String,
 }
 
 impl Default for JobsConfig {
@@ -39,6 +42,35 @@ impl Default for JobsConfig {
         JobsConfig {
             score_recompute: "0 */5 * * * *".into(),
             housekeeping: "0 30 3 * * *".into(),
+            alert_evaluation: "*/15 * * * * *".into(),
+        }
+    }
+}
+
+/// Alert evaluation and notification delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Closed alerts (and delivered notifications) older than this are deleted by housekeeping.
+    pub history_retention_days: u64,
+    /// First retry delay of a failed notification; doubles per attempt (with jitter).
+    pub retry_base_secs: u64,
+    /// Longest delay between two attempts.
+    pub retry_max_secs: u64,
+    /// Attempts before a notification is given up (marked failed on the channel's page).
+    pub max_attempts: u64,
+    /// Seconds one delivery attempt may take before it counts as failed.
+    pub send_timeout_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            history_retention_days: 180,
+            retry_base_secs: 30,
+            retry_max_secs: 3_600,
+            max_attempts: 12,
+            send_timeout_secs: 20,
         }
     }
 }
@@ -455,10 +487,31 @@ impl Config {
         for (key, expr) in [
             ("jobs.score_recompute", &self.jobs.score_recompute),
             ("jobs.housekeeping", &self.jobs.housekeeping),
+            ("jobs.alert_evaluation", &self.jobs.alert_evaluation),
         ] {
             if let Err(m) = crate::scheduler::parse_schedule(expr) {
                 return bad(key, m);
             }
+        }
+        for (key, value) in [
+            (
+                "alerts.history_retention_days",
+                self.alerts.history_retention_days,
+            ),
+            ("alerts.retry_base_secs", self.alerts.retry_base_secs),
+            ("alerts.retry_max_secs", self.alerts.retry_max_secs),
+            ("alerts.max_attempts", self.alerts.max_attempts),
+            ("alerts.send_timeout_secs", self.alerts.send_timeout_secs),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if self.alerts.retry_max_secs < self.alerts.retry_base_secs {
+            return bad(
+                "alerts.retry_max_secs",
+                "must be at least alerts.retry_base_secs".into(),
+            );
         }
         if !["trace", "debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return bad(

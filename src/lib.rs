@@ -3,10 +3,12 @@
 //! `main` parses the command line and calls into [`cli`]; the server itself is [`serve`], which
 //! tests call with a listener on `127.0.0.1:0` and a temp data directory.
 
+pub mod alerting;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod notify;
 pub mod query;
 pub mod scheduler;
 pub mod scoring;
@@ -24,6 +26,9 @@ pub use config::Config;
 /// Serves `app` on `listener` until `app.shutdown` is cancelled, then drains in-flight requests
 /// and flushes the metric writer.
 pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = app.bound_url.set(format!("http://{addr}"));
+    }
     let router = web::router(app.clone());
     let shutdown = app.shutdown.clone();
     let jobs = tokio::spawn(scheduler::run(
@@ -32,6 +37,7 @@ pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
         std::sync::Arc::new(scheduler::SystemClock),
         app.shutdown.clone(),
     ));
+    let delivery = tokio::spawn(notify::run_worker(app.clone()));
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -46,6 +52,8 @@ pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
     {
         tracing::warn!("a scheduled job was still running after 30 s; stopping anyway");
     }
+    // In-flight deliveries are leased in the outbox: if cut short here they are retried after restart.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), delivery).await;
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     result?;

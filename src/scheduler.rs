@@ -164,6 +164,8 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
     let config = &app.config.jobs;
     let recompute_app = app.clone();
     let housekeeping_meta = app.meta.clone();
+    let housekeeping_app = app.clone();
+    let alerts_app = app.clone();
     vec![
         Job {
             name: "score_recompute",
@@ -185,8 +187,12 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
             expression: config.housekeeping.clone(),
             run: Arc::new(move || {
                 let meta = housekeeping_meta.clone();
+                let app = housekeeping_app.clone();
                 Box::pin(async move {
-                    meta.call(|c| {
+                    let (alerts, deliveries) = crate::alerting::purge_history(&app)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    meta.call(move |c| {
                         let sessions = crate::store::meta::sessions::delete_expired(c)?;
                         let runs = job_runs::prune(c, Utc::now().timestamp() - 30 * 86_400)?;
                         // Score history: every recomputation for a week, then each day's closing score.
@@ -199,11 +205,26 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
                             scores += crate::store::meta::health_scores::compact(c, id, week_ago, offset)?;
                         }
                         Ok(format!(
-                            "removed {sessions} expired sessions, {runs} old job runs and {scores} intraday scores older than a week"
+                            "removed {sessions} expired sessions, {runs} old job runs, {scores} intraday scores older than a week, \
+                             {alerts} closed alerts and {deliveries} notifications past the alert retention"
                         ))
                     })
                     .await
                     .map_err(|e| e.to_string())
+                })
+            }),
+        },
+        Job {
+            name: "alert_evaluation",
+            schedule: parse_schedule(&config.alert_evaluation).ok().flatten(),
+            expression: config.alert_evaluation.clone(),
+            run: Arc::new(move || {
+                let app = alerts_app.clone();
+                Box::pin(async move {
+                    crate::alerting::evaluate_due(&app)
+                        .await
+                        .map(|n| format!("evaluated {n} rules"))
+                        .map_err(|e| e.to_string())
                 })
             }),
         },

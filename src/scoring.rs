@@ -153,6 +153,7 @@ async fn store_and_announce(app: &App, reports: Vec<(i64, ScoreReport)>) -> Resu
             org_id,
             metrics: Vec::new(),
             score: Some(r.overall),
+            alert: None,
         });
     }
     Ok(())

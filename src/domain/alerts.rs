@@ -394,6 +394,57 @@ impl Silence {
     }
 }
 
+/// Parses label matchers written as `key=value, key=value` (an empty text matches everything).
+pub fn parse_matchers(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for part in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(format!("{part:?} is not key=value"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() {
+            return Err(format!("{part:?} needs both a key and a value"));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Parses days as `mon,tue,…`, `weekdays`, `weekend` or `every day`.
+pub fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {
+    use Weekday::*;
+    let t = text.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "weekdays" => return Ok(vec![Mon, Tue, Wed, Thu, Fri]),
+        "weekend" => return Ok(vec![Sat, Sun]),
+        "every day" | "daily" | "all" => return Ok(vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun]),
+        _ => {}
+    }
+    let mut days = Vec::new();
+    for part in t.split([',', ' ']).filter(|p| !p.is_empty()) {
+        let day: Weekday = part
+            .parse()
+            .map_err(|_| format!("{part:?} is not a day (mon, tue, … or weekdays, weekend)"))?;
+        if !days.contains(&day) {
+            days.push(day);
+        }
+    }
+    if days.is_empty() {
+        return Err("name at least one day".into());
+    }
+    Ok(days)
+}
+
+/// Parses a local time of day `HH:MM`.
+pub fn parse_time_of_day(text: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(text.trim(), "%H:%M")
+        .map_err(|_| format!("{:?} is not a time of day such as 22:30", text.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,5 +799,32 @@ mod tests {
         assert!(s.mutes(&labels, T0));
         assert!(!s.mutes(&labels, T0 + 60));
         assert!(!s.mutes(&[("team".into(), "sales".into())], T0));
+    }
+
+    #[test]
+    fn matchers_days_and_times_parse() {
+        assert_eq!(
+            parse_matchers("team=finance, severity = high").unwrap(),
+            vec![
+                ("team".to_string(), "finance".to_string()),
+                ("severity".to_string(), "high".to_string())
+            ]
+        );
+        assert!(parse_matchers("").unwrap().is_empty());
+        assert!(parse_matchers("team").is_err());
+        assert_eq!(
+            parse_days("weekend").unwrap(),
+            vec![Weekday::Sat, Weekday::Sun]
+        );
+        assert_eq!(
+            parse_days("mon, fri").unwrap(),
+            vec![Weekday::Mon, Weekday::Fri]
+        );
+        assert!(parse_days("funday").is_err());
+        assert_eq!(
+            parse_time_of_day("22:30").unwrap(),
+            NaiveTime::from_hms_opt(22, 30, 0).unwrap()
+        );
+        assert!(parse_time_of_day("25:00").is_err());
     }
 }

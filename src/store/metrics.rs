@@ -499,6 +499,35 @@ pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, S
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The newest point's time (µs) of a metric, per value of `group_by` (or one row), counting
+/// only points matching `filters`. Metrics without points give no rows.
+pub fn last_seen(
+    conn: &Connection,
+    org_id: i64,
+    metric: &str,
+    filters: &[(String, String)],
+    group_by: Option<&str>,
+) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+    let group_sql = match group_by {
+        Some(key) => format!("regexp_extract(dims, '(?:^|&){key}=([^&]*)', 1)"),
+        None => "NULL::VARCHAR".into(),
+    };
+    let mut sql = format!(
+        "SELECT {group_sql} AS grp, epoch_us(max(ts)) FROM points WHERE org_id = ? AND metric = ?"
+    );
+    let mut params: Vec<Value> = vec![Value::BigInt(org_id), Value::Text(metric.to_string())];
+    for (k, v) in filters {
+        sql.push_str(" AND contains('&' || dims || '&', ?)");
+        params.push(Value::Text(format!("&{k}={}&", encode_dim_value(v))));
+    }
+    sql.push_str(" GROUP BY grp");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
+        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Latest {
     pub ts_micros: i64,

@@ -44,7 +44,10 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads a JSON body, mapping every failure to a clear 4xx.
-fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+pub(crate) fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
     require_json(headers)?;
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -134,8 +137,10 @@ pub async fn ingest(
         org_id,
         metrics: touched.clone(),
         score: None,
+        alert: None,
     });
     crate::scoring::recompute_soon(&app, org_id, std::time::Duration::from_secs(1));
+    crate::alerting::evaluate_soon(&app, org_id, std::time::Duration::from_millis(200));
     Ok(Json(json!({ "accepted": stored, "metrics": touched })))
 }
 
@@ -285,7 +290,7 @@ pub async fn series(
     })))
 }
 
-fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -1,5 +1,7 @@
 //! The web layer: one router with every route and layer, pages, the JSON API and live events.
 
+pub mod alerts_api;
+pub mod alerts_pages;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -14,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -31,6 +33,40 @@ pub fn router(app: App) -> Router {
         .route("/health/score", get(api::health_score))
         .route("/health/score/history", get(api::health_history))
         .route("/health/score/recompute", post(api::health_recompute))
+        .route("/alerts", get(alerts_api::list))
+        .route("/alerts/{id}", get(alerts_api::get))
+        .route("/alerts/{id}/acknowledge", post(alerts_api::acknowledge))
+        .route("/alerts/{id}/resolve", post(alerts_api::resolve))
+        .route(
+            "/alert-rules",
+            get(alerts_api::list_rules).post(alerts_api::create_rule),
+        )
+        .route("/alert-rules/test", post(alerts_api::test_draft))
+        .route(
+            "/alert-rules/{id}",
+            get(alerts_api::get_rule)
+                .put(alerts_api::update_rule)
+                .delete(alerts_api::delete_rule),
+        )
+        .route("/alert-rules/{id}/test", post(alerts_api::test_rule))
+        .route(
+            "/channels",
+            get(alerts_api::list_channels).post(alerts_api::create_channel),
+        )
+        .route(
+            "/channels/{id}",
+            get(alerts_api::get_channel)
+                .put(alerts_api::update_channel)
+                .delete(alerts_api::delete_channel),
+        )
+        .route("/channels/{id}/test", post(alerts_api::test_channel))
+        .route(
+            "/silences",
+            get(alerts_api::list_silences).post(alerts_api::create_silence),
+        )
+        .route("/silences/{id}", delete(alerts_api::expire_silence))
+        .route("/mute-windows", post(alerts_api::create_mute_window))
+        .route("/mute-windows/{id}", delete(alerts_api::delete_mute_window))
         .fallback(api::not_found);
 
     let timeout = Duration::from_secs(app.config.server.request_timeout_secs);
@@ -74,6 +110,63 @@ pub fn router(app: App) -> Router {
             post(pages::members_remove),
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
+        .route("/o/{slug}/alerts", get(alerts_pages::alerts_page))
+        .route("/o/{slug}/alerts/list", get(alerts_pages::alerts_fragment))
+        .route("/o/{slug}/alerts/{id}", get(alerts_pages::alert_page))
+        .route(
+            "/o/{slug}/alerts/{id}/acknowledge",
+            post(alerts_pages::acknowledge),
+        )
+        .route("/o/{slug}/alerts/{id}/resolve", post(alerts_pages::resolve))
+        .route(
+            "/o/{slug}/alert-rules",
+            get(alerts_pages::rules_page).post(alerts_pages::create_rule),
+        )
+        .route(
+            "/o/{slug}/alert-rules/new",
+            get(alerts_pages::new_rule_form),
+        )
+        .route("/o/{slug}/alert-rules/test", post(alerts_pages::test_rule))
+        .route(
+            "/o/{slug}/alert-rules/{id}",
+            get(alerts_pages::edit_rule_form).post(alerts_pages::update_rule),
+        )
+        .route(
+            "/o/{slug}/alert-rules/{id}/delete",
+            post(alerts_pages::delete_rule),
+        )
+        .route(
+            "/o/{slug}/channels",
+            get(alerts_pages::channels_list).post(alerts_pages::create_channel),
+        )
+        .route(
+            "/o/{slug}/channels/{id}",
+            get(alerts_pages::channel_detail).post(alerts_pages::update_channel),
+        )
+        .route(
+            "/o/{slug}/channels/{id}/delete",
+            post(alerts_pages::delete_channel),
+        )
+        .route(
+            "/o/{slug}/channels/{id}/test",
+            post(alerts_pages::test_channel),
+        )
+        .route(
+            "/o/{slug}/silences",
+            get(alerts_pages::silences_list).post(alerts_pages::create_silence),
+        )
+        .route(
+            "/o/{slug}/silences/{id}/expire",
+            post(alerts_pages::expire_silence),
+        )
+        .route(
+            "/o/{slug}/mute-windows",
+            post(alerts_pages::create_mute_window),
+        )
+        .route(
+            "/o/{slug}/mute-windows/{id}/delete",
+            post(alerts_pages::delete_mute_window),
+        )
         .route(
             "/o/{slug}/catalog",
             get(pages::catalog_list).post(pages::catalog_create),

@@ -25,7 +25,7 @@ use crate::store::meta::{custom_metrics, sessions, users};
 use crate::store::metrics;
 
 /// Form fields as sent (repeated names kept, e.g. checkboxes).
-pub struct FormData(Vec<(String, String)>);
+pub struct FormData(pub Vec<(String, String)>);
 
 impl FormData {
     pub fn get(&self, name: &str) -> &str {
@@ -67,7 +67,7 @@ pub struct Nav {
     pub active: &'static str,
 }
 
-async fn nav(app: &App, m: &OrgMember, active: &'static str) -> Result<Nav, PageError> {
+pub(crate) async fn nav(app: &App, m: &OrgMember, active: &'static str) -> Result<Nav, PageError> {
     let user_id = m.user.id;
     let orgs = app.meta.call(move |c| orgs::for_user(c, user_id)).await?;
     Ok(Nav {

@@ -32,6 +32,12 @@ fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infall
         futures::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
     let updates = BroadcastStream::new(app.events.subscribe()).filter_map(move |msg| async move {
         match msg {
+            Ok(e) if e.org_id == org_id && e.alert.is_some() => {
+                let id = e.alert.unwrap_or_default();
+                Some(futures::stream::iter(vec![Ok(Event::default()
+                    .event("alert")
+                    .data(id.to_string()))]))
+            }
             Ok(e) if e.org_id == org_id && e.score.is_some() => {
                 let overall = e
                     .score

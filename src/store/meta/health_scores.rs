@@ -63,6 +63,22 @@ pub fn before(conn: &Connection, org_id: i64, at: i64) -> Result<Option<f64>, St
         .flatten())
 }
 
+/// The full report of the last score computed before `at` (score alert rules read categories).
+pub fn report_before(
+    conn: &Connection,
+    org_id: i64,
+    at: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT report FROM health_scores WHERE org_id = ?1 AND computed_at < ?2 ORDER BY computed_at DESC, id DESC LIMIT 1",
+            params![org_id, at],
+            |r| r.get::<_, String>(0),
+        )
+        .found()
+        .ok())
+}
+
 pub fn org_ids(conn: &Connection) -> Result<Vec<i64>, StoreError> {
     let mut stmt = conn.prepare("SELECT id FROM orgs ORDER BY id")?;
     let rows = stmt.query_map([], |r| r.get(0))?;

@@ -2,8 +2,10 @@
 //! the audit log. One connection behind a mutex serves as the single writer (no "database is
 //! locked" under load); every call runs on the blocking pool through [`MetaStore::call`].
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod channels;
 pub mod custom_metrics;
 pub mod health_scores;
 pub mod job_runs;
@@ -122,6 +124,99 @@ const MIGRATIONS: &[&str] = &[
         org_id INTEGER PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
         health TEXT NOT NULL
     );
+    "#,
+    // 5: alerting: channels, rules, alerts with their history, silences, mute windows and the
+    // notification outbox (durable delivery, one row per channel per notification).
+    r#"
+    CREATE TABLE notification_channels (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('email', 'slack', 'webhook')),
+        settings TEXT NOT NULL,
+        secret TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_failure_at INTEGER,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX notification_channels_org ON notification_channels(org_id);
+    CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        spec TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        last_evaluated_at INTEGER,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_rules_org ON alert_rules(org_id);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        rule_id INTEGER NOT NULL REFERENCES alert_rules(id) ON DELETE CASCADE,
+        series TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'acknowledged', 'resolved', 'cleared')),
+        severity TEXT NOT NULL,
+        category TEXT NOT NULL DEFAULT '',
+        tracker TEXT NOT NULL,
+        value REAL,
+        started_at INTEGER NOT NULL,
+        fired_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        ack_by TEXT NOT NULL DEFAULT '',
+        ack_note TEXT NOT NULL DEFAULT '',
+        ack_until INTEGER
+    );
+    CREATE UNIQUE INDEX alerts_one_open ON alerts(rule_id, series)
+        WHERE state IN ('pending', 'firing', 'acknowledged');
+    CREATE INDEX alerts_org_updated ON alerts(org_id, updated_at);
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        value REAL
+    );
+    CREATE INDEX alert_events_alert ON alert_events(alert_id, at);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        matchers TEXT NOT NULL,
+        ends_at INTEGER NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE mute_windows (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        schedule TEXT NOT NULL,
+        matchers TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        channel_id INTEGER NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+        alert_id INTEGER REFERENCES alerts(id) ON DELETE SET NULL,
+        idempotency_key TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        UNIQUE (channel_id, idempotency_key)
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
     "#,
 ];
 
