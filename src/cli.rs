@@ -1,6 +1,6 @@
 //! The command line: `vitals` (desktop), `serve`, `demo`, `user add`, `apikey …`, `config check`.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -62,6 +62,29 @@ pub enum Command {
     Config(ConfigCommand),
     /// Show the scheduled jobs: schedule, last run, duration, outcome, next run.
     Jobs,
+    /// Anomaly detection on files: score a CSV, or run the NAB benchmark.
+    #[command(subcommand)]
+    Anomaly(AnomalyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AnomalyCommand {
+    /// Print `timestamp,value,anomaly_score` for every row of a `timestamp,value` CSV file.
+    Score {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Score the Numenta Anomaly Benchmark corpus in DIR (e.g. bench/nab) with NAB's scoring
+    /// (windows, probation, scaled sigmoid, three profiles, one threshold for the corpus).
+    Nab {
+        /// The corpus: combined_windows.json and data/.
+        #[arg(default_value = "bench/nab")]
+        dir: PathBuf,
+        /// Score another detector's per-row results instead (same relative paths,
+        /// `timestamp,anomaly_score`), e.g. bench/nab/reference/numenta.
+        #[arg(long, value_name = "DIR")]
+        scores: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -167,6 +190,31 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::User(cmd)) => user_command(&config, cmd),
         Some(Command::Apikey(cmd)) => apikey_command(&config, cmd),
         Some(Command::Jobs) => jobs_command(&config),
+        Some(Command::Anomaly(AnomalyCommand::Score { file })) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let written = crate::anomaly_cli::score_csv(&file, &mut out)
+                .and_then(|()| out.flush().context("while writing the scores"));
+            match written {
+                // `vitals anomaly score f.csv | head` is fine.
+                Err(e)
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    }) =>
+                {
+                    Ok(())
+                }
+                other => other,
+            }
+        }
+        Some(Command::Anomaly(AnomalyCommand::Nab { dir, scores })) => {
+            let started = std::time::Instant::now();
+            let results = crate::anomaly_cli::run_nab(&dir, scores.as_deref())?;
+            print!("{}", crate::anomaly_cli::nab_table(&results));
+            eprintln!("scored in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! tests call with a listener on `127.0.0.1:0` and a temp data directory.
 
 pub mod alerting;
+pub mod anomaly_cli;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -2,10 +2,13 @@
 
 pub mod alert_rules;
 pub mod alerts;
+pub mod anomaly;
 pub mod catalog;
 pub mod demo;
+pub mod forecast;
 pub mod health;
 pub mod ingest;
+pub mod nab;
 pub mod notify;
 pub mod roles;
 pub mod throttle;
