@@ -22,15 +22,22 @@
     var series = [{}];
     var columns = [data.x];
     data.series.forEach(function (s, i) {
-      series.push({
+      var opts = {
         label: s.label,
-        stroke: palette[i % palette.length],
-        width: spark ? 1.5 : 2,
+        stroke: s.band ? "rgba(101,112,132,0.55)" : palette[i % palette.length],
+        width: spark ? 1.5 : s.band ? 1 : 2,
         fill: spark ? "rgba(36,99,235,0.08)" : undefined,
-        spanGaps: true,
+        spanGaps: !s.points,
         dash: s.dash ? [6, 4] : undefined,
         value: function (u, v) { return formatValue(data.unit, v); }
-      });
+      };
+      if (s.points) {
+        // Anomalies: marks only, no line.
+        opts.stroke = "#c4321f";
+        opts.paths = function () { return null; };
+        opts.points = { show: true, size: 9, fill: "#c4321f" };
+      }
+      series.push(opts);
       columns.push(s.values);
     });
     var opts = {

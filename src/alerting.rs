@@ -129,7 +129,18 @@ pub async fn observe(
                 .await?;
             values.insert(String::new(), value);
         }
-        RuleKind::Anomaly => {}
+        RuleKind::Anomaly => {
+            let metric = spec.metric.clone().unwrap_or_default();
+            let from = now - spec.window_secs;
+            let highest = app
+                .meta
+                .call(move |c| {
+                    crate::store::meta::anomalies::max_score(c, org_id, &metric, from, now + 1)
+                })
+                .await?;
+            // No anomaly in the window is a normal reading (0), not missing data.
+            values.insert(String::new(), Some(highest.unwrap_or(0.0)));
+        }
     }
     if spec.group_by.is_none() {
         values.entry(String::new()).or_insert(None);
@@ -175,6 +186,7 @@ pub fn value_formatter(
     move |v: f64| match kind {
         RuleKind::Change => format!("{v:+.1}%"),
         RuleKind::Score => format!("{v:.1}"),
+        RuleKind::Anomaly => format!("anomaly score {v:.2}"),
         RuleKind::NoData => format_age(v as i64),
         _ => match unit {
             Some(u) => catalog::format_value(u, v, &currency),

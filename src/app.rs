@@ -59,6 +59,8 @@ pub struct App {
     pub pending_scores: Arc<Mutex<HashSet<i64>>>,
     /// Orgs with an alert evaluation already scheduled (debounce after ingest).
     pub pending_alert_evals: Arc<Mutex<HashSet<i64>>>,
+    /// Orgs with anomaly detection already scheduled (debounce after ingest).
+    pub pending_insights: Arc<Mutex<HashSet<i64>>>,
     /// Alert evaluations, acknowledgements and resolutions run one at a time.
     pub alert_lock: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the notification delivery worker when something was queued.
@@ -108,6 +110,7 @@ impl App {
             shutdown: CancellationToken::new(),
             pending_scores: Arc::new(Mutex::new(HashSet::new())),
             pending_alert_evals: Arc::new(Mutex::new(HashSet::new())),
+            pending_insights: Arc::new(Mutex::new(HashSet::new())),
             alert_lock: Arc::new(tokio::sync::Mutex::new(())),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             bound_url: Arc::new(std::sync::OnceLock::new()),

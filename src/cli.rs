@@ -358,6 +358,8 @@ fn run_demo(
             // A score history from the start: daily scores over the last 90 days, then now.
             crate::scoring::backfill(&app, &l.org, 90).await?;
             crate::scoring::recompute(&app, &l.org).await?;
+            // Insights from the first page view: the demo's incidents are found by the detector.
+            crate::insights::detect_org(&app, &l.org).await?;
         }
         let listener = bind(&app.config, !listen_given).await?;
         let url = url_of(&listener)?;

@@ -35,6 +35,8 @@ pub struct JobsConfig {
     pub housekeeping: String,
     /// How often due alert rules are looked for (each rule has its own interval).
     pub alert_evaluation: String,
+    /// Anomaly detection over every metric (it also runs shortly after ingest).
+    pub insights: String,
 }
 
 impl Default for JobsConfig {
@@ -43,6 +45,7 @@ impl Default for JobsConfig {
             score_recompute: "0 */5 * * * *".into(),
             housekeeping: "0 30 3 * * *".into(),
             alert_evaluation: "*/15 * * * * *".into(),
+            insights: "0 10 * * * *".into(),
         }
     }
 }
@@ -488,6 +491,7 @@ impl Config {
             ("jobs.score_recompute", &self.jobs.score_recompute),
             ("jobs.housekeeping", &self.jobs.housekeeping),
             ("jobs.alert_evaluation", &self.jobs.alert_evaluation),
+            ("jobs.insights", &self.jobs.insights),
         ] {
             if let Err(m) = crate::scheduler::parse_schedule(expr) {
                 return bad(key, m);

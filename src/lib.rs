@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod insights;
 pub mod notify;
 pub mod query;
 pub mod scheduler;

@@ -166,6 +166,7 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
     let housekeeping_meta = app.meta.clone();
     let housekeeping_app = app.clone();
     let alerts_app = app.clone();
+    let insights_app = app.clone();
     vec![
         Job {
             name: "score_recompute",
@@ -224,6 +225,20 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
                     crate::alerting::evaluate_due(&app)
                         .await
                         .map(|n| format!("evaluated {n} rules"))
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        },
+        Job {
+            name: "insights",
+            schedule: parse_schedule(&config.insights).ok().flatten(),
+            expression: config.insights.clone(),
+            run: Arc::new(move || {
+                let app = insights_app.clone();
+                Box::pin(async move {
+                    crate::insights::detect_all(&app)
+                        .await
+                        .map(|n| format!("{n} anomalies in the last two years"))
                         .map_err(|e| e.to_string())
                 })
             }),

@@ -394,7 +394,15 @@ pub fn validate(
             Aggregation::Avg
         }),
     };
-    let window_secs = r.duration("window", 86_400);
+    // Anomalies are found on complete days: by default look back over the last two.
+    let window_secs = r.duration(
+        "window",
+        if kind == RuleKind::Anomaly {
+            2 * 86_400
+        } else {
+            86_400
+        },
+    );
     if window_secs < 60 && matches!(kind, RuleKind::Threshold | RuleKind::Change) {
         r.problem("window", "must be at least 1m");
     }
@@ -456,14 +464,22 @@ pub fn validate(
             no_data = NoDataPolicy::Alert;
         }
         RuleKind::Anomaly => {
-            min_anomaly_score = r.number("min_anomaly_score").unwrap_or(0.8);
+            min_anomaly_score = r.number("min_anomaly_score").unwrap_or(0.5);
             if !(0.0..=1.0).contains(&min_anomaly_score) || min_anomaly_score == 0.0 {
                 r.problem("min_anomaly_score", "must be in (0, 1]");
             }
-            r.problem(
-                "kind",
-                "anomaly rules fire from stored anomalies, and anomaly detection (Insights) is not part of this build yet; use a threshold or change rule meanwhile",
-            );
+            if window_secs < 86_400 {
+                r.problem(
+                    "window",
+                    "must be at least 1d: anomalies are found on complete days",
+                );
+            }
+            // The watched value is the highest anomaly score in the window (0 without any):
+            // it fires from `min_anomaly_score` on and clears when no anomaly is left in it.
+            condition = Condition::Above {
+                threshold: min_anomaly_score - 1e-9,
+                recovery: min_anomaly_score - 1e-9,
+            };
         }
         RuleKind::Threshold | RuleKind::Change | RuleKind::Score => {
             let op_name = op.clone().unwrap_or_default();
@@ -675,6 +691,7 @@ impl RuleSpec {
             RuleKind::Anomaly => {
                 obj.insert("metric".into(), json!(self.metric));
                 obj.insert("min_anomaly_score".into(), json!(self.min_anomaly_score));
+                obj.insert("window".into(), json!(format_duration(self.window_secs)));
             }
             RuleKind::Score => {
                 obj.insert(
@@ -733,12 +750,17 @@ impl RuleSpec {
                 }
             }
             RuleKind::NoData => format!("age of the newest {metric_name} point"),
-            RuleKind::Anomaly => format!("anomaly score of {metric_name}"),
+            RuleKind::Anomaly => {
+                format!("highest anomaly score of {metric_name} over the last {window}")
+            }
         }
     }
 
     /// The condition in words, with `fmt` rendering values in the watched unit.
     pub fn describe_condition(&self, fmt: &dyn Fn(f64) -> String) -> String {
+        if self.kind == RuleKind::Anomaly {
+            return format!("an anomaly scoring {:.2} or more", self.min_anomaly_score);
+        }
         if self.kind == RuleKind::NoData {
             return format!(
                 "no new point for more than {}",
@@ -804,6 +826,7 @@ pub fn percent_change(previous: f64, current: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::alerts::Observation;
     use crate::domain::catalog;
 
     fn cat() -> Vec<MetricDef> {
@@ -897,12 +920,36 @@ mod tests {
         assert_eq!(drop.score_category, Some(Category::Financial));
         assert_eq!(validate(&drop.to_input(), &cat(), |_| true).unwrap(), drop);
         let anomaly = validate(
-            &json!({"name": "a", "kind": "anomaly", "metric": "revenue"}),
+            &json!({"name": "a", "kind": "anomaly", "metric": "revenue", "min_anomaly_score": 0.6}),
+            &cat(),
+            |_| true,
+        )
+        .unwrap();
+        assert_eq!(
+            (anomaly.window_secs, anomaly.min_anomaly_score),
+            (2 * 86_400, 0.6)
+        );
+        assert_eq!(
+            validate(&anomaly.to_input(), &cat(), |_| true).unwrap(),
+            anomaly
+        );
+        // Fires from the minimum score on, clears below it.
+        assert!(matches!(
+            anomaly.condition.observe(Some(0.6)),
+            Observation::Breach(_)
+        ));
+        assert!(matches!(
+            anomaly.condition.observe(Some(0.0)),
+            Observation::Recovered(_)
+        ));
+        let bad = validate(
+            &json!({"name": "a", "kind": "anomaly", "metric": "revenue", "min_anomaly_score": 2, "window": "1h"}),
             &cat(),
             |_| true,
         )
         .unwrap_err();
-        assert_eq!(anomaly[0].field, "kind");
+        let fields: Vec<&str> = bad.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, vec!["min_anomaly_score", "window"]);
         let esc = validate(
             &json!({"name": "e", "kind": "threshold", "metric": "revenue",
                     "condition": {"op": "above", "threshold": 1}, "escalation_channels": [1]}),

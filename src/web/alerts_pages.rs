@@ -567,6 +567,7 @@ fn rule_json_from_form(form: &FormData) -> (Value, Vec<FieldProblem>) {
         },
         "category": form.get("category"),
         "stale_after": form.get("stale_after"),
+        "min_anomaly_score": form.get("min_anomaly_score"),
         "severity": form.get("severity"),
         "interval": form.get("interval"),
         "for": form.get("for"),

@@ -141,6 +141,7 @@ pub async fn ingest(
     });
     crate::scoring::recompute_soon(&app, org_id, std::time::Duration::from_secs(1));
     crate::alerting::evaluate_soon(&app, org_id, std::time::Duration::from_millis(200));
+    crate::insights::detect_soon(&app, org_id, std::time::Duration::from_secs(2));
     Ok(Json(json!({ "accepted": stored, "metrics": touched })))
 }
 

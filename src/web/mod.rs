@@ -6,6 +6,8 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod insights_api;
+pub mod insights_pages;
 pub mod pages;
 pub mod sse;
 
@@ -28,6 +30,9 @@ pub fn router(app: App) -> Router {
     let api = Router::new()
         .route("/metrics", get(api::list_metrics).post(api::ingest))
         .route("/metrics/{key}/series", get(api::series))
+        .route("/metrics/{key}/anomalies", get(insights_api::anomalies))
+        .route("/metrics/{key}/forecast", get(insights_api::forecast))
+        .route("/insights", get(insights_api::insights))
         .route("/custom-metrics", post(api::create_custom_metric))
         .route("/org", get(api::whoami))
         .route("/health/score", get(api::health_score))
@@ -110,6 +115,7 @@ pub fn router(app: App) -> Router {
             post(pages::members_remove),
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
+        .route("/o/{slug}/insights", get(insights_pages::insights_page))
         .route("/o/{slug}/alerts", get(alerts_pages::alerts_page))
         .route("/o/{slug}/alerts/list", get(alerts_pages::alerts_fragment))
         .route("/o/{slug}/alerts/{id}", get(alerts_pages::alert_page))

@@ -587,6 +587,41 @@ pub struct OverviewPage {
     pub categories: Vec<CategoryView>,
     pub has_data: bool,
     pub time_zone: String,
+    /// The few most important anomalies and forecasts (insight cards).
+    pub insights: Vec<InsightCard>,
+}
+
+/// One insight card on the overview.
+pub struct InsightCard {
+    pub title: String,
+    pub text: String,
+    pub href: String,
+    /// `bad`, `good` or `info`.
+    pub tone: &'static str,
+}
+
+/// The overview's insight cards: the three anomalies of the last 14 days that weigh most on the
+/// health score, then the business forecasts.
+async fn insight_cards(app: &App, m: &OrgMember) -> Result<Vec<InsightCard>, PageError> {
+    let found = crate::insights::insights(app, &m.org, 14, 3).await?;
+    let slug = &m.org.slug;
+    let mut cards: Vec<InsightCard> = found
+        .anomalies
+        .into_iter()
+        .map(|a| InsightCard {
+            title: format!("Unusual {}", a.metric_name.to_lowercase()),
+            href: format!("/o/{slug}/metrics/{}?range=90d", a.metric),
+            tone: if a.harmful { "bad" } else { "good" },
+            text: a.text,
+        })
+        .collect();
+    cards.extend(found.outlooks.into_iter().take(3).map(|o| InsightCard {
+        title: o.title,
+        text: o.text,
+        href: format!("/o/{slug}/insights"),
+        tone: "info",
+    }));
+    Ok(cards)
 }
 
 #[derive(Template)]
@@ -659,6 +694,7 @@ pub async fn overview(
         categories,
         has_data,
         time_zone: m.org.time_zone.clone(),
+        insights: insight_cards(&app, &m).await?,
     })
 }
 
@@ -740,6 +776,113 @@ pub struct MetricPage {
     pub group_by: String,
     pub breakdowns: Vec<Breakdown>,
     pub bucket: &'static str,
+    /// Anomalies in the range: (day, sentence, harmful).
+    pub anomalies: Vec<(String, String, bool)>,
+    /// What the forecast drawn on the chart is, or why there is none.
+    pub forecast_note: String,
+}
+
+/// Daily overlays for the metric chart: the expected band and anomalies from the detector, and
+/// the 30-day forecast (when it beat seasonal naive in its backtest). Extends `x` and pads the
+/// value series with nulls for the forecast days.
+async fn daily_overlays(
+    app: &App,
+    m: &OrgMember,
+    def: &MetricDef,
+    x: &mut Vec<i64>,
+    series: &mut Vec<serde_json::Value>,
+) -> Result<(Vec<(String, String, bool)>, String), PageError> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let history = crate::insights::daily_history(
+        app,
+        &m.org,
+        std::slice::from_ref(def),
+        crate::insights::HISTORY_DAYS,
+        now,
+    )
+    .await?;
+    let days = history.get(&def.key).cloned().unwrap_or_default();
+    let (scores, _) = crate::insights::score_days(&days);
+    let by_at: HashMap<i64, (f64, crate::domain::anomaly::PointScore)> = days
+        .iter()
+        .zip(&scores)
+        .map(|(d, s)| (d.at, (d.value, *s)))
+        .collect();
+    let mut low = Vec::with_capacity(x.len());
+    let mut high = Vec::with_capacity(x.len());
+    let mut marks = Vec::with_capacity(x.len());
+    for at in x.iter() {
+        let entry = by_at.get(at);
+        let band = entry.and_then(|(_, s)| Some((s.expected?, s.band?)));
+        low.push(band.map(|(e, b)| e - b));
+        high.push(band.map(|(e, b)| e + b));
+        marks.push(
+            entry
+                .filter(|(_, s)| s.score >= crate::insights::ANOMALY_THRESHOLD)
+                .map(|(v, _)| *v),
+        );
+    }
+    let since_days = ((now / 1_000_000 - x.first().copied().unwrap_or(0)) / 86_400).max(1) + 1;
+    let listed =
+        crate::insights::list_anomalies(app, &m.org, Some(def.key.clone()), since_days, 200)
+            .await?
+            .into_iter()
+            .map(|a| (a.day, a.text, a.harmful))
+            .collect();
+    let f = crate::insights::forecast_metric(app, &m.org, def, 30).await?;
+    let mut forecast = (Vec::new(), Vec::new(), Vec::new());
+    let note = if f.shown {
+        let past = x.len();
+        for s in &f.steps {
+            x.push(s.at);
+            forecast.0.push(Some(s.mean));
+            forecast.1.push(Some(s.low));
+            forecast.2.push(Some(s.high));
+        }
+        let pad = |v: &mut Vec<Option<f64>>, before: bool| {
+            let nulls = if before { past } else { x.len() - v.len() };
+            let mut padded = vec![None; nulls];
+            if before {
+                padded.append(v);
+                *v = padded;
+            } else {
+                v.append(&mut padded);
+            }
+        };
+        pad(&mut forecast.0, true);
+        pad(&mut forecast.1, true);
+        pad(&mut forecast.2, true);
+        pad(&mut low, false);
+        pad(&mut high, false);
+        pad(&mut marks, false);
+        for s in series.iter_mut() {
+            if let Some(values) = s.get_mut("values").and_then(|v| v.as_array_mut()) {
+                values.resize(x.len(), serde_json::Value::Null);
+            }
+        }
+        format!(
+            "Dashed: 30-day forecast ({}), 95% interval; {}.",
+            f.method, f.reason
+        )
+    } else {
+        format!(
+            "No forecast drawn: {}",
+            f.reason.trim_start_matches("not shown: ")
+        )
+    };
+    series.push(json!({"label": "expected low", "values": low, "band": true}));
+    series.push(json!({"label": "expected high", "values": high, "band": true}));
+    series.push(json!({"label": "anomaly", "values": marks, "points": true}));
+    if f.shown {
+        series.push(json!({"label": "forecast", "values": forecast.0, "dash": true}));
+        series.push(
+            json!({"label": "forecast low", "values": forecast.1, "band": true, "dash": true}),
+        );
+        series.push(
+            json!({"label": "forecast high", "values": forecast.2, "band": true, "dash": true}),
+        );
+    }
+    Ok((listed, note))
 }
 
 pub async fn metric_detail(
@@ -786,16 +929,23 @@ pub async fn metric_detail(
     )
     .await?;
     let fmt = |v: f64| catalog::format_value(def.unit, v, &m.org.currency);
-    let x: Vec<i64> = groups
+    let mut x: Vec<i64> = groups
         .first()
         .map(|g| g.points.iter().map(|p| p.utc_micros / 1_000_000).collect())
         .unwrap_or_default();
-    let chart = json!({
-        "x": x,
-        "series": groups.iter().map(|g| json!({
+    let mut series: Vec<serde_json::Value> = groups.iter().map(|g| json!({
             "label": g.group.clone().map(|s| if s.is_empty() { "(none)".to_string() } else { s }).unwrap_or_else(|| def.name.clone()),
             "values": g.points.iter().map(|p| p.value).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        })).collect();
+    let (anomalies, forecast_note) =
+        if group_by.is_none() && range.bucket() == crate::domain::timebucket::Bucket::Day {
+            daily_overlays(&app, &m, &def, &mut x, &mut series).await?
+        } else {
+            (Vec::new(), String::new())
+        };
+    let chart = json!({
+        "x": x,
+        "series": series,
         "unit": def.unit,
         "spark": false,
     });
@@ -884,6 +1034,8 @@ pub async fn metric_detail(
         breakdowns,
         bucket: range.bucket().as_str(),
         def,
+        anomalies,
+        forecast_note,
     })
 }
 

@@ -3,6 +3,7 @@
 //! locked" under load); every call runs on the blocking pool through [`MetaStore::call`].
 
 pub mod alerts;
+pub mod anomalies;
 pub mod api_keys;
 pub mod audit;
 pub mod channels;
@@ -217,6 +218,22 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (channel_id, idempotency_key)
     );
     CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    "#,
+    // 6: anomalies found by the insights job, one row per anomalous daily point.
+    r#"
+    CREATE TABLE anomalies (
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        metric TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        day TEXT NOT NULL,
+        value REAL NOT NULL,
+        expected REAL NOT NULL,
+        band REAL NOT NULL,
+        score REAL NOT NULL,
+        detected_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, metric, at)
+    );
+    CREATE INDEX anomalies_org_at ON anomalies(org_id, at);
     "#,
 ];
 
