@@ -30,7 +30,7 @@ fn synthetic(seed: usize, days: usize) -> Vec<f64> {
             } else {
                 1.0
             };
-            let spike = if (d * 31 + seed * 17) % 211 == 0 {
+            let spike = if (d * 31 + seed * 17).is_multiple_of(211) {
                 2.5
             } else {
                 1.0
