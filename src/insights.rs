@@ -546,7 +546,12 @@ pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreErr
         }
     }
 
-    // Revenue this month against last month.
+    // Revenue this month against the monthly target (or last month's revenue without one).
+    let monthly_target = app
+        .meta
+        .call(move |c| org_settings::health(c, org_id))
+        .await?
+        .monthly_revenue_target;
     if let Some(revenue) = history.get("revenue") {
         let tz = query::org_tz(org);
         let today = timebucket::local_naive(tz, now).date();
@@ -559,11 +564,15 @@ pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreErr
             .filter(|d| d.date >= month_start)
             .map(|d| d.value)
             .sum();
-        let target: f64 = revenue
+        let last_month: f64 = revenue
             .iter()
             .filter(|d| d.date >= last_month_start && d.date < month_start)
             .map(|d| d.value)
             .sum();
+        let (target, against) = match monthly_target {
+            Some(t) => (t, "the monthly target of"),
+            None => (last_month, "last month's"),
+        };
         let next_month = (month_start + chrono::Duration::days(32))
             .with_day(1)
             .unwrap_or(month_start);
@@ -578,15 +587,17 @@ pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreErr
                 kind: "month",
                 title: format!("Revenue in {}", month_start.format("%B")),
                 text: format!(
-                    "{} projected ({}–{}) against {} last month: {}",
+                    "{} projected ({}–{}) against {against} {}: {}",
                     money(o.projected),
                     money(o.low),
                     money(o.high),
                     money(target),
                     if o.on_track {
-                        "on track to beat it"
+                        "on track"
+                    } else if o.high >= target {
+                        "within reach, but behind"
                     } else {
-                        "behind last month"
+                        "behind"
                     }
                 ),
                 urgency: 100.0 * (o.projected / target - 1.0),

@@ -780,6 +780,10 @@ pub struct HealthSettings {
     /// Weight (percent) per category, in `Category::ALL` order.
     pub weights: Vec<(Category, f64)>,
     pub overrides: Vec<TargetOverride>,
+    /// The revenue the business aims for each calendar month (None: beat last month). Read by
+    /// the "on track this month?" forecast.
+    #[serde(default)]
+    pub monthly_revenue_target: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -796,6 +800,7 @@ impl Default for HealthSettings {
             kind: BusinessKind::Saas,
             weights: DEFAULT_CATEGORY_WEIGHTS.to_vec(),
             overrides: Vec::new(),
+            monthly_revenue_target: None,
         }
     }
 }
@@ -906,6 +911,7 @@ mod settings_tests {
                 critical: 4.0,
                 weight: 1.0,
             }],
+            monthly_revenue_target: None,
         };
         settings.validate().unwrap();
         let targets = settings.targets();

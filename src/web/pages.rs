@@ -1791,6 +1791,8 @@ pub struct SettingsPage {
     pub targets: Vec<TargetRow>,
     pub errors: HashMap<String, String>,
     pub notice: String,
+    pub monthly_revenue_target: String,
+    pub currency: String,
 }
 
 impl SettingsPage {
@@ -1862,6 +1864,11 @@ async fn settings_page(
             .collect(),
         errors,
         notice,
+        monthly_revenue_target: settings
+            .monthly_revenue_target
+            .map(fmt_num)
+            .unwrap_or_default(),
+        currency: m.org.currency.clone(),
     })
 }
 
@@ -1925,10 +1932,24 @@ pub async fn settings_save(
     } else {
         Vec::new()
     };
+    let monthly_revenue_target = match form.get("monthly_revenue_target").trim() {
+        "" => None,
+        raw => match raw.replace([',', ' '], "").parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Some(v),
+            _ => {
+                errors.insert(
+                    "monthly_revenue_target".into(),
+                    "must be a positive amount, or empty to compare with last month".into(),
+                );
+                None
+            }
+        },
+    };
     let settings = HealthSettings {
         kind,
         weights,
         overrides,
+        monthly_revenue_target,
     };
     if errors.is_empty()
         && let Err((field, message)) = settings.validate()

@@ -226,3 +226,98 @@ async fn a_spike_is_found_after_ingest_explained_forecast_and_alerted_on() {
     );
     server.stop().await;
 }
+
+/// Every `<input … name=… value=…>` of a form page, to post it back.
+fn form_inputs(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input ") {
+        rest = &rest[i + 7..];
+        let tag = &rest[..rest.find('>').unwrap_or(rest.len())];
+        if let Some(name) = extract(tag, "name=\"", "\"") {
+            out.push((name, extract(tag, "value=\"", "\"").unwrap_or_default()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_month_outlook_uses_the_monthly_revenue_target_from_settings() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    // Growing revenue with a weekly pattern: a model with trend and season beats seasonal naive.
+    let today = chrono::Utc::now().date_naive();
+    let points: Vec<Value> = (1..=200)
+        .rev()
+        .map(|back| {
+            let day = today - chrono::Duration::days(back);
+            let i = 200 - back;
+            let weekend = matches!(i % 7, 5 | 6);
+            let value =
+                (1_000.0 + 5.0 * i as f64) * if weekend { 0.5 } else { 1.0 } + 10.0 * noise(back);
+            json!({"metric": "revenue", "timestamp": format!("{day}T12:00:00Z"), "value": value})
+        })
+        .collect();
+    let (status, body) = post_points(&server, &key, &json!({ "points": points })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let page = server.url(&format!("/o/{}/settings", a.slug));
+    let html = a
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = form_inputs(&html);
+    assert!(form.iter().any(|(n, _)| n == "csrf"));
+    form.retain(|(n, _)| n != "monthly_revenue_target");
+    form.push(("kind".into(), "saas".into()));
+
+    // A bad target is named and nothing is saved.
+    let mut bad = form.clone();
+    bad.push(("monthly_revenue_target".into(), "-5".into()));
+    let r = a.client.post(&page).form(&bad).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Monthly revenue target must be a positive amount")
+    );
+
+    // A target no business of this size reaches this month.
+    let mut good = form.clone();
+    good.push(("monthly_revenue_target".into(), "1000000".into()));
+    let r = a.client.post(&page).form(&good).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, insights) = get_json(&server, &key, "/api/v1/insights").await;
+    let month = insights["outlooks"]
+        .as_array()
+        .and_then(|o| o.iter().find(|c| c["kind"] == "month"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let text = month["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("against the monthly target of EUR 1,000,000: behind"),
+        "{insights}"
+    );
+
+    // Without a target the month is compared with last month's revenue.
+    let mut none = form.clone();
+    none.push(("monthly_revenue_target".into(), "".into()));
+    let r = a.client.post(&page).form(&none).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, insights) = get_json(&server, &key, "/api/v1/insights").await;
+    let text = insights["outlooks"]
+        .as_array()
+        .and_then(|o| o.iter().find(|c| c["kind"] == "month"))
+        .and_then(|c| c["text"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(text.contains("against last month's EUR "), "{insights}");
+    server.stop().await;
+}
