@@ -65,6 +65,62 @@ pub enum Command {
     /// Anomaly detection on files: score a CSV, or run the NAB benchmark.
     #[command(subcommand)]
     Anomaly(AnomalyCommand),
+    /// Import data into a running server.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Import a CSV file through the server's API (`POST /api/v1/imports/csv`): every bad row is
+    /// reported with its line number, and nothing is imported when there are any unless
+    /// --valid-only is given. Re-importing the same file replaces, never double-counts.
+    Csv(Box<CsvImportArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct CsvImportArgs {
+    /// The CSV file (UTF-8; comma, semicolon or tab separated).
+    pub file: PathBuf,
+    /// The organisation (checked against the API key's).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// An API key with the write scope.
+    #[arg(long, env = "VITALS_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// The server's URL (default: http:// + server.listen).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Column with the timestamps (default: timestamp, date, time or the first column).
+    #[arg(long)]
+    pub timestamp_column: Option<String>,
+    /// strftime format of the timestamps (default: ISO dates and times, DD/MM/YYYY, unix seconds).
+    #[arg(long)]
+    pub timestamp_format: Option<String>,
+    /// Time zone of timestamps without an offset (IANA name; default UTC).
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Long files: the column holding metric keys ...
+    #[arg(long)]
+    pub metric_column: Option<String>,
+    /// ... and the column holding values (default: value).
+    #[arg(long)]
+    pub value_column: Option<String>,
+    /// Wide files: COLUMN:METRIC pairs, comma-separated (default: every other column, by header).
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Columns that are dimensions, comma-separated.
+    #[arg(long)]
+    pub dimensions: Option<String>,
+    /// comma, semicolon, tab or auto.
+    #[arg(long, default_value = "auto")]
+    pub delimiter: String,
+    /// Decimal separator: point or comma.
+    #[arg(long, default_value = "point")]
+    pub decimal: String,
+    /// Import the valid rows even when some rows have problems.
+    #[arg(long)]
+    pub valid_only: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +264,7 @@ pub fn run() -> anyhow::Result<()> {
                 other => other,
             }
         }
+        Some(Command::Import(ImportCommand::Csv(args))) => import_csv_command(&config, *args),
         Some(Command::Anomaly(AnomalyCommand::Nab { dir, scores })) => {
             let started = std::time::Instant::now();
             let results = crate::anomaly_cli::run_nab(&dir, scores.as_deref())?;
@@ -605,4 +662,127 @@ fn jobs_command(config: &Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `vitals import csv`: streams the file to the server with a progress line, then prints the
+/// report. DuckDB allows one process per database file, so the server does the writing.
+fn import_csv_command(config: &Config, args: CsvImportArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("while reading {}", args.file.display()))?;
+    let total = bytes.len() as u64;
+    let server = args
+        .server
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let server = server.trim_end_matches('/').to_string();
+    let mut query: Vec<(&str, String)> = vec![
+        ("delimiter", args.delimiter.clone()),
+        ("decimal", args.decimal.clone()),
+        ("valid_only", args.valid_only.to_string()),
+    ];
+    for (k, v) in [
+        ("timestamp_column", &args.timestamp_column),
+        ("timestamp_format", &args.timestamp_format),
+        ("time_zone", &args.time_zone),
+        ("metric_column", &args.metric_column),
+        ("value_column", &args.value_column),
+        ("columns", &args.columns),
+        ("dimensions", &args.dimensions),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v.clone()));
+        }
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        if let Some(org) = &args.org {
+            let who: serde_json::Value = client
+                .get(format!("{server}/api/v1/org"))
+                .bearer_auth(&args.api_key)
+                .send()
+                .await
+                .with_context(|| format!("while reaching {server} (is `vitals serve` running?)"))?
+                .json()
+                .await
+                .context("while reading the server's answer")?;
+            let slug = who["org"]["slug"]
+                .as_str()
+                .or(who["slug"].as_str())
+                .unwrap_or("");
+            if slug != org {
+                bail!("the API key belongs to organisation {slug:?}, not {org:?}");
+            }
+        }
+        let started = std::time::Instant::now();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        let chunks: Vec<Vec<u8>> = bytes.chunks(256 * 1024).map(|c| c.to_vec()).collect();
+        let stream = futures::stream::iter(chunks.into_iter().map(move |c| {
+            let done = counter.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                + c.len() as u64;
+            let width = 30;
+            let filled = (done * width / total.max(1)) as usize;
+            eprint!(
+                "\r  uploading [{}{}] {:>3}%",
+                "#".repeat(filled),
+                " ".repeat(width as usize - filled),
+                done * 100 / total.max(1)
+            );
+            Ok::<_, std::io::Error>(c)
+        }));
+        let response = client
+            .post(format!("{server}/api/v1/imports/csv"))
+            .bearer_auth(&args.api_key)
+            .query(&query)
+            .header("content-type", "text/csv")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .with_context(|| {
+                format!("while sending the file to {server} (is `vitals serve` running?)")
+            })?;
+        eprintln!(
+            "\r  uploaded {} in {:.1} s, server answered {}        ",
+            args.file.display(),
+            started.elapsed().as_secs_f64(),
+            response.status()
+        );
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        if let Some(problems) = body["problems"].as_array() {
+            for p in problems.iter().take(50) {
+                eprintln!(
+                    "  line {}: {}",
+                    p["line"],
+                    p["reason"].as_str().unwrap_or("")
+                );
+            }
+            let more = body["problem_count"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(50);
+            if more > 0 {
+                eprintln!("  … and {more} more problems");
+            }
+        }
+        if status.is_success() {
+            println!(
+                "imported {} points from {} rows ({} rows skipped) in {:.1} s",
+                body["imported_points"],
+                body["rows"],
+                body["skipped_rows"],
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        } else {
+            bail!(
+                "{}",
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the server refused the file")
+            )
+        }
+    })
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables that start with `VITALS_` but are not config keys.
-const NON_KEY_ENV_VARS: &[&str] = &["VITALS_CONFIG", "VITALS_LOG"];
+const NON_KEY_ENV_VARS: &[&str] = &["VITALS_CONFIG", "VITALS_LOG", "VITALS_API_KEY"];
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,6 +120,8 @@ pub struct IngestConfig {
     pub max_points_per_request: u64,
     /// How far in the future a point's timestamp may lie.
     pub max_future_secs: u64,
+    /// Largest accepted CSV file (`POST /api/v1/imports/csv`, the import page).
+    pub max_import_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +169,7 @@ impl Default for IngestConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_points_per_request: 50_000,
             max_future_secs: 24 * 3600,
+            max_import_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -483,6 +486,9 @@ impl Config {
         }
         if self.ingest.max_body_bytes < 1024 {
             return bad("ingest.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.ingest.max_import_bytes < 1024 {
+            return bad("ingest.max_import_bytes", "must be at least 1024".into());
         }
         if self.ingest.max_points_per_request == 0 {
             return bad("ingest.max_points_per_request", "must be at least 1".into());

@@ -4,6 +4,7 @@ pub mod alert_rules;
 pub mod alerts;
 pub mod anomaly;
 pub mod catalog;
+pub mod csv_import;
 pub mod demo;
 pub mod forecast;
 pub mod health;

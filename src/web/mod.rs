@@ -6,6 +6,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod import;
 pub mod insights_api;
 pub mod insights_pages;
 pub mod pages;
@@ -33,6 +34,12 @@ pub fn router(app: App) -> Router {
         .route("/metrics/{key}/anomalies", get(insights_api::anomalies))
         .route("/metrics/{key}/forecast", get(insights_api::forecast))
         .route("/insights", get(insights_api::insights))
+        .route(
+            "/imports/csv",
+            post(import::import_csv).layer(DefaultBodyLimit::max(
+                app.config.ingest.max_import_bytes as usize,
+            )),
+        )
         .route("/custom-metrics", post(api::create_custom_metric))
         .route("/org", get(api::whoami))
         .route("/health/score", get(api::health_score))

@@ -3,6 +3,7 @@
 mod alerts;
 mod browser;
 mod common;
+mod import;
 mod insights;
 
 use std::time::Duration;
