@@ -3,8 +3,9 @@
 //!
 //! - RFC 4180 quoting (commas, the delimiter, line breaks and `""` inside quotes), a UTF-8 BOM,
 //!   CRLF or LF; the delimiter is `,`, `;` or tab, detected from the header unless given.
-//! - Decimal point or decimal comma (`1.234,5` with `decimal_comma`), thousands separators and
-//!   currency symbols are not guessed: a value that is not a plain number is a problem.
+//! - Decimal point, or decimal comma with `decimal_comma` (`1234,5`, and `1.234,5` with dots
+//!   grouping thousands). Nothing else is guessed (currency symbols, `1,000.5` in decimal-point
+//!   mode): a value that is not a number in the chosen style is a problem.
 //! - Two shapes: "long" (a metric-name column and a value column) or "wide" (one column per
 //!   metric); dimension columns become point dimensions.
 //! - Timestamps: RFC 3339, `YYYY-MM-DD[ HH:MM[:SS]]`, `DD/MM/YYYY`, unix seconds, or a given
@@ -35,7 +36,29 @@ pub struct Mapping {
     pub value_column: Option<String>,
     /// Wide shape: (column, metric key); empty means every other column, keyed by its header.
     pub metric_columns: Vec<(String, String)>,
-    pub dimension_columns: Vec<String>,
+    /// (column, dimension key).
+    pub dimension_columns: Vec<(String, String)>,
+}
+
+/// A dimension key from a column header: lowercase, other characters as `_` ("Sales Region" →
+/// `sales_region`).
+pub fn dimension_key_of(column: &str) -> String {
+    let mut key: String = column
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !key.starts_with(|c: char| c.is_ascii_lowercase()) {
+        key.insert(0, 'd');
+    }
+    key.truncate(32);
+    key
 }
 
 impl Default for Mapping {
@@ -146,10 +169,24 @@ pub fn parse_number(raw: &str, decimal_comma: bool) -> Option<f64> {
         return None;
     }
     let normal = if decimal_comma {
-        if s.contains('.') {
-            return None;
+        let (int, frac) = s.split_once(',').unwrap_or((s, ""));
+        let digits = int.trim_start_matches(['-', '+']);
+        if digits.contains('.') {
+            // Dots only as thousands separators: 1.234 or 12.345.678, never 1.23.
+            let groups: Vec<&str> = digits.split('.').collect();
+            let grouped = (1..=3).contains(&groups[0].len())
+                && groups[1..].iter().all(|g| g.len() == 3)
+                && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_digit()));
+            if !grouped || frac.contains('.') {
+                return None;
+            }
         }
-        s.replace(',', ".")
+        let int = int.replace('.', "");
+        if frac.is_empty() {
+            int
+        } else {
+            format!("{int}.{frac}")
+        }
     } else {
         s.to_string()
     };
@@ -247,10 +284,10 @@ pub fn parse(
     let dim_cols: Vec<(usize, String)> = mapping
         .dimension_columns
         .iter()
-        .map(|d| {
-            ingest::validate_dimension_key(d)
-                .map_err(|e| format!("dimension column {d:?}: {e}"))?;
-            Ok((find(d)?, d.clone()))
+        .map(|(col, key)| {
+            ingest::validate_dimension_key(key)
+                .map_err(|e| format!("dimension {key:?} (column {col:?}): {e}"))?;
+            Ok((find(col)?, key.clone()))
         })
         .collect::<Result<_, String>>()?;
     // Long shape: (metric column, value column); wide: (column, metric key) pairs.
@@ -417,7 +454,7 @@ mod tests {
     fn a_wide_file_with_bom_crlf_and_quoted_commas() {
         let text = "\u{feff}date,revenue,expenses,region\r\n2024-03-01,\"1,000.5\",200,eu\r\n2024-03-02,1100,,\"us, east\"\r\n";
         let mapping = Mapping {
-            dimension_columns: vec!["region".into()],
+            dimension_columns: vec![("region".into(), "region".into())],
             ..Mapping::default()
         };
         let p = parse(text, &mapping, known, NOW, 0).expect("parsed");
@@ -505,6 +542,27 @@ mod tests {
         let e = parse("timestamp,revenue\n", &m, known, NOW, 0).unwrap_err();
         assert!(e.contains("no column \"when\""), "{e}");
         assert!(parse("", &Mapping::default(), known, NOW, 0).is_err());
+    }
+
+    #[test]
+    fn numbers_in_either_decimal_style() {
+        assert_eq!(parse_number("1.234,5", true), Some(1234.5));
+        assert_eq!(parse_number("-12.345.678", true), Some(-12_345_678.0));
+        assert_eq!(parse_number("12,75", true), Some(12.75));
+        assert_eq!(parse_number("1.23", true), None);
+        assert_eq!(parse_number("1.234.5", true), None);
+        assert_eq!(parse_number("1234.5", false), Some(1234.5));
+        assert_eq!(parse_number("1,234.5", false), None);
+        assert_eq!(parse_number("1e3", false), Some(1000.0));
+        assert_eq!(parse_number("€5", false), None);
+        assert_eq!(parse_number("NaN", false), None);
+    }
+
+    #[test]
+    fn dimension_keys_come_from_headers() {
+        assert_eq!(dimension_key_of("Sales Region"), "sales_region");
+        assert_eq!(dimension_key_of("2nd"), "d2nd");
+        assert!(ingest::validate_dimension_key(&dimension_key_of("Région (EU)")).is_ok());
     }
 
     #[test]

@@ -77,7 +77,15 @@ pub fn mapping_from_pairs(pairs: &[(String, String)]) -> Result<(Mapping, bool),
                         .push((col.trim().to_string(), metric.trim().to_string()));
                 }
             }
-            "dimensions" => m.dimension_columns = list(v),
+            "dimensions" => {
+                for pair in list(v) {
+                    let (col, key) = match pair.split_once(':') {
+                        Some((c, k)) => (c.trim().to_string(), k.trim().to_string()),
+                        None => (pair.clone(), csv_import::dimension_key_of(&pair)),
+                    };
+                    m.dimension_columns.push((col, key));
+                }
+            }
             "valid_only" => {
                 valid_only = match v {
                     "" | "false" | "0" | "off" => false,

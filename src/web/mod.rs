@@ -7,6 +7,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod import;
+pub mod import_pages;
 pub mod insights_api;
 pub mod insights_pages;
 pub mod pages;
@@ -123,6 +124,14 @@ pub fn router(app: App) -> Router {
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
         .route("/o/{slug}/insights", get(insights_pages::insights_page))
+        .route(
+            "/o/{slug}/import",
+            get(import_pages::import_form)
+                .post(import_pages::import_submit)
+                .layer(DefaultBodyLimit::max(
+                    app.config.ingest.max_import_bytes as usize,
+                )),
+        )
         .route("/o/{slug}/alerts", get(alerts_pages::alerts_page))
         .route("/o/{slug}/alerts/list", get(alerts_pages::alerts_fragment))
         .route("/o/{slug}/alerts/{id}", get(alerts_pages::alert_page))

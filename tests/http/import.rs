@@ -227,3 +227,124 @@ async fn the_import_command_uploads_and_reports_line_numbers() {
     );
     server.stop().await;
 }
+
+/// A multipart/form-data body with text fields and one file.
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &str)>) -> (String, Vec<u8>) {
+    let boundary = "vitals-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some((file_name, content)) = file {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n").as_bytes());
+        body.extend(content.as_bytes());
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_page_previews_with_line_numbers_then_imports_the_upload() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &a, &["read"]).await;
+    let page = server.url(&format!("/o/{}/import", a.slug));
+    let token = csrf(&a.client, &page).await;
+    let csv = "Datum;Umsatz;Region\n01/06/2024;1.234,5;eu\n02/06/2024;x;eu\n03/06/2024;99;us\n";
+    let fields = [
+        ("csrf", token.as_str()),
+        ("action", "preview"),
+        ("timestamp_column", "Datum"),
+        ("columns", "Umsatz:revenue"),
+        ("dimensions", "Region"),
+        ("delimiter", "auto"),
+        ("decimal", "point"),
+        ("time_zone", "UTC"),
+    ];
+    let post = |fields: Vec<(&str, String)>, file: Option<(&str, &str)>| {
+        let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (ct, body) = multipart(&borrowed, file);
+        a.client
+            .post(&page)
+            .header("content-type", ct)
+            .header("origin", server.url("").trim_end_matches('/'))
+            .body(body)
+            .send()
+    };
+    let owned = |f: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        f.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    };
+
+    // Preview with a decimal point setting: "1.234,5" is a problem, reported by line.
+    let r = post(owned(&fields), Some(("umsatz.csv", csv)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("line 2: Umsatz value &#34;1.234,5&#34; is not a number"),
+        "{html}"
+    );
+    assert!(html.contains("line 3: Umsatz value"), "{html}");
+    let upload = extract(&html, "name=\"upload\" value=\"", "\"").expect("upload token");
+    assert!(!upload.is_empty());
+
+    // Same upload, decimal comma: only line 3 is bad; importing everything is refused.
+    let mut next = owned(&fields);
+    next.retain(|(k, _)| *k != "decimal" && *k != "action");
+    next.push(("decimal", "comma".into()));
+    next.push(("upload", upload.clone()));
+    next.push(("file_name", "umsatz.csv".into()));
+    let mut all = next.clone();
+    all.push(("action", "import".into()));
+    let r = post(all, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Nothing was imported: 1 of 3 rows have problems"),
+        "{html}"
+    );
+    let (_, series) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?from=2024-06-01&to=2024-06-04&bucket=day",
+    )
+    .await;
+    assert_eq!(values(&series), vec![None, None, None]);
+
+    // Valid rows only.
+    let mut valid = next.clone();
+    valid.push(("action", "import_valid".into()));
+    let r = post(valid, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Imported 2 points from 3 rows; 1 rows with problems were skipped."),
+        "{html}"
+    );
+    let (_, series) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?from=2024-06-01&to=2024-06-04&bucket=day",
+    )
+    .await;
+    assert_eq!(values(&series), vec![Some(1234.5), None, Some(99.0)]);
+
+    // The upload is gone after the import; a viewer cannot import.
+    let mut again = next.clone();
+    again.push(("action", "import".into()));
+    let r = post(again, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("no longer here"));
+    add_member(&server, &a, "viewer@acme.test", "viewer").await;
+    let viewer = login(&server, "viewer@acme.test", PASSWORD).await;
+    let r = viewer.get(&page).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    server.stop().await;
+}
