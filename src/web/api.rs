@@ -79,7 +79,16 @@ pub async fn ingest(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Write)?;
     let body = json_body(&headers, body)?;
-    let org_id = auth.org.id;
+    ingest_value(&app, auth.org.id, body).await
+}
+
+/// Validates and stores a metric batch for `org_id` (the API and the inbound webhooks).
+pub(crate) async fn ingest_value(
+    app: &App,
+    org_id: i64,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let app = app.clone();
     let known: HashSet<String> = app
         .meta
         .call(move |c| custom_metrics::catalog(c, org_id))
@@ -549,4 +558,27 @@ pub async fn health_history(
         "time_zone": auth.org.time_zone,
         "points": points.iter().map(|(t, v)| json!({"at": to_rfc(*t), "overall": v})).collect::<Vec<_>>(),
     })))
+}
+
+/// `POST /hooks/{token}`: an inbound webhook. The secret URL stands for the org (no API key, for
+/// Zapier-style tools); the body and its validation are those of `POST /api/v1/metrics`.
+pub async fn inbound_hook(
+    State(app): State<App>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let hash = crate::security::sha256_hex(&token);
+    let hook = app
+        .meta
+        .call(move |c| crate::store::meta::inbound_hooks::find_active(c, &hash))
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => ApiError::not_found(
+                "unknown or revoked webhook URL; create one on the Webhooks page",
+            ),
+            other => ApiError::from(other),
+        })?;
+    let body = json_body(&headers, body)?;
+    ingest_value(&app, hook.org_id, body).await
 }

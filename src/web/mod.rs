@@ -6,6 +6,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod hooks_pages;
 pub mod import;
 pub mod import_pages;
 pub mod insights_api;
@@ -88,6 +89,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/healthz", get(healthz))
+        .route("/hooks/{token}", post(api::inbound_hook))
         .route("/setup", get(pages::setup_form).post(pages::setup_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/logout", post(pages::logout))
@@ -124,6 +126,14 @@ pub fn router(app: App) -> Router {
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
         .route("/o/{slug}/insights", get(insights_pages::insights_page))
+        .route(
+            "/o/{slug}/hooks",
+            get(hooks_pages::hooks_list).post(hooks_pages::hooks_create),
+        )
+        .route(
+            "/o/{slug}/hooks/{id}/revoke",
+            post(hooks_pages::hooks_revoke),
+        )
         .route(
             "/o/{slug}/import",
             get(import_pages::import_form)

@@ -3,6 +3,7 @@
 mod alerts;
 mod browser;
 mod common;
+mod hooks;
 mod import;
 mod insights;
 

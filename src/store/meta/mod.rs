@@ -9,6 +9,7 @@ pub mod audit;
 pub mod channels;
 pub mod custom_metrics;
 pub mod health_scores;
+pub mod inbound_hooks;
 pub mod job_runs;
 pub mod org_settings;
 pub mod orgs;
@@ -234,6 +235,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (org_id, metric, at)
     );
     CREATE INDEX anomalies_org_at ON anomalies(org_id, at);
+    "#,
+    // 7: inbound webhooks: secret URLs that accept metric points for one org.
+    r#"
+    CREATE TABLE inbound_hooks (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE INDEX inbound_hooks_org ON inbound_hooks(org_id);
     "#,
 ];
 
