@@ -12,5 +12,6 @@ pub mod ingest;
 pub mod nab;
 pub mod notify;
 pub mod roles;
+pub mod saas_metrics;
 pub mod throttle;
 pub mod timebucket;
