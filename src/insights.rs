@@ -124,6 +124,29 @@ pub fn recurs_monthly(days: &[Day], scores: &[PointScore], i: usize) -> bool {
     })
 }
 
+/// The anomalies of one daily series: points scoring at least [`ANOMALY_THRESHOLD`] that are
+/// not a monthly recurrence.
+pub fn anomaly_rows(metric: &str, days: &[Day], detected_at: i64) -> Vec<AnomalyRow> {
+    let (scores, _) = score_days(days);
+    days.iter()
+        .zip(&scores)
+        .enumerate()
+        .filter(|(i, (_, s))| s.score >= ANOMALY_THRESHOLD && !recurs_monthly(days, &scores, *i))
+        .filter_map(|(_, (d, s))| {
+            Some(AnomalyRow {
+                metric: metric.to_string(),
+                at: d.at,
+                day: d.date.to_string(),
+                value: d.value,
+                expected: s.expected?,
+                band: s.band?,
+                score: s.score,
+                detected_at,
+            })
+        })
+        .collect()
+}
+
 /// Runs detection for one org and stores what it finds. Returns the number of anomalies.
 pub async fn detect_org(app: &App, org: &Org) -> Result<usize, StoreError> {
     let org_id = org.id;
@@ -134,35 +157,20 @@ pub async fn detect_org(app: &App, org: &Org) -> Result<usize, StoreError> {
     let now = chrono::Utc::now().timestamp_micros();
     let history = daily_history(app, org, &defs, HISTORY_DAYS, now).await?;
     let detected_at = now_secs();
-    let mut per_metric = Vec::new();
-    let mut total = 0;
-    for (metric, days) in history {
-        let Some(first) = days.first() else { continue };
-        let (scores, _) = score_days(&days);
-        let rows: Vec<AnomalyRow> = days
-            .iter()
-            .zip(&scores)
-            .enumerate()
-            .filter(|(i, (_, s))| {
-                s.score >= ANOMALY_THRESHOLD && !recurs_monthly(&days, &scores, *i)
-            })
-            .map(|(_, pair)| pair)
-            .filter_map(|(d, s)| {
-                Some(AnomalyRow {
-                    metric: metric.clone(),
-                    at: d.at,
-                    day: d.date.to_string(),
-                    value: d.value,
-                    expected: s.expected?,
-                    band: s.band?,
-                    score: s.score,
-                    detected_at,
-                })
-            })
-            .collect();
-        total += rows.len();
-        per_metric.push((metric, first.at, rows));
-    }
+    // The detector is CPU work (about 1.5 ms per two-year series): off the async runtime.
+    let (per_metric, total) = tokio::task::spawn_blocking(move || {
+        let mut per_metric = Vec::new();
+        let mut total = 0;
+        for (metric, days) in history {
+            let Some(first) = days.first() else { continue };
+            let rows = anomaly_rows(&metric, &days, detected_at);
+            total += rows.len();
+            per_metric.push((metric, first.at, rows));
+        }
+        (per_metric, total)
+    })
+    .await
+    .map_err(StoreError::internal)?;
     app.meta
         .call(move |c| {
             for (metric, from, rows) in &per_metric {
@@ -389,7 +397,10 @@ pub async fn forecast_metric(
     let history = daily_history(app, org, std::slice::from_ref(def), HISTORY_DAYS, now).await?;
     let days = history.get(&def.key).cloned().unwrap_or_default();
     let tz = query::org_tz(org);
-    let Some((f, last)) = forecast_days(&days, horizon) else {
+    let computed = tokio::task::spawn_blocking(move || forecast_days(&days, horizon))
+        .await
+        .map_err(StoreError::internal)?;
+    let Some((f, last)) = computed else {
         return Ok(ForecastView {
             metric: def.key.clone(),
             method: forecast::Method::Naive.as_str(),
@@ -465,6 +476,25 @@ pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreErr
         .await?;
     let now = chrono::Utc::now().timestamp_micros();
     let history = daily_history(app, org, &defs, HISTORY_DAYS, now).await?;
+    let monthly_target = app
+        .meta
+        .call(move |c| org_settings::health(c, org_id))
+        .await?
+        .monthly_revenue_target;
+    // Model fitting is CPU work (milliseconds per series): off the async runtime.
+    let org = org.clone();
+    tokio::task::spawn_blocking(move || outlook_cards(&history, &org, monthly_target, now))
+        .await
+        .map_err(StoreError::internal)
+}
+
+/// The outlook cards from the daily history (no I/O).
+fn outlook_cards(
+    history: &HashMap<String, Vec<Day>>,
+    org: &Org,
+    monthly_target: Option<f64>,
+    now: i64,
+) -> Vec<OutlookCard> {
     let money = |v: f64| catalog::format_value(catalog::Unit::Currency, v, &org.currency);
     let mut cards = Vec::new();
 
@@ -547,11 +577,6 @@ pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreErr
     }
 
     // Revenue this month against the monthly target (or last month's revenue without one).
-    let monthly_target = app
-        .meta
-        .call(move |c| org_settings::health(c, org_id))
-        .await?
-        .monthly_revenue_target;
     if let Some(revenue) = history.get("revenue") {
         let tz = query::org_tz(org);
         let today = timebucket::local_naive(tz, now).date();
@@ -605,7 +630,7 @@ pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreErr
         }
     }
     cards.sort_by(|a, b| a.urgency.total_cmp(&b.urgency));
-    Ok(cards)
+    cards
 }
 
 /// The overview's insight cards: the few most important recent anomalies (ranked by impact on

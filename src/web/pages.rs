@@ -802,7 +802,15 @@ async fn daily_overlays(
     )
     .await?;
     let days = history.get(&def.key).cloned().unwrap_or_default();
-    let (scores, _) = crate::insights::score_days(&days);
+    let (days, scores) = tokio::task::spawn_blocking(move || {
+        let (scores, _) = crate::insights::score_days(&days);
+        (days, scores)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "detector task failed");
+        PageError::Internal
+    })?;
     let by_at: HashMap<i64, (f64, crate::domain::anomaly::PointScore)> = days
         .iter()
         .zip(&scores)
