@@ -61,6 +61,9 @@ pub struct App {
     pub pending_alert_evals: Arc<Mutex<HashSet<i64>>>,
     /// Orgs with anomaly detection already scheduled (debounce after ingest).
     pub pending_insights: Arc<Mutex<HashSet<i64>>>,
+    /// Each org's forecast cards and when they were computed (seconds): fitting models takes
+    /// tens of milliseconds, so pages read them from here; detection after ingest refreshes them.
+    pub outlooks: Arc<Mutex<std::collections::HashMap<i64, crate::insights::OutlookSlot>>>,
     /// Alert evaluations, acknowledgements and resolutions run one at a time.
     pub alert_lock: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the notification delivery worker when something was queued.
@@ -111,6 +114,7 @@ impl App {
             pending_scores: Arc::new(Mutex::new(HashSet::new())),
             pending_alert_evals: Arc::new(Mutex::new(HashSet::new())),
             pending_insights: Arc::new(Mutex::new(HashSet::new())),
+            outlooks: Arc::new(Mutex::new(std::collections::HashMap::new())),
             alert_lock: Arc::new(tokio::sync::Mutex::new(())),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             bound_url: Arc::new(std::sync::OnceLock::new()),

@@ -179,6 +179,8 @@ pub async fn detect_org(app: &App, org: &Org) -> Result<usize, StoreError> {
             Ok(())
         })
         .await?;
+    // The data changed: the forecasts too.
+    refresh_outlooks(app, org).await?;
     Ok(total)
 }
 
@@ -467,8 +469,61 @@ pub struct OutlookCard {
     pub urgency: f64,
 }
 
-/// Cash runway, MRR in 3 and 12 months, and this month's revenue against last month's.
+/// How long computed outlooks are served from the cache at most (new data refreshes them sooner).
+const OUTLOOK_TTL_SECS: i64 = 3600;
+
+/// An org's cached outlooks. `generation` grows when they are forgotten, so a computation that
+/// started before a settings change cannot store its stale result after it.
+#[derive(Debug, Clone, Default)]
+pub struct OutlookSlot {
+    pub generation: u64,
+    pub cards: Option<(i64, Vec<OutlookCard>)>,
+}
+
+/// Cash runway, MRR in 3 and 12 months, and this month's revenue against its target: from the
+/// cache when fresh, else computed and cached.
 pub async fn outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreError> {
+    let now = now_secs();
+    if let Ok(cache) = app.outlooks.lock()
+        && let Some(OutlookSlot {
+            cards: Some((at, cards)),
+            ..
+        }) = cache.get(&org.id)
+        && now - at < OUTLOOK_TTL_SECS
+    {
+        return Ok(cards.clone());
+    }
+    refresh_outlooks(app, org).await
+}
+
+/// Forgets an org's cached outlooks (after its settings change).
+pub fn forget_outlooks(app: &App, org_id: i64) {
+    if let Ok(mut cache) = app.outlooks.lock() {
+        let slot = cache.entry(org_id).or_default();
+        slot.generation += 1;
+        slot.cards = None;
+    }
+}
+
+/// Computes the outlooks and caches them.
+pub async fn refresh_outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreError> {
+    let started = now_secs();
+    let generation = app
+        .outlooks
+        .lock()
+        .map(|c| c.get(&org.id).map(|s| s.generation).unwrap_or(0))
+        .unwrap_or(0);
+    let cards = compute_outlooks(app, org).await?;
+    if let Ok(mut cache) = app.outlooks.lock() {
+        let slot = cache.entry(org.id).or_default();
+        if slot.generation == generation {
+            slot.cards = Some((started, cards.clone()));
+        }
+    }
+    Ok(cards)
+}
+
+async fn compute_outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreError> {
     let org_id = org.id;
     let defs = app
         .meta

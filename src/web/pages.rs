@@ -1982,6 +1982,7 @@ pub async fn settings_save(
             )
         })
         .await?;
+    crate::insights::forget_outlooks(&app, org_id);
     let report = crate::scoring::recompute(&app, &m.org).await?;
     let notice = format!(
         "Saved. The score is now {}. Use “Recompute history” to apply the settings to past days.",
