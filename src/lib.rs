@@ -14,6 +14,7 @@ pub mod notify;
 pub mod query;
 pub mod scheduler;
 pub mod scoring;
+pub mod secrets;
 pub mod security;
 pub mod store;
 pub mod web;
