@@ -73,6 +73,10 @@ pub struct App {
     pub bound_url: Arc<std::sync::OnceLock<String>>,
     /// Outbound HTTP (webhooks, Slack).
     pub http: reqwest::Client,
+    /// Seals integration credentials at rest.
+    pub secrets: crate::secrets::SecretBox,
+    /// Integrations being synced now (one sync per integration at a time).
+    pub syncing: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl App {
@@ -91,6 +95,11 @@ impl App {
             },
         )
         .with_context(|| format!("while opening {}", dir.join("metrics.duckdb").display()))?;
+        let sealed = meta
+            .call_blocking(|c| crate::store::meta::integrations::count_all(c))
+            .context("while counting integrations")?;
+        let secrets =
+            crate::secrets::SecretBox::open(&dir, sealed).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (events, _) = broadcast::channel(1024);
         // rustls needs its crypto provider chosen once per process; a second call is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -119,6 +128,8 @@ impl App {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             bound_url: Arc::new(std::sync::OnceLock::new()),
             http,
+            secrets,
+            syncing: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 

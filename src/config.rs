@@ -21,7 +21,27 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub jobs: JobsConfig,
     pub alerts: AlertsConfig,
+    pub integrations: IntegrationsConfig,
     pub log: LogConfig,
+}
+
+/// Pulling data from outside services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    /// Stripe's API base URL (a test or proxy may stand in for it).
+    pub stripe_api_base: String,
+    /// Months of history pulled on the first sync.
+    pub backfill_months: u32,
+}
+
+impl Default for IntegrationsConfig {
+    fn default() -> Self {
+        IntegrationsConfig {
+            stripe_api_base: "https://api.stripe.com".into(),
+            backfill_months: 24,
+        }
+    }
 }
 
 /// Scheduled jobs: cron expressions with seconds first (`sec min hour day month weekday`);
@@ -37,6 +57,8 @@ pub struct JobsConfig {
     pub alert_evaluation: String,
     /// Anomaly detection over every metric (it also runs shortly after ingest).
     pub insights: String,
+    /// Incremental pulls of every integration (each also has "Sync now").
+    pub integration_sync: String,
 }
 
 impl Default for JobsConfig {
@@ -46,6 +68,7 @@ impl Default for JobsConfig {
             housekeeping: "0 30 3 * * *".into(),
             alert_evaluation: "*/15 * * * * *".into(),
             insights: "0 10 * * * *".into(),
+            integration_sync: "0 0 * * * *".into(),
         }
     }
 }
@@ -490,6 +513,19 @@ impl Config {
         if self.ingest.max_import_bytes < 1024 {
             return bad("ingest.max_import_bytes", "must be at least 1024".into());
         }
+        let base = &self.integrations.stripe_api_base;
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return bad(
+                "integrations.stripe_api_base",
+                "must be an http(s) URL".into(),
+            );
+        }
+        if !(1..=120).contains(&self.integrations.backfill_months) {
+            return bad(
+                "integrations.backfill_months",
+                "must be from 1 to 120".into(),
+            );
+        }
         if self.ingest.max_points_per_request == 0 {
             return bad("ingest.max_points_per_request", "must be at least 1".into());
         }
@@ -498,6 +534,7 @@ impl Config {
             ("jobs.housekeeping", &self.jobs.housekeeping),
             ("jobs.alert_evaluation", &self.jobs.alert_evaluation),
             ("jobs.insights", &self.jobs.insights),
+            ("jobs.integration_sync", &self.jobs.integration_sync),
         ] {
             if let Err(m) = crate::scheduler::parse_schedule(expr) {
                 return bad(key, m);

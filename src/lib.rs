@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod insights;
+pub mod integrations;
 pub mod notify;
 pub mod query;
 pub mod scheduler;

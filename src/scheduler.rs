@@ -167,6 +167,7 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
     let housekeeping_app = app.clone();
     let alerts_app = app.clone();
     let insights_app = app.clone();
+    let sync_app = app.clone();
     vec![
         Job {
             name: "score_recompute",
@@ -241,6 +242,15 @@ pub fn builtin_jobs(app: &crate::App) -> Vec<Job> {
                         .map(|n| format!("{n} anomalies in the last two years"))
                         .map_err(|e| e.to_string())
                 })
+            }),
+        },
+        Job {
+            name: "integration_sync",
+            schedule: parse_schedule(&config.integration_sync).ok().flatten(),
+            expression: config.integration_sync.clone(),
+            run: Arc::new(move || {
+                let app = sync_app.clone();
+                Box::pin(async move { crate::integrations::sync_all(&app).await })
             }),
         },
     ]

@@ -66,8 +66,11 @@ impl SecretBox {
                 }
                 let mut key = vec![0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
-                write_private(&path, &base64::engine::general_purpose::STANDARD.encode(&key))
-                    .map_err(|e| SecretError::Io(path.clone(), e))?;
+                write_private(
+                    &path,
+                    &base64::engine::general_purpose::STANDARD.encode(&key),
+                )
+                .map_err(|e| SecretError::Io(path.clone(), e))?;
                 key
             }
             Err(e) => return Err(SecretError::Io(path, e)),
@@ -147,7 +150,10 @@ mod tests {
 
         let other_dir = tempfile::tempdir().expect("tempdir");
         let other = SecretBox::open(other_dir.path(), 0).expect("other key");
-        assert!(matches!(other.open_sealed(&sealed), Err(SecretError::WrongKey(_))));
+        assert!(matches!(
+            other.open_sealed(&sealed),
+            Err(SecretError::WrongKey(_))
+        ));
 
         // Losing the key file with secrets sealed is an error, not a new key.
         std::fs::remove_file(dir.path().join(KEY_FILE)).expect("removed");

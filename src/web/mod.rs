@@ -11,6 +11,7 @@ pub mod import;
 pub mod import_pages;
 pub mod insights_api;
 pub mod insights_pages;
+pub mod integrations_api;
 pub mod pages;
 pub mod sse;
 
@@ -36,6 +37,15 @@ pub fn router(app: App) -> Router {
         .route("/metrics/{key}/anomalies", get(insights_api::anomalies))
         .route("/metrics/{key}/forecast", get(insights_api::forecast))
         .route("/insights", get(insights_api::insights))
+        .route(
+            "/integrations",
+            get(integrations_api::list).post(integrations_api::create),
+        )
+        .route(
+            "/integrations/{id}",
+            get(integrations_api::get).delete(integrations_api::delete),
+        )
+        .route("/integrations/{id}/sync", post(integrations_api::sync_now))
         .route(
             "/imports/csv",
             post(import::import_csv).layer(DefaultBodyLimit::max(
@@ -90,6 +100,7 @@ pub fn router(app: App) -> Router {
         .route("/", get(pages::home))
         .route("/healthz", get(healthz))
         .route("/hooks/{token}", post(api::inbound_hook))
+        .route("/hooks/stripe/{id}", post(integrations_api::stripe_webhook))
         .route("/setup", get(pages::setup_form).post(pages::setup_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/logout", post(pages::logout))

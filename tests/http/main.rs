@@ -6,6 +6,7 @@ mod common;
 mod hooks;
 mod import;
 mod insights;
+mod stripe;
 
 use std::time::Duration;
 

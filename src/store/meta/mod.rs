@@ -10,6 +10,7 @@ pub mod channels;
 pub mod custom_metrics;
 pub mod health_scores;
 pub mod inbound_hooks;
+pub mod integrations;
 pub mod job_runs;
 pub mod org_settings;
 pub mod orgs;
@@ -249,6 +250,41 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     );
     CREATE INDEX inbound_hooks_org ON inbound_hooks(org_id);
+    "#,
+    // 8: integrations (credentials sealed with data_dir/secret.key) and their sync history.
+    r#"
+    CREATE TABLE integrations (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        name TEXT NOT NULL,
+        credentials TEXT NOT NULL,
+        cursor TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'new',
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        last_sync_at INTEGER
+    );
+    CREATE INDEX integrations_org ON integrations(org_id);
+    CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY,
+        integration_id INTEGER NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        rows INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX sync_runs_integration ON sync_runs(integration_id, started_at);
+    "#,
+    // 9: provider webhook events already applied (idempotency by event id).
+    r#"
+    CREATE TABLE integration_events (
+        integration_id INTEGER NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (integration_id, event_id)
+    );
     "#,
 ];
 

@@ -1,0 +1,494 @@
+//! The pull framework: each provider declares how it authenticates and the metrics it produces;
+//! a sync pulls from the provider, derives daily values and stores them. Syncs run hourly (the
+//! `integration_sync` job), on "Sync now", and never two at a time for one integration.
+//! Re-syncing rewrites the same points (metric, day, `source` dimension), so it never adds up.
+
+pub mod stripe;
+
+use std::collections::HashSet;
+
+use crate::app::{App, OrgEvent};
+use crate::domain::catalog::{self, CustomMetricInput};
+use crate::domain::ingest::{Dimensions, Point};
+use crate::domain::timebucket;
+use crate::query;
+use crate::store::meta::integrations::{self, Integration};
+use crate::store::meta::{custom_metrics, orgs};
+use crate::store::{StoreError, now_secs};
+
+/// How a provider authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// A (restricted, read-only) API key pasted by the user.
+    ApiKey,
+}
+
+/// A provider: its key, name, auth and the metrics it produces that are not built in
+/// (registered as custom metrics of the org when connected).
+pub struct Provider {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub auth: AuthKind,
+    /// (key, name, category, unit, aggregation, higher is better, description).
+    pub extra_metrics: &'static [(
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        bool,
+        &'static str,
+    )],
+}
+
+pub const STRIPE: Provider = Provider {
+    key: "stripe",
+    name: "Stripe",
+    auth: AuthKind::ApiKey,
+    extra_metrics: &[
+        (
+            "arr",
+            "ARR",
+            "financial",
+            "currency",
+            "last",
+            true,
+            "Annual recurring revenue: 12 × MRR",
+        ),
+        (
+            "arpa",
+            "ARPA",
+            "customer",
+            "currency",
+            "last",
+            true,
+            "Average revenue per account: MRR ÷ customers",
+        ),
+        (
+            "mrr_new",
+            "New MRR",
+            "growth",
+            "currency",
+            "sum",
+            true,
+            "MRR of new customers",
+        ),
+        (
+            "mrr_expansion",
+            "Expansion MRR",
+            "growth",
+            "currency",
+            "sum",
+            true,
+            "MRR added by existing customers",
+        ),
+        (
+            "mrr_contraction",
+            "Contraction MRR",
+            "customer",
+            "currency",
+            "sum",
+            false,
+            "MRR lost to downgrades",
+        ),
+        (
+            "mrr_churned",
+            "Churned MRR",
+            "customer",
+            "currency",
+            "sum",
+            false,
+            "MRR of customers who left",
+        ),
+        (
+            "mrr_reactivation",
+            "Reactivation MRR",
+            "growth",
+            "currency",
+            "sum",
+            true,
+            "MRR of customers who came back",
+        ),
+        (
+            "gross_mrr_churn_rate",
+            "Gross MRR churn",
+            "customer",
+            "percent",
+            "avg",
+            false,
+            "(churned + contraction MRR) ÷ MRR 30 days before",
+        ),
+        (
+            "net_mrr_churn_rate",
+            "Net MRR churn",
+            "customer",
+            "percent",
+            "avg",
+            false,
+            "(churned + contraction − expansion − reactivation) ÷ MRR 30 days before",
+        ),
+        (
+            "net_revenue_retention",
+            "Net revenue retention",
+            "customer",
+            "percent",
+            "avg",
+            true,
+            "MRR kept and grown from customers of 30 days before",
+        ),
+        (
+            "quick_ratio",
+            "Quick ratio",
+            "growth",
+            "ratio",
+            "avg",
+            true,
+            "(new + expansion MRR) ÷ (contraction + churned MRR), 30 days",
+        ),
+        (
+            "refunds",
+            "Refunds",
+            "financial",
+            "currency",
+            "sum",
+            false,
+            "Money refunded",
+        ),
+        (
+            "failed_payment_rate",
+            "Failed payment rate",
+            "risk",
+            "percent",
+            "avg",
+            false,
+            "Failed charges ÷ all charges",
+        ),
+    ],
+};
+
+pub fn provider(key: &str) -> Option<&'static Provider> {
+    (key == STRIPE.key).then_some(&STRIPE)
+}
+
+/// Registers the provider's metrics that the org does not have yet.
+pub async fn register_metrics(
+    app: &App,
+    org_id: i64,
+    p: &'static Provider,
+) -> Result<(), StoreError> {
+    app.meta
+        .call(move |c| {
+            let have: HashSet<String> = custom_metrics::catalog(c, org_id)?
+                .into_iter()
+                .map(|d| d.key)
+                .collect();
+            for (key, name, category, unit, aggregation, higher, description) in p.extra_metrics {
+                if have.contains(*key) {
+                    continue;
+                }
+                let def = catalog::custom_metric(&CustomMetricInput {
+                    key,
+                    name,
+                    description,
+                    category,
+                    unit,
+                    aggregation,
+                    higher_is_better: *higher,
+                })
+                .map_err(|(f, m)| StoreError::internal(format!("metric {key}: {f} {m}")))?;
+                custom_metrics::create(c, org_id, &def)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// What is sealed for an integration: the API key and, for webhooks, their signing secret.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Credentials {
+    pub api_key: String,
+    #[serde(default)]
+    pub webhook_secret: String,
+}
+
+impl Credentials {
+    pub fn open(app: &App, integration: &Integration) -> Result<Credentials, String> {
+        let text = app
+            .secrets
+            .open_sealed(&integration.credentials)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&text)
+            .map_err(|_| "the stored credentials are unreadable; reconnect".into())
+    }
+
+    pub fn seal(&self, app: &App) -> String {
+        app.secrets
+            .seal(&serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    pub points: usize,
+    pub message: String,
+}
+
+/// Starts a sync in the background unless one is running; returns whether it started.
+pub fn sync_soon(app: &App, integration: Integration) -> bool {
+    {
+        let Ok(mut running) = app.syncing.lock() else {
+            return false;
+        };
+        if !running.insert(integration.id) {
+            return false;
+        }
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let id = integration.id;
+        if let Err(e) = sync(&app, &integration).await {
+            tracing::warn!(integration = id, error = %e, "sync failed");
+        }
+        if let Ok(mut running) = app.syncing.lock() {
+            running.remove(&id);
+        }
+    });
+    true
+}
+
+/// Runs one sync now and records it (run history, status, cursor).
+pub async fn sync(app: &App, integration: &Integration) -> Result<SyncOutcome, String> {
+    let id = integration.id;
+    let started = now_secs();
+    let run = app
+        .meta
+        .call(move |c| {
+            integrations::set_state(c, id, "syncing", "", None, None)?;
+            integrations::start_run(c, id, started)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = pull(app, integration).await;
+    let (status, outcome, rows, message, cursor) = match &result {
+        Ok((o, cursor)) => (
+            "ok",
+            "ok",
+            o.points as i64,
+            o.message.clone(),
+            Some(cursor.clone()),
+        ),
+        Err(PullError::Reconnect(m)) => ("reconnect", "error", 0, m.clone(), None),
+        Err(PullError::Failed(m)) => ("error", "error", 0, m.clone(), None),
+    };
+    let finished = now_secs();
+    let (status, last_error) = (
+        status.to_string(),
+        if outcome == "ok" {
+            String::new()
+        } else {
+            message.clone()
+        },
+    );
+    let run_message = message.clone();
+    app.meta
+        .call(move |c| {
+            integrations::set_state(
+                c,
+                id,
+                &status,
+                &last_error,
+                cursor.as_deref(),
+                (outcome == "ok").then_some(finished),
+            )?;
+            integrations::finish_run(c, run, rows, outcome, &run_message)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match result {
+        Ok((o, _)) => Ok(o),
+        Err(PullError::Reconnect(m) | PullError::Failed(m)) => Err(m),
+    }
+}
+
+enum PullError {
+    /// The credentials are refused or cannot be opened: the user must reconnect.
+    Reconnect(String),
+    Failed(String),
+}
+
+impl From<StoreError> for PullError {
+    fn from(e: StoreError) -> Self {
+        PullError::Failed(e.to_string())
+    }
+}
+
+/// Pulls and stores; returns the outcome and the new cursor (the first day whose payments the
+/// next sync pulls again: two days back, so late-settling charges are counted).
+async fn pull(app: &App, integration: &Integration) -> Result<(SyncOutcome, String), PullError> {
+    let key = Credentials::open(app, integration)
+        .map_err(PullError::Reconnect)?
+        .api_key;
+    let org_id = integration.org_id;
+    let org = app.meta.call(move |c| orgs::by_id(c, org_id)).await?;
+    register_metrics(app, org.id, &STRIPE).await?;
+    let tz = query::org_tz(&org);
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let today = timebucket::local_naive(tz, timebucket::start_of_local_day(tz, now_us)).date();
+    let backfill_from =
+        today - chrono::Duration::days(i64::from(app.config.integrations.backfill_months) * 31);
+    let charges_from = chrono::NaiveDate::parse_from_str(&integration.cursor, "%Y-%m-%d")
+        .ok()
+        .filter(|d| *d > backfill_from)
+        .unwrap_or(backfill_from);
+    let client = stripe::Client::new(
+        app.http.clone(),
+        &app.config.integrations.stripe_api_base,
+        &key,
+    );
+    let currency = org.currency.to_ascii_lowercase();
+    let at_utc = |d: chrono::NaiveDate| {
+        timebucket::local_to_utc_micros(tz, d.and_hms_opt(0, 0, 0).unwrap_or_default()) / 1_000_000
+    };
+    let map_err = |e: stripe::StripeError| match e {
+        stripe::StripeError::Auth(m) => {
+            PullError::Reconnect(format!("Stripe refused the key: {m}"))
+        }
+        other => PullError::Failed(other.to_string()),
+    };
+    let raw_subs = client
+        .list_all("/v1/subscriptions", &[("status", "all".into())])
+        .await
+        .map_err(map_err)?;
+    let raw_charges = client
+        .list_all(
+            "/v1/charges",
+            &[("created[gte]", at_utc(charges_from).to_string())],
+        )
+        .await
+        .map_err(map_err)?;
+    let subs: Vec<_> = raw_subs
+        .iter()
+        .filter_map(|s| stripe::subscription_from(s, &currency))
+        .collect();
+    let charges: Vec<_> = raw_charges
+        .iter()
+        .filter_map(|c| stripe::charge_from(c, &currency))
+        .collect();
+    let skipped = (
+        raw_subs.len() - subs.len(),
+        raw_charges.len() - charges.len(),
+    );
+
+    // Days from the first subscription (within the backfill) through today.
+    let first = subs
+        .iter()
+        .map(|s| s.started_at)
+        .min()
+        .map(|t| timebucket::local_naive(tz, t * 1_000_000).date())
+        .unwrap_or(today)
+        .max(backfill_from);
+    let mut day_starts = Vec::new();
+    let mut d = first;
+    while d <= today + chrono::Duration::days(1) {
+        day_starts.push(at_utc(d));
+        d += chrono::Duration::days(1);
+    }
+    let charges_from_at = at_utc(charges_from);
+    let days =
+        tokio::task::spawn_blocking(move || stripe::daily_metrics(&subs, &charges, &day_starts))
+            .await
+            .map_err(|e| PullError::Failed(e.to_string()))?;
+    let payment_metrics = [
+        "revenue",
+        "refunds",
+        "failed_payments",
+        "failed_payment_rate",
+    ];
+    let mut dims = Dimensions::new();
+    dims.insert("source".into(), "stripe".into());
+    let mut points = Vec::new();
+    for (start, values) in days {
+        for (metric, value) in values {
+            // Payments before the cursor were not pulled again: keep what is stored.
+            if start < charges_from_at && payment_metrics.contains(&metric) {
+                continue;
+            }
+            points.push(Point {
+                metric: metric.to_string(),
+                ts_micros: start * 1_000_000,
+                value,
+                dims: dims.clone(),
+            });
+        }
+    }
+    let mut touched: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
+    touched.sort();
+    touched.dedup();
+    let stored = if points.is_empty() {
+        0
+    } else {
+        app.metrics.write(org.id, points).await?
+    };
+    let _ = app.events.send(OrgEvent {
+        org_id: org.id,
+        metrics: touched,
+        score: None,
+        alert: None,
+    });
+    crate::scoring::recompute_soon(app, org.id, std::time::Duration::from_secs(1));
+    crate::insights::detect_soon(app, org.id, std::time::Duration::from_secs(2));
+    let mut message = format!(
+        "{} subscriptions and {} charges read; {stored} daily values stored",
+        raw_subs.len(),
+        raw_charges.len()
+    );
+    if skipped.0 + skipped.1 > 0 {
+        message.push_str(&format!(
+            "; {} subscriptions and {} charges in other currencies than {} were left out",
+            skipped.0, skipped.1, org.currency
+        ));
+    }
+    let cursor = (today - chrono::Duration::days(2)).to_string();
+    Ok((
+        SyncOutcome {
+            points: stored,
+            message,
+        },
+        cursor,
+    ))
+}
+
+/// The scheduled job: every integration, one after the other.
+pub async fn sync_all(app: &App) -> Result<String, String> {
+    let all = app
+        .meta
+        .call(|c| integrations::all(c))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut ok, mut failed) = (0, Vec::new());
+    for i in all {
+        // Skip one that "Sync now" is already running.
+        let claimed = app
+            .syncing
+            .lock()
+            .map(|mut s| s.insert(i.id))
+            .unwrap_or(false);
+        if !claimed {
+            continue;
+        }
+        let result = sync(app, &i).await;
+        if let Ok(mut s) = app.syncing.lock() {
+            s.remove(&i.id);
+        }
+        match result {
+            Ok(_) => ok += 1,
+            Err(e) => failed.push(format!("integration {}: {e}", i.id)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(format!("synced {ok} integrations"))
+    } else {
+        Err(failed.join("; "))
+    }
+}

@@ -1,0 +1,271 @@
+//! Stripe: a small hand-written client (pinned `Stripe-Version`, cursor pagination, 429 with
+//! `Retry-After`, exponential backoff with jitter on 5xx and timeouts) and the mapping from its
+//! subscriptions and charges to the pure SaaS metrics of [`crate::domain::saas_metrics`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::domain::saas_metrics::{
+    self, Charge, Discount, Interval, Item, Status, Subscription, to_major,
+};
+
+/// The API version the mapping below was written against.
+pub const STRIPE_VERSION: &str = "2024-06-20";
+const MAX_ATTEMPTS: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// The key was refused (revoked, wrong mode, missing permission): reconnect needed.
+    #[error("Stripe refused the key: {0}")]
+    Auth(String),
+    #[error("Stripe answered {0}: {1}")]
+    Api(u16, String),
+    #[error("Stripe could not be reached: {0}")]
+    Network(String),
+    #[error("Stripe sent something unexpected: {0}")]
+    Shape(String),
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+fn error_message(body: &Value) -> String {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or("no message")
+        .to_string()
+}
+
+impl Client {
+    pub fn new(http: reqwest::Client, base: &str, key: &str) -> Client {
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    /// One GET with retries: 429 waits `Retry-After` (at most a minute), 5xx and network errors
+    /// back off exponentially with jitter; 401/403 are a reconnect, other 4xx are errors.
+    async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, StripeError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.key)
+                .header("Stripe-Version", STRIPE_VERSION)
+                .query(query)
+                .send()
+                .await;
+            let backoff = || {
+                let base = 250u64 << attempt.min(6);
+                Duration::from_millis(base + rand::thread_rng().gen_range(0..=base / 2))
+            };
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if attempt < MAX_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "Stripe request failed; retrying");
+                    tokio::time::sleep(backoff()).await;
+                    continue;
+                }
+                Err(e) => return Err(StripeError::Network(e.to_string())),
+            };
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            match status {
+                200..=299 => return Ok(body),
+                401 | 403 => return Err(StripeError::Auth(error_message(&body))),
+                429 if attempt < MAX_ATTEMPTS => {
+                    let wait = retry_after.map(|s| Duration::from_secs(s.min(60)));
+                    tokio::time::sleep(wait.unwrap_or_else(backoff)).await;
+                }
+                500..=599 if attempt < MAX_ATTEMPTS => tokio::time::sleep(backoff()).await,
+                _ => return Err(StripeError::Api(status, error_message(&body))),
+            }
+        }
+    }
+
+    /// Every object of a list endpoint, following `has_more` / `starting_after`.
+    pub async fn list_all(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Value>, StripeError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            query.push(("limit".into(), "100".into()));
+            if let Some(a) = &after {
+                query.push(("starting_after".into(), a.clone()));
+            }
+            let page = self.get(path, &query).await?;
+            let data = page["data"]
+                .as_array()
+                .ok_or_else(|| StripeError::Shape(format!("{path}: no `data` list")))?;
+            out.extend(data.iter().cloned());
+            after = data.last().and_then(|o| o["id"].as_str()).map(String::from);
+            if !page["has_more"].as_bool().unwrap_or(false) || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A Stripe subscription in the org's currency as the pure model sees it; `None` for another
+/// currency (counted and reported by the caller) or a shape it cannot read.
+pub fn subscription_from(v: &Value, currency: &str) -> Option<Subscription> {
+    let items = v["items"]["data"].as_array()?;
+    let mut out_items = Vec::new();
+    for it in items {
+        let price = &it["price"];
+        if !price["currency"].as_str()?.eq_ignore_ascii_case(currency) {
+            return None;
+        }
+        let recurring = &price["recurring"];
+        out_items.push(Item {
+            unit_amount: to_major(price["unit_amount"].as_i64()?, currency),
+            interval: Interval::parse(recurring["interval"].as_str()?)?,
+            interval_count: recurring["interval_count"].as_u64().unwrap_or(1) as u32,
+            quantity: it["quantity"].as_u64().unwrap_or(1) as u32,
+        });
+    }
+    let discount = match &v["discount"] {
+        Value::Object(d) => {
+            let coupon = &d.get("coupon")?;
+            let ends_at = d.get("end").and_then(|e| e.as_i64());
+            if let Some(p) = coupon["percent_off"].as_f64() {
+                Some(Discount::PercentOff {
+                    percent: p,
+                    ends_at,
+                })
+            } else {
+                coupon["amount_off"].as_i64().map(|a| Discount::AmountOff {
+                    amount: to_major(a, currency),
+                    ends_at,
+                })
+            }
+        }
+        _ => None,
+    };
+    Some(Subscription {
+        customer: v["customer"].as_str()?.to_string(),
+        status: Status::parse(v["status"].as_str()?)?,
+        items: out_items,
+        discount,
+        started_at: v["start_date"].as_i64()?,
+        trial_end: v["trial_end"].as_i64(),
+        ended_at: v["ended_at"].as_i64(),
+    })
+}
+
+pub fn charge_from(v: &Value, currency: &str) -> Option<Charge> {
+    if !v["currency"].as_str()?.eq_ignore_ascii_case(currency) {
+        return None;
+    }
+    let status = v["status"].as_str()?;
+    if status == "pending" {
+        return None;
+    }
+    Some(Charge {
+        at: v["created"].as_i64()?,
+        amount: to_major(v["amount"].as_i64()?, currency),
+        succeeded: status == "succeeded",
+        refunded: to_major(v["amount_refunded"].as_i64().unwrap_or(0), currency),
+    })
+}
+
+/// One day's derived values, keyed by metric.
+pub type DayValues = BTreeMap<&'static str, f64>;
+
+/// Daily metrics for the days starting at `day_starts` (each day is `[start, next start)`; the
+/// last entry closes the last day). MRR and customers are the end-of-day snapshot; movements
+/// and payments are the day's; rates are over the trailing 30 days.
+pub fn daily_metrics(
+    subs: &[Subscription],
+    charges: &[Charge],
+    day_starts: &[i64],
+) -> Vec<(i64, DayValues)> {
+    let mut out = Vec::new();
+    let snapshots: Vec<BTreeMap<String, f64>> = day_starts
+        .iter()
+        .map(|t| saas_metrics::customer_mrr(subs, *t - 1))
+        .collect();
+    // Customers that paid at any time up to each snapshot (for reactivations).
+    let mut paid_until: Vec<BTreeSet<String>> = Vec::with_capacity(snapshots.len());
+    let mut acc = BTreeSet::new();
+    for s in &snapshots {
+        paid_until.push(acc.clone());
+        acc.extend(s.keys().cloned());
+    }
+    for i in 1..day_starts.len() {
+        let (start, end) = (day_starts[i - 1], day_starts[i]);
+        let (prev, now) = (&snapshots[i - 1], &snapshots[i]);
+        let day = saas_metrics::period_metrics(prev, now, &paid_until[i - 1]);
+        let month_ago = i.saturating_sub(30);
+        let month =
+            saas_metrics::period_metrics(&snapshots[month_ago], now, &paid_until[month_ago]);
+        let (revenue, refunds, failed_rate) = saas_metrics::payments(charges, start, end);
+        let failed = charges
+            .iter()
+            .filter(|c| c.at >= start && c.at < end && !c.succeeded)
+            .count();
+        let mut v = DayValues::new();
+        v.insert("mrr", day.mrr);
+        v.insert("arr", day.arr);
+        v.insert("customers", day.customers as f64);
+        v.insert("new_customers", day.movements.new_customers as f64);
+        v.insert("mrr_new", day.movements.new);
+        v.insert("mrr_expansion", day.movements.expansion);
+        v.insert("mrr_contraction", day.movements.contraction);
+        v.insert("mrr_churned", day.movements.churn);
+        v.insert("mrr_reactivation", day.movements.reactivation);
+        v.insert("revenue", revenue);
+        v.insert("refunds", refunds);
+        v.insert("failed_payments", failed as f64);
+        if let Some(r) = failed_rate {
+            v.insert("failed_payment_rate", 100.0 * r);
+        }
+        if let Some(a) = day.arpa {
+            v.insert("arpa", a);
+        }
+        if let Some(c) = month.customer_churn_rate {
+            v.insert("churn_rate", 100.0 * c);
+        }
+        if let Some(r) = month.gross_mrr_churn_rate {
+            v.insert("gross_mrr_churn_rate", 100.0 * r);
+        }
+        if let Some(r) = month.net_mrr_churn_rate {
+            v.insert("net_mrr_churn_rate", 100.0 * r);
+        }
+        if let Some(r) = month.net_revenue_retention {
+            v.insert("net_revenue_retention", 100.0 * r);
+        }
+        if let Some(q) = month.quick_ratio {
+            v.insert("quick_ratio", q);
+        }
+        if let (Some(arpa), Some(churn)) = (day.arpa, month.customer_churn_rate)
+            && churn > 0.0
+        {
+            v.insert("ltv", arpa / churn);
+        }
+        out.push((start, v));
+    }
+    out
+}
