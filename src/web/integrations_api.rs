@@ -40,22 +40,56 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Scope::Admin)?;
     let body = json_body(&headers, body)?;
-    let provider_key = body["provider"].as_str().unwrap_or("");
-    let provider = integrations::provider(provider_key)
+    let text = |k: &str| body[k].as_str().unwrap_or("").to_string();
+    let integration = connect(
+        &app,
+        auth.org.id,
+        &format!("api_key:{}", auth.key.prefix),
+        &text("provider"),
+        &text("name"),
+        &text("api_key"),
+        &text("webhook_secret"),
+    )
+    .await?;
+    let started = integrations::sync_soon(&app, integration.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "integration": integration_json(&integration), "sync_started": started })),
+    ))
+}
+
+/// Validates, tries the key against the provider, seals and stores a new integration, and
+/// registers the provider's metrics. Shared by the API and the Integrations page.
+pub async fn connect(
+    app: &App,
+    org_id: i64,
+    actor: &str,
+    provider_key: &str,
+    name: &str,
+    key: &str,
+    webhook_secret: &str,
+) -> Result<Integration, ApiError> {
+    let provider = integrations::provider(provider_key.trim())
         .ok_or_else(|| ApiError::bad_request("provider", "must be stripe"))?;
-    let name = body["name"]
-        .as_str()
-        .unwrap_or(provider.name)
-        .trim()
-        .to_string();
-    if name.is_empty() || name.chars().count() > 100 {
+    let name = match name.trim() {
+        "" => provider.name.to_string(),
+        n => n.to_string(),
+    };
+    if name.chars().count() > 100 {
         return Err(ApiError::bad_request("name", "must be 1 to 100 characters"));
     }
-    let key = body["api_key"].as_str().unwrap_or("").trim().to_string();
+    let key = key.trim().to_string();
     if !(key.starts_with("rk_") || key.starts_with("sk_")) || key.len() < 8 {
         return Err(ApiError::bad_request(
             "api_key",
             "must be a Stripe secret or restricted key (sk_… or rk_…); a restricted read-only key is enough",
+        ));
+    }
+    let webhook_secret = webhook_secret.trim().to_string();
+    if !webhook_secret.is_empty() && !webhook_secret.starts_with("whsec_") {
+        return Err(ApiError::bad_request(
+            "webhook_secret",
+            "must be the endpoint's signing secret (whsec_…), or left out",
         ));
     }
     // Try the key before storing it.
@@ -74,28 +108,16 @@ pub async fn create(
         };
         return Err(ApiError::new(status, "provider_refused", e.to_string()).field("api_key"));
     }
-    let webhook_secret = body["webhook_secret"]
-        .as_str()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if !webhook_secret.is_empty() && !webhook_secret.starts_with("whsec_") {
-        return Err(ApiError::bad_request(
-            "webhook_secret",
-            "must be the endpoint's signing secret (whsec_…), or left out",
-        ));
-    }
     let sealed = integrations::Credentials {
         api_key: key,
         webhook_secret,
     }
-    .seal(&app);
-    let (org_id, actor) = (auth.org.id, format!("api_key:{}", auth.key.prefix));
-    let (pkey, iname) = (provider.key, name.clone());
+    .seal(app);
+    let (pkey, actor) = (provider.key, actor.to_string());
     let integration = app
         .meta
         .call(move |c| {
-            let i = store::create(c, org_id, pkey, &iname, &sealed)?;
+            let i = store::create(c, org_id, pkey, &name, &sealed)?;
             audit::record(
                 c,
                 Some(org_id),
@@ -107,12 +129,8 @@ pub async fn create(
             Ok(i)
         })
         .await?;
-    integrations::register_metrics(&app, org_id, provider).await?;
-    let started = integrations::sync_soon(&app, integration.clone());
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "integration": integration_json(&integration), "sync_started": started })),
-    ))
+    integrations::register_metrics(app, org_id, provider).await?;
+    Ok(integration)
 }
 
 /// `GET /api/v1/integrations`.

@@ -12,6 +12,7 @@ pub mod import_pages;
 pub mod insights_api;
 pub mod insights_pages;
 pub mod integrations_api;
+pub mod integrations_pages;
 pub mod pages;
 pub mod sse;
 
@@ -137,6 +138,18 @@ pub fn router(app: App) -> Router {
         )
         .route("/o/{slug}/audit", get(pages::audit_log))
         .route("/o/{slug}/insights", get(insights_pages::insights_page))
+        .route(
+            "/o/{slug}/integrations",
+            get(integrations_pages::list).post(integrations_pages::create),
+        )
+        .route(
+            "/o/{slug}/integrations/{id}/sync",
+            post(integrations_pages::sync_now),
+        )
+        .route(
+            "/o/{slug}/integrations/{id}/delete",
+            post(integrations_pages::delete),
+        )
         .route(
             "/o/{slug}/hooks",
             get(hooks_pages::hooks_list).post(hooks_pages::hooks_create),

@@ -22,6 +22,8 @@ struct Fake {
     /// First answers per path before the real one (429 then 200, 500 then 200).
     trouble: Arc<Mutex<Vec<(String, u16)>>>,
     versions: Arc<Mutex<Vec<String>>>,
+    /// The key Stripe accepts (changed to revoke the connected one).
+    good_key: Arc<Mutex<String>>,
 }
 
 fn page(all: &[Value], q: &std::collections::HashMap<String, String>) -> Value {
@@ -56,7 +58,7 @@ async fn answer(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != "Bearer rk_test_good" {
+    if auth != format!("Bearer {}", fake.good_key.lock().unwrap()) {
         return (AxumStatus::UNAUTHORIZED, axum::Json(json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: rk_test_****"}}))).into_response();
     }
     let trouble = {
@@ -273,7 +275,9 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
             ("/v1/charges".into(), 500),
         ])),
         versions: Arc::default(),
+        good_key: Arc::new(Mutex::new("rk_test_good".into())),
     };
+    let good_key = fake.good_key.clone();
     let versions = fake.versions.clone();
     let base = start_fake(fake).await;
     let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
@@ -470,6 +474,68 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The page shows it, with the webhook URL; a refused key on the form is named.
+    let page = server.url(&format!("/o/{}/integrations", a.slug));
+    let html = a
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Billing") && html.contains(&format!("/hooks/stripe/{id}")),
+        "{html}"
+    );
+    assert!(!html.contains("rk_test_good"));
+    let token = csrf(&a.client, &page).await;
+    let r = a
+        .client
+        .post(&page)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("name", "Other"),
+            ("api_key", "rk_test_nope"),
+            ("webhook_secret", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("api_key: Stripe refused the key")
+    );
+
+    // The key is revoked at Stripe: the next sync says "reconnect needed" and keeps the data.
+    *good_key.lock().unwrap() = "rk_test_rotated".into();
+    let r = a
+        .client
+        .post(server.url(&format!("/o/{}/integrations/{id}/sync", a.slug)))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = wait_sync(&server, &key, id, 5).await;
+    assert_eq!(body["integration"]["status"], "reconnect", "{body}");
+    assert_eq!(body["runs"][0]["outcome"], "error");
+    let html = a
+        .client
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("reconnect needed"), "{html}");
+    check().await;
 
     // Another org sees nothing of it.
     let other = create_org(&server, &a, "Beta", "beta").await;
