@@ -348,3 +348,34 @@ async fn the_import_page_previews_with_line_numbers_then_imports_the_upload() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_row_file_imports_completely() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.server.request_timeout_secs = 300;
+    })
+    .await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    // One point a minute from 1 Jan 2024: 1,000,000 rows, values 0..999 repeating.
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let mut csv = String::with_capacity(40_000_000);
+    csv.push_str("timestamp,revenue\n");
+    for i in 0..1_000_000i64 {
+        let t = start + chrono::Duration::minutes(i);
+        csv.push_str(&format!("{},{}\n", t.format("%Y-%m-%d %H:%M:%S"), i % 1000));
+    }
+    let (status, body) = import(&server, &key, "", csv.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["imported_points"], 1_000_000);
+    assert_eq!(body["rows"], 1_000_000);
+    // 1 Jan 2024 holds minutes 0..1439: 0 + … + 999 = 499,500, then 0 + … + 439 = 96,580.
+    assert_eq!(
+        daily(&server, &key, "2024-01-01", "2024-01-02").await,
+        vec![Some(596_080.0)]
+    );
+    server.stop().await;
+}
