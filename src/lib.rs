@@ -42,6 +42,7 @@ pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
         app.shutdown.clone(),
     ));
     let delivery = tokio::spawn(notify::run_worker(app.clone()));
+    tokio::spawn(integrations::resume_interrupted(app.clone()));
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -247,8 +247,17 @@ pub fn sync_soon(app: &App, integration: Integration) -> bool {
     let app = app.clone();
     tokio::spawn(async move {
         let id = integration.id;
-        if let Err(e) = sync(&app, &integration).await {
-            tracing::warn!(integration = id, error = %e, "sync failed");
+        // A stop cuts the sync short like a crash would: the run stays "running" and the next
+        // start resumes it (see `resume_interrupted`); re-syncing rewrites, so nothing doubles.
+        tokio::select! {
+            result = sync(&app, &integration) => {
+                if let Err(e) = result {
+                    tracing::warn!(integration = id, error = %e, "sync failed");
+                }
+            }
+            _ = app.shutdown.cancelled() => {
+                tracing::info!(integration = id, "sync cut short by shutdown; it resumes at the next start");
+            }
         }
         if let Ok(mut running) = app.syncing.lock() {
             running.remove(&id);
@@ -490,5 +499,38 @@ pub async fn sync_all(app: &App) -> Result<String, String> {
         Ok(format!("synced {ok} integrations"))
     } else {
         Err(failed.join("; "))
+    }
+}
+
+/// At startup: syncs cut short by a crash or a stop are recorded as interrupted and run again
+/// from their last cursor.
+pub async fn resume_interrupted(app: App) {
+    let result = app
+        .meta
+        .call(|c| {
+            let interrupted: Vec<Integration> = integrations::all(c)?
+                .into_iter()
+                .filter(|i| i.status == "syncing")
+                .collect();
+            c.execute(
+                "UPDATE sync_runs SET outcome = 'error', finished_at = ?1,
+                    message = 'interrupted: the server stopped during this sync; it ran again at the next start'
+                 WHERE outcome = 'running'",
+                [now_secs()],
+            )?;
+            for i in &interrupted {
+                integrations::set_state(c, i.id, "error", "the last sync was interrupted by a restart", None, None)?;
+            }
+            Ok(interrupted)
+        })
+        .await;
+    match result {
+        Ok(list) => {
+            for i in list {
+                tracing::info!(integration = i.id, "resuming an interrupted sync");
+                sync_soon(&app, i);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not look for interrupted syncs"),
     }
 }

@@ -24,6 +24,8 @@ struct Fake {
     versions: Arc<Mutex<Vec<String>>>,
     /// The key Stripe accepts (changed to revoke the connected one).
     good_key: Arc<Mutex<String>>,
+    /// Delay before answering /v1/charges (to stop the server mid-sync).
+    charges_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn page(all: &[Value], q: &std::collections::HashMap<String, String>) -> Value {
@@ -47,6 +49,12 @@ async fn answer(
     q: &std::collections::HashMap<String, String>,
     all: &[Value],
 ) -> Response {
+    if path == "/v1/charges" {
+        let ms = fake
+            .charges_delay_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     fake.versions.lock().unwrap().push(
         headers
             .get("stripe-version")
@@ -276,6 +284,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         ])),
         versions: Arc::default(),
         good_key: Arc::new(Mutex::new("rk_test_good".into())),
+        charges_delay_ms: Arc::default(),
     };
     let good_key = fake.good_key.clone();
     let versions = fake.versions.clone();
@@ -551,5 +560,84 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (_, list) = get_json(&server, &key_b, "/api/v1/integrations").await;
     assert_eq!(list["integrations"].as_array().map(Vec::len), Some(0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_cut_short_by_a_stop_resumes_at_the_next_start_and_counts_once() {
+    let today = chrono::Utc::now().date_naive();
+    let midnight = |back: i64| {
+        (today - chrono::Duration::days(back))
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    };
+    let fake = Fake {
+        subscriptions: vec![sub(
+            "A",
+            "cus_A",
+            "active",
+            midnight(40),
+            (9_000, "eur", "month"),
+            1,
+        )],
+        charges: vec![
+            charge("ch_1", midnight(3) + 60, 9_000, "eur", "succeeded", 0),
+            charge("ch_2", midnight(3) + 120, 1_000, "eur", "succeeded", 0),
+            charge("ch_3", midnight(3) + 180, 500, "eur", "succeeded", 0),
+        ],
+        good_key: Arc::new(Mutex::new("rk_test_good".into())),
+        ..Fake::default()
+    };
+    let delay = fake.charges_delay_ms.clone();
+    let base = start_fake(fake).await;
+    let config = |c: &mut vitals::Config| c.integrations.stripe_api_base = base.clone();
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), config).await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write", "admin"]).await;
+
+    // The first sync hangs on the charges; the server stops under it.
+    delay.store(10_000, std::sync::atomic::Ordering::SeqCst);
+    let r = reqwest::Client::new()
+        .post(server.url("/api/v1/integrations"))
+        .bearer_auth(&key)
+        .json(&json!({"provider": "stripe", "api_key": "rk_test_good"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["integration"]["id"]
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, body) = get_json(&server, &key, &format!("/api/v1/integrations/{id}")).await;
+    assert_eq!(body["integration"]["status"], "syncing", "{body}");
+    let dir = server.stop().await;
+
+    // Restart: the cut run is recorded as interrupted, and the sync runs again to the end.
+    delay.store(0, std::sync::atomic::Ordering::SeqCst);
+    let server = TestServer::start_with(dir, config).await;
+    let body = wait_sync(&server, &key, id, 2).await;
+    let runs = body["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs[0]["outcome"], "ok", "{body}");
+    assert_eq!(runs[1]["outcome"], "error");
+    assert!(
+        runs[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{body}"
+    );
+    assert_eq!(body["integration"]["status"], "ok");
+    // 90 + 10 + 5 on day −3, once; MRR 90.
+    assert_eq!(
+        day_value(&server, &key, "revenue", today - chrono::Duration::days(3)).await,
+        Some(105.0)
+    );
+    assert_eq!(
+        day_value(&server, &key, "mrr", today - chrono::Duration::days(1)).await,
+        Some(90.0)
+    );
     server.stop().await;
 }
