@@ -33,6 +33,13 @@ pub struct IntegrationsConfig {
     pub stripe_api_base: String,
     /// Months of history pulled on the first sync.
     pub backfill_months: u32,
+    /// HubSpot OAuth app (empty: HubSpot cannot be connected); the secret is masked by
+    /// `vitals config check`.
+    pub hubspot_client_id: String,
+    pub hubspot_client_secret: String,
+    /// Where HubSpot's consent page and API live (a test or proxy may stand in).
+    pub hubspot_auth_base: String,
+    pub hubspot_api_base: String,
 }
 
 impl Default for IntegrationsConfig {
@@ -40,6 +47,10 @@ impl Default for IntegrationsConfig {
         IntegrationsConfig {
             stripe_api_base: "https://api.stripe.com".into(),
             backfill_months: 24,
+            hubspot_client_id: String::new(),
+            hubspot_client_secret: String::new(),
+            hubspot_auth_base: "https://app.hubspot.com".into(),
+            hubspot_api_base: "https://api.hubapi.com".into(),
         }
     }
 }
@@ -513,12 +524,23 @@ impl Config {
         if self.ingest.max_import_bytes < 1024 {
             return bad("ingest.max_import_bytes", "must be at least 1024".into());
         }
-        let base = &self.integrations.stripe_api_base;
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return bad(
+        for (key, base) in [
+            (
                 "integrations.stripe_api_base",
-                "must be an http(s) URL".into(),
-            );
+                &self.integrations.stripe_api_base,
+            ),
+            (
+                "integrations.hubspot_auth_base",
+                &self.integrations.hubspot_auth_base,
+            ),
+            (
+                "integrations.hubspot_api_base",
+                &self.integrations.hubspot_api_base,
+            ),
+        ] {
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return bad(key, "must be an http(s) URL".into());
+            }
         }
         if !(1..=120).contains(&self.integrations.backfill_months) {
             return bad(
@@ -605,6 +627,14 @@ impl Config {
             storage.insert(
                 "data_dir".into(),
                 toml::Value::String(self.data_dir().display().to_string()),
+            );
+        }
+        if let Some(toml::Value::Table(integrations)) = table.get_mut("integrations")
+            && !self.integrations.hubspot_client_secret.is_empty()
+        {
+            integrations.insert(
+                "hubspot_client_secret".into(),
+                toml::Value::String("•••• (set)".into()),
             );
         }
         let mut ordered = BTreeMap::new();

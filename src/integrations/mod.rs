@@ -3,6 +3,7 @@
 //! `integration_sync` job), on "Sync now", and never two at a time for one integration.
 //! Re-syncing rewrites the same points (metric, day, `source` dimension), so it never adds up.
 
+pub mod hubspot;
 pub mod stripe;
 
 use std::collections::HashSet;
@@ -21,6 +22,8 @@ use crate::store::{StoreError, now_secs};
 pub enum AuthKind {
     /// A (restricted, read-only) API key pasted by the user.
     ApiKey,
+    /// OAuth 2.0 authorisation code with PKCE; tokens refreshed before they expire.
+    OAuth,
 }
 
 /// A provider: its key, name, auth and the metrics it produces that are not built in
@@ -166,8 +169,15 @@ pub const STRIPE: Provider = Provider {
     ],
 };
 
+pub const HUBSPOT: Provider = Provider {
+    key: "hubspot",
+    name: "HubSpot",
+    auth: AuthKind::OAuth,
+    extra_metrics: &[],
+};
+
 pub fn provider(key: &str) -> Option<&'static Provider> {
-    (key == STRIPE.key).then_some(&STRIPE)
+    [&STRIPE, &HUBSPOT].into_iter().find(|p| p.key == key)
 }
 
 /// Registers the provider's metrics that the org does not have yet.
@@ -332,9 +342,112 @@ impl From<StoreError> for PullError {
     }
 }
 
-/// Pulls and stores; returns the outcome and the new cursor (the first day whose payments the
-/// next sync pulls again: two days back, so late-settling charges are counted).
 async fn pull(app: &App, integration: &Integration) -> Result<(SyncOutcome, String), PullError> {
+    match integration.provider.as_str() {
+        "stripe" => pull_stripe(app, integration).await,
+        "hubspot" => pull_hubspot(app, integration).await,
+        other => Err(PullError::Failed(format!("unknown provider {other}"))),
+    }
+}
+
+/// HubSpot: refreshes the access token when it is about to expire (a refused refresh means the
+/// user must connect again), then counts new contacts per day as `leads`.
+async fn pull_hubspot(
+    app: &App,
+    integration: &Integration,
+) -> Result<(SyncOutcome, String), PullError> {
+    let config = &app.config.integrations;
+    let sealed = app
+        .secrets
+        .open_sealed(&integration.credentials)
+        .map_err(|e| PullError::Reconnect(e.to_string()))?;
+    let mut tokens: hubspot::Tokens = serde_json::from_str(&sealed).map_err(|_| {
+        PullError::Reconnect("the stored tokens are unreadable; connect again".into())
+    })?;
+    let refused = |e: hubspot::OAuthError| match e {
+        hubspot::OAuthError::Refused(m) => PullError::Reconnect(format!(
+            "HubSpot refused the authorisation ({m}); connect again"
+        )),
+        other => PullError::Failed(other.to_string()),
+    };
+    if tokens.expires_at - 60 <= now_secs() {
+        tokens = hubspot::refresh(&app.http, config, &tokens.refresh_token)
+            .await
+            .map_err(refused)?;
+        let (id, resealed) = (
+            integration.id,
+            app.secrets
+                .seal(&serde_json::to_string(&tokens).unwrap_or_default()),
+        );
+        app.meta
+            .call(move |c| integrations::set_credentials(c, id, &resealed))
+            .await?;
+    }
+    let org_id = integration.org_id;
+    let org = app.meta.call(move |c| orgs::by_id(c, org_id)).await?;
+    let tz = query::org_tz(&org);
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let today = timebucket::local_naive(tz, timebucket::start_of_local_day(tz, now_us)).date();
+    let backfill_from = today - chrono::Duration::days(i64::from(config.backfill_months) * 31);
+    let from = chrono::NaiveDate::parse_from_str(&integration.cursor, "%Y-%m-%d")
+        .ok()
+        .filter(|d| *d > backfill_from)
+        .unwrap_or(backfill_from);
+    let at_utc = |d: chrono::NaiveDate| {
+        timebucket::local_to_utc_micros(tz, d.and_hms_opt(0, 0, 0).unwrap_or_default()) / 1_000_000
+    };
+    let created = hubspot::contacts_created(&app.http, config, &tokens.access_token, at_utc(from))
+        .await
+        .map_err(refused)?;
+    let mut day_starts = Vec::new();
+    let mut d = from;
+    while d <= today + chrono::Duration::days(1) {
+        day_starts.push(at_utc(d));
+        d += chrono::Duration::days(1);
+    }
+    let mut dims = Dimensions::new();
+    dims.insert("source".into(), "hubspot".into());
+    let points: Vec<Point> = hubspot::leads_per_day(&created, &day_starts)
+        .into_iter()
+        .map(|(start, n)| Point {
+            metric: "leads".into(),
+            ts_micros: start * 1_000_000,
+            value: n,
+            dims: dims.clone(),
+        })
+        .collect();
+    let stored = if points.is_empty() {
+        0
+    } else {
+        app.metrics.write(org.id, points).await?
+    };
+    let _ = app.events.send(OrgEvent {
+        org_id: org.id,
+        metrics: vec!["leads".into()],
+        score: None,
+        alert: None,
+    });
+    crate::scoring::recompute_soon(app, org.id, std::time::Duration::from_secs(1));
+    crate::insights::detect_soon(app, org.id, std::time::Duration::from_secs(2));
+    let cursor = (today - chrono::Duration::days(2)).to_string();
+    Ok((
+        SyncOutcome {
+            points: stored,
+            message: format!(
+                "{} new contacts read; {stored} daily values stored",
+                created.len()
+            ),
+        },
+        cursor,
+    ))
+}
+
+/// Stripe: pulls and stores; returns the outcome and the new cursor (the first day whose
+/// payments the next sync pulls again: two days back, so late-settling charges are counted).
+async fn pull_stripe(
+    app: &App,
+    integration: &Integration,
+) -> Result<(SyncOutcome, String), PullError> {
     let key = Credentials::open(app, integration)
         .map_err(PullError::Reconnect)?
         .api_key;

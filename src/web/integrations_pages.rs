@@ -191,3 +191,131 @@ pub async fn delete(
         .await?;
     Ok(Redirect::to(&format!("/o/{}/integrations", m.org.slug)).into_response())
 }
+
+/// The redirect URI registered with providers.
+fn redirect_uri(app: &App) -> String {
+    format!("{}/oauth/callback", app.base_url())
+}
+
+/// `GET /o/{slug}/integrations/hubspot/connect`: starts the OAuth authorisation (state bound to
+/// this org and user, PKCE S256) and sends the browser to HubSpot's consent page.
+pub async fn hubspot_connect(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
+    m.require(Permission::ManageOrg)?;
+    let config = &app.config.integrations;
+    if config.hubspot_client_id.is_empty() || config.hubspot_client_secret.is_empty() {
+        let p = page(
+            &app,
+            &m,
+            "HubSpot is not set up on this server: an administrator sets integrations.hubspot_client_id and hubspot_client_secret (see config.example.toml).".into(),
+            String::new(),
+            String::new(),
+        )
+        .await?;
+        return html(StatusCode::UNPROCESSABLE_ENTITY, &p);
+    }
+    let state = crate::security::random_token();
+    let (verifier, challenge) = crate::integrations::hubspot::pkce_pair();
+    let (hash, org_id, user_id) = (crate::security::sha256_hex(&state), m.org.id, m.user.id);
+    app.meta
+        .call(move |c| store::save_oauth_state(c, &hash, org_id, user_id, "hubspot", &verifier))
+        .await?;
+    let url = crate::integrations::hubspot::authorize_url(
+        config,
+        &redirect_uri(&app),
+        &state,
+        &challenge,
+    );
+    Ok(Redirect::to(&url).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+fn callback_error(message: String) -> Result<Response, PageError> {
+    Err(PageError::BadRequest(message))
+}
+
+/// `GET /oauth/callback?code&state`: checks the state (exists, under ten minutes old, started by
+/// this user), exchanges the code with the PKCE verifier, seals the tokens, creates the
+/// integration and starts its backfill.
+pub async fn oauth_callback(
+    State(app): State<App>,
+    user: super::auth::CurrentUser,
+    axum::extract::Query(p): axum::extract::Query<CallbackParams>,
+) -> Result<Response, PageError> {
+    let state = p.state.unwrap_or_default();
+    let hash = crate::security::sha256_hex(&state);
+    let taken = app
+        .meta
+        .call(move |c| store::take_oauth_state(c, &hash))
+        .await?;
+    let Some((org_id, user_id, provider, verifier)) = taken else {
+        return callback_error(
+            "This authorisation does not match one started here (state mismatch or older than ten minutes). Start again from the Integrations page.".into(),
+        );
+    };
+    if user_id != user.user.id {
+        return callback_error("This authorisation was started by another user. Start again from the Integrations page.".into());
+    }
+    if let Some(e) = p.error {
+        return callback_error(format!(
+            "HubSpot did not authorise Vitals: {} ({e}).",
+            p.error_description.unwrap_or_default()
+        ));
+    }
+    let Some(code) = p.code.filter(|c| !c.is_empty()) else {
+        return callback_error("The provider sent no authorisation code.".into());
+    };
+    if provider != "hubspot" {
+        return callback_error(format!("Unknown provider {provider}."));
+    }
+    // The user must still be allowed to manage the org.
+    let role = app
+        .meta
+        .call(move |c| crate::store::meta::orgs::member_role(c, org_id, user_id))
+        .await?;
+    if !role.allows(Permission::ManageOrg) {
+        return Err(PageError::Forbidden(
+            "Your role does not allow connecting integrations.".into(),
+        ));
+    }
+    let tokens = crate::integrations::hubspot::exchange_code(
+        &app.http,
+        &app.config.integrations,
+        &code,
+        &redirect_uri(&app),
+        &verifier,
+    )
+    .await
+    .map_err(|e| PageError::BadRequest(format!("{e}. Start again from the Integrations page.")))?;
+    let sealed = app
+        .secrets
+        .seal(&serde_json::to_string(&tokens).unwrap_or_default());
+    let actor = format!("user:{}", user.user.email);
+    let integration = app
+        .meta
+        .call(move |c| {
+            let i = store::create(c, org_id, "hubspot", "HubSpot", &sealed)?;
+            audit::record(
+                c,
+                Some(org_id),
+                &actor,
+                "integration.create",
+                &format!("{} HubSpot", i.id),
+                "",
+            )?;
+            Ok(i)
+        })
+        .await?;
+    crate::integrations::sync_soon(&app, integration);
+    let org = app
+        .meta
+        .call(move |c| crate::store::meta::orgs::by_id(c, org_id))
+        .await?;
+    Ok(Redirect::to(&format!("/o/{}/integrations", org.slug)).into_response())
+}

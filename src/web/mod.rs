@@ -143,6 +143,11 @@ pub fn router(app: App) -> Router {
             get(integrations_pages::list).post(integrations_pages::create),
         )
         .route(
+            "/o/{slug}/integrations/hubspot/connect",
+            get(integrations_pages::hubspot_connect),
+        )
+        .route("/oauth/callback", get(integrations_pages::oauth_callback))
+        .route(
             "/o/{slug}/integrations/{id}/sync",
             post(integrations_pages::sync_now),
         )

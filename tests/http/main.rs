@@ -4,6 +4,7 @@ mod alerts;
 mod browser;
 mod common;
 mod hooks;
+mod hubspot;
 mod import;
 mod insights;
 mod stripe;

@@ -192,3 +192,55 @@ pub fn record_event(
     )?;
     Ok(n == 1)
 }
+
+/// Stores an authorisation in flight.
+pub fn save_oauth_state(
+    conn: &Connection,
+    state_hash: &str,
+    org_id: i64,
+    user_id: i64,
+    provider: &str,
+    verifier: &str,
+) -> Result<(), StoreError> {
+    let now = now_secs();
+    conn.execute(
+        "DELETE FROM oauth_states WHERE created_at < ?1",
+        [now - 600],
+    )?;
+    conn.execute(
+        "INSERT INTO oauth_states (state_hash, org_id, user_id, provider, verifier, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![state_hash, org_id, user_id, provider, verifier, now],
+    )?;
+    Ok(())
+}
+
+/// Takes (and deletes) an authorisation in flight: (org, user, provider, verifier), if it exists
+/// and is under ten minutes old.
+pub fn take_oauth_state(
+    conn: &Connection,
+    state_hash: &str,
+) -> Result<Option<(i64, i64, String, String)>, StoreError> {
+    let found = conn
+        .query_row(
+            "SELECT org_id, user_id, provider, verifier, created_at FROM oauth_states WHERE state_hash = ?1",
+            [state_hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?)),
+        )
+        .optional()?;
+    conn.execute(
+        "DELETE FROM oauth_states WHERE state_hash = ?1",
+        [state_hash],
+    )?;
+    Ok(found
+        .filter(|f| now_secs() - f.4 <= 600)
+        .map(|(o, u, p, v, _)| (o, u, p, v)))
+}
+
+/// Replaces an integration's sealed credentials (after a token refresh).
+pub fn set_credentials(conn: &Connection, id: i64, sealed: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE integrations SET credentials = ?2 WHERE id = ?1",
+        params![id, sealed],
+    )?;
+    Ok(())
+}

@@ -286,6 +286,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (integration_id, event_id)
     );
     "#,
+    // 10: OAuth authorisations in flight: the state is bound to the org and the user, with the
+    // PKCE verifier; used once, valid for ten minutes.
+    r#"
+    CREATE TABLE oauth_states (
+        state_hash TEXT PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
