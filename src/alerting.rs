@@ -129,6 +129,18 @@ pub async fn observe(
                 .await?;
             values.insert(String::new(), value);
         }
+        RuleKind::Integration => {
+            let count = app
+                .meta
+                .call(move |c| {
+                    Ok(crate::store::meta::integrations::list(c, org_id)?
+                        .iter()
+                        .filter(|i| matches!(i.status.as_str(), "reconnect" | "error"))
+                        .count())
+                })
+                .await?;
+            values.insert(String::new(), Some(count as f64));
+        }
         RuleKind::Anomaly => {
             let metric = spec.metric.clone().unwrap_or_default();
             let from = now - spec.window_secs;
@@ -187,6 +199,7 @@ pub fn value_formatter(
         RuleKind::Change => format!("{v:+.1}%"),
         RuleKind::Score => format!("{v:.1}"),
         RuleKind::Anomaly => format!("anomaly score {v:.2}"),
+        RuleKind::Integration => format!("{v:.0} needing attention"),
         RuleKind::NoData => format_age(v as i64),
         _ => match unit {
             Some(u) => catalog::format_value(u, v, &currency),
@@ -817,7 +830,9 @@ pub fn evaluate_soon(app: &App, org_id: i64, delay: Duration) {
                 .await?;
             let now = now_secs();
             for rule in rules {
-                if rule.spec.enabled && rule.spec.metric.is_some() {
+                if rule.spec.enabled
+                    && (rule.spec.metric.is_some() || rule.spec.kind == RuleKind::Integration)
+                {
                     evaluate_rule(&app, &org, &rule, now).await?;
                 }
             }

@@ -25,15 +25,19 @@ pub enum RuleKind {
     NoData,
     /// Fires from stored anomalies with at least `min_anomaly_score` (needs anomaly detection).
     Anomaly,
+    /// Integrations that need attention: a reconnect (refused or revoked credentials) or a
+    /// failed last sync.
+    Integration,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 5] = [
+    pub const ALL: [RuleKind; 6] = [
         RuleKind::Threshold,
         RuleKind::Change,
         RuleKind::Score,
         RuleKind::NoData,
         RuleKind::Anomaly,
+        RuleKind::Integration,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,7 @@ impl RuleKind {
             RuleKind::Score => "score",
             RuleKind::NoData => "no_data",
             RuleKind::Anomaly => "anomaly",
+            RuleKind::Integration => "integration",
         }
     }
 
@@ -356,7 +361,7 @@ pub fn validate(
     };
 
     // The metric (every kind but score).
-    let needs_metric = kind != RuleKind::Score;
+    let needs_metric = !matches!(kind, RuleKind::Score | RuleKind::Integration);
     let metric_key = r.string("metric");
     let metric_def = match (&metric_key, needs_metric) {
         (Some(k), true) => {
@@ -481,6 +486,13 @@ pub fn validate(
                 recovery: min_anomaly_score - 1e-9,
             };
         }
+        RuleKind::Integration => {
+            // The watched value is how many of the org's integrations need attention.
+            condition = Condition::Above {
+                threshold: 0.5,
+                recovery: 0.5,
+            };
+        }
         RuleKind::Threshold | RuleKind::Change | RuleKind::Score => {
             let op_name = op.clone().unwrap_or_default();
             match op_name.as_str() {
@@ -566,14 +578,17 @@ pub fn validate(
     if let Some(g) = &group_by {
         if !valid_label_key(g) {
             r.problem("group_by", "must be a dimension key");
-        } else if kind == RuleKind::Score {
-            r.problem("group_by", "a score rule has no dimensions");
+        } else if matches!(kind, RuleKind::Score | RuleKind::Integration) {
+            r.problem("group_by", "a score or integration rule has no dimensions");
         } else if filters.contains_key(g) {
             r.problem("group_by", "is already fixed by a dimension filter");
         }
     }
-    if kind == RuleKind::Score && !filters.is_empty() {
-        r.problem("dimensions", "a score rule has no dimensions");
+    if matches!(kind, RuleKind::Score | RuleKind::Integration) && !filters.is_empty() {
+        r.problem(
+            "dimensions",
+            "a score or integration rule has no dimensions",
+        );
     }
     let channels = r.ids("channels");
     let escalation_channels = r.ids("escalation_channels");
@@ -693,6 +708,7 @@ impl RuleSpec {
                 obj.insert("min_anomaly_score".into(), json!(self.min_anomaly_score));
                 obj.insert("window".into(), json!(format_duration(self.window_secs)));
             }
+            RuleKind::Integration => {}
             RuleKind::Score => {
                 obj.insert(
                     "category".into(),
@@ -708,7 +724,7 @@ impl RuleSpec {
                 obj.insert("condition".into(), condition);
             }
         }
-        if self.kind != RuleKind::Score {
+        if !matches!(self.kind, RuleKind::Score | RuleKind::Integration) {
             obj.insert("dimensions".into(), json!(self.filters));
             obj.insert("group_by".into(), json!(self.group_by));
         }
@@ -719,6 +735,7 @@ impl RuleSpec {
     pub fn category(&self, catalog: &[MetricDef]) -> Option<Category> {
         match self.kind {
             RuleKind::Score => self.score_category,
+            RuleKind::Integration => Some(Category::Risk),
             _ => self
                 .metric
                 .as_ref()
@@ -753,6 +770,7 @@ impl RuleSpec {
             RuleKind::Anomaly => {
                 format!("highest anomaly score of {metric_name} over the last {window}")
             }
+            RuleKind::Integration => "integrations needing attention".to_string(),
         }
     }
 
@@ -760,6 +778,9 @@ impl RuleSpec {
     pub fn describe_condition(&self, fmt: &dyn Fn(f64) -> String) -> String {
         if self.kind == RuleKind::Anomaly {
             return format!("an anomaly scoring {:.2} or more", self.min_anomaly_score);
+        }
+        if self.kind == RuleKind::Integration {
+            return "an integration needs reconnecting or its last sync failed".into();
         }
         if self.kind == RuleKind::NoData {
             return format!(

@@ -324,6 +324,12 @@ pub async fn sync(app: &App, integration: &Integration) -> Result<SyncOutcome, S
         })
         .await
         .map_err(|e| e.to_string())?;
+    // Integration alert rules see the new status.
+    crate::alerting::evaluate_soon(
+        app,
+        integration.org_id,
+        std::time::Duration::from_millis(50),
+    );
     match result {
         Ok((o, _)) => Ok(o),
         Err(PullError::Reconnect(m) | PullError::Failed(m)) => Err(m),

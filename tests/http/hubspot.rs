@@ -156,6 +156,15 @@ async fn oauth_with_pkce_connects_refreshes_and_reports_a_revoked_grant() {
     .await;
     let a = setup(&server, "Acme", "UTC").await;
     let key = api_key(&server, &a, &["read", "write", "admin"]).await;
+    let r = reqwest::Client::new()
+        .post(server.url("/api/v1/alert-rules"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Integrations", "kind": "integration", "severity": "high"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let rule: Value = r.json().await.unwrap();
     // The same session, without following redirects, to read where the browser is sent.
     let cookie_client = a.client.clone();
     let start_connect = || async {
@@ -282,5 +291,16 @@ async fn oauth_with_pkce_connects_refreshes_and_reports_a_revoked_grant() {
         .unwrap();
     assert!(html.contains("reconnect needed"));
     assert_eq!(leads(day(3)).await, Some(2.0), "data already pulled stays");
+    // ... and the integration rule fires.
+    let mut fired = Value::Null;
+    for _ in 0..200 {
+        let (_, alerts) = get_json(&server, &key, "/api/v1/alerts?state=firing").await;
+        if let Some(first) = alerts["alerts"].as_array().and_then(|a| a.first()) {
+            fired = first.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fired["rule_id"], rule["id"], "{fired}");
     server.stop().await;
 }
