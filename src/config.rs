@@ -68,7 +68,8 @@ pub struct JobsConfig {
     pub alert_evaluation: String,
     /// Anomaly detection over every metric (it also runs shortly after ingest).
     pub insights: String,
-    /// Incremental pulls of every integration (each also has "Sync now").
+    /// How often integrations are checked for a due pull (each has its own schedule, hourly by
+    /// default, and "Sync now").
     pub integration_sync: String,
 }
 
@@ -79,7 +80,7 @@ impl Default for JobsConfig {
             housekeeping: "0 30 3 * * *".into(),
             alert_evaluation: "*/15 * * * * *".into(),
             insights: "0 10 * * * *".into(),
-            integration_sync: "0 0 * * * *".into(),
+            integration_sync: "0 */5 * * * *".into(),
         }
     }
 }

@@ -595,7 +595,22 @@ pub async fn sync_all(app: &App) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     let (mut ok, mut failed) = (0, Vec::new());
+    let now = chrono::Utc::now();
     for i in all {
+        // Each integration has its own schedule; the job only looks for the due ones.
+        let due = match crate::scheduler::parse_schedule(&i.schedule) {
+            Ok(Some(schedule)) => {
+                let last = i
+                    .last_sync_at
+                    .or(Some(i.created_at))
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+                crate::scheduler::next_run(&schedule, last, now).is_some_and(|next| next <= now)
+            }
+            _ => false,
+        };
+        if !due {
+            continue;
+        }
         // Skip one that "Sync now" is already running.
         let claimed = app
             .syncing

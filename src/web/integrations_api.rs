@@ -27,6 +27,7 @@ fn integration_json(i: &Integration) -> Value {
         "created_at": i.created_at,
         "last_sync_at": i.last_sync_at,
         "cursor": i.cursor,
+        "schedule": i.schedule,
     })
 }
 
@@ -284,4 +285,32 @@ pub async fn stripe_webhook(
     Ok(Json(
         json!({ "received": event_id, "duplicate": !first, "sync_started": started }),
     ))
+}
+
+/// `PUT /api/v1/integrations/{id}` `{"schedule": "0 */30 * * * *"}`: the integration's pull
+/// schedule (cron, seconds first; empty = only by hand and webhooks).
+pub async fn update(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let body = json_body(&headers, body)?;
+    let Some(schedule) = body["schedule"].as_str().map(str::trim).map(String::from) else {
+        return Err(ApiError::bad_request(
+            "schedule",
+            "is required (a cron expression, or empty)",
+        ));
+    };
+    crate::scheduler::parse_schedule(&schedule)
+        .map_err(|m| ApiError::bad_request("schedule", m))?;
+    let org_id = auth.org.id;
+    find(&app, org_id, id).await?;
+    app.meta
+        .call(move |c| store::set_schedule(c, org_id, id, &schedule))
+        .await?;
+    let i = find(&app, org_id, id).await?;
+    Ok(Json(json!({ "integration": integration_json(&i) })))
 }

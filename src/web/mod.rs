@@ -44,7 +44,9 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/integrations/{id}",
-            get(integrations_api::get).delete(integrations_api::delete),
+            get(integrations_api::get)
+                .put(integrations_api::update)
+                .delete(integrations_api::delete),
         )
         .route("/integrations/{id}/sync", post(integrations_api::sync_now))
         .route(

@@ -546,6 +546,27 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
     assert!(html.contains("reconnect needed"), "{html}");
     check().await;
 
+    // Each integration has its own pull schedule, validated.
+    let put = |schedule: &str| {
+        reqwest::Client::new()
+            .put(server.url(&format!("/api/v1/integrations/{id}")))
+            .bearer_auth(&key)
+            .json(&json!({ "schedule": schedule }))
+            .send()
+    };
+    let r = put("every hour").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["field"],
+        "schedule"
+    );
+    let r = put("0 */30 * * * *").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["integration"]["schedule"],
+        "0 */30 * * * *"
+    );
+
     // Another org sees nothing of it.
     let other = create_org(&server, &a, "Beta", "beta").await;
     let key_b = api_key(&server, &other, &["read", "write", "admin"]).await;

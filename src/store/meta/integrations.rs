@@ -20,10 +20,11 @@ pub struct Integration {
     pub last_error: String,
     pub created_at: i64,
     pub last_sync_at: Option<i64>,
+    /// Cron expression of its scheduled pulls (empty: only "Sync now" and webhooks).
+    pub schedule: String,
 }
 
-const COLUMNS: &str =
-    "id, org_id, provider, name, credentials, cursor, status, last_error, created_at, last_sync_at";
+const COLUMNS: &str = "id, org_id, provider, name, credentials, cursor, status, last_error, created_at, last_sync_at, schedule";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Integration> {
     Ok(Integration {
@@ -37,6 +38,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Integration> {
         last_error: r.get(7)?,
         created_at: r.get(8)?,
         last_sync_at: r.get(9)?,
+        schedule: r.get(10)?,
     })
 }
 
@@ -242,5 +244,21 @@ pub fn set_credentials(conn: &Connection, id: i64, sealed: &str) -> Result<(), S
         "UPDATE integrations SET credentials = ?2 WHERE id = ?1",
         params![id, sealed],
     )?;
+    Ok(())
+}
+
+pub fn set_schedule(
+    conn: &Connection,
+    org_id: i64,
+    id: i64,
+    schedule: &str,
+) -> Result<(), StoreError> {
+    let n = conn.execute(
+        "UPDATE integrations SET schedule = ?3 WHERE id = ?1 AND org_id = ?2",
+        params![id, org_id, schedule],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
     Ok(())
 }

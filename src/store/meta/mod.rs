@@ -298,6 +298,10 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 11: each integration's own pull schedule (cron, seconds first; empty = only by hand).
+    r#"
+    ALTER TABLE integrations ADD COLUMN schedule TEXT NOT NULL DEFAULT '0 0 * * * *';
+    "#,
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
