@@ -98,8 +98,12 @@ impl App {
         let sealed = meta
             .call_blocking(|c| crate::store::meta::integrations::count_all(c))
             .context("while counting integrations")?;
-        let secrets =
-            crate::secrets::SecretBox::open(&dir, sealed).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let key_file = match config.integrations.secret_key_file.trim() {
+            "" => dir.join("secret.key"),
+            path => PathBuf::from(path),
+        };
+        let secrets = crate::secrets::SecretBox::open_file(&key_file, sealed)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (events, _) = broadcast::channel(1024);
         // rustls needs its crypto provider chosen once per process; a second call is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();

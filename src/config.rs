@@ -33,6 +33,10 @@ pub struct IntegrationsConfig {
     pub stripe_api_base: String,
     /// Months of history pulled on the first sync.
     pub backfill_months: u32,
+    /// The key file that seals integration credentials (32 bytes, base64); empty means
+    /// `data_dir/secret.key`, created with mode 0600 on first use. Keep it out of backups of
+    /// the data directory if those travel separately.
+    pub secret_key_file: String,
     /// HubSpot OAuth app (empty: HubSpot cannot be connected); the secret is masked by
     /// `vitals config check`.
     pub hubspot_client_id: String,
@@ -47,6 +51,7 @@ impl Default for IntegrationsConfig {
         IntegrationsConfig {
             stripe_api_base: "https://api.stripe.com".into(),
             backfill_months: 24,
+            secret_key_file: String::new(),
             hubspot_client_id: String::new(),
             hubspot_client_secret: String::new(),
             hubspot_auth_base: "https://app.hubspot.com".into(),

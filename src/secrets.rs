@@ -45,7 +45,12 @@ impl std::fmt::Debug for SecretBox {
 impl SecretBox {
     /// Opens the key in `dir`, creating it (0600) when absent and `sealed_count` is 0.
     pub fn open(dir: &Path, sealed_count: usize) -> Result<SecretBox, SecretError> {
-        let path = dir.join(KEY_FILE);
+        SecretBox::open_file(&dir.join(KEY_FILE), sealed_count)
+    }
+
+    /// Opens the key file at `path` (see [`SecretBox::open`]).
+    pub fn open_file(path: &Path, sealed_count: usize) -> Result<SecretBox, SecretError> {
+        let path = path.to_path_buf();
         let key = match std::fs::read_to_string(&path) {
             Ok(text) => base64::engine::general_purpose::STANDARD
                 .decode(text.trim())

@@ -660,5 +660,21 @@ async fn a_sync_cut_short_by_a_stop_resumes_at_the_next_start_and_counts_once() 
         day_value(&server, &key, "mrr", today - chrono::Duration::days(1)).await,
         Some(90.0)
     );
-    server.stop().await;
+    let dir = server.stop().await;
+
+    // The key file is lost while credentials are sealed with it: startup says so and which file
+    // to restore; it does not quietly make a new key.
+    std::fs::remove_file(dir.path().join("secret.key")).unwrap();
+    let mut cfg = test_config(&dir);
+    config(&mut cfg);
+    let err = tokio::task::spawn_blocking(move || vitals::App::open(cfg).err())
+        .await
+        .unwrap()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("secret.key is missing but 1 integration credentials"),
+        "{err}"
+    );
+    assert!(!dir.path().join("secret.key").exists());
 }
