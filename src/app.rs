@@ -77,6 +77,8 @@ pub struct App {
     pub secrets: crate::secrets::SecretBox,
     /// Integrations being synced now (one sync per integration at a time).
     pub syncing: Arc<Mutex<HashSet<i64>>>,
+    /// What each running sync is doing, for the Integrations page and API.
+    pub sync_progress: Arc<Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 impl App {
@@ -134,6 +136,7 @@ impl App {
             http,
             secrets,
             syncing: Arc::new(Mutex::new(HashSet::new())),
+            sync_progress: Arc::new(Mutex::new(std::collections::HashMap::new())),
         })
     }
 

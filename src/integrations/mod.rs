@@ -244,6 +244,22 @@ pub struct SyncOutcome {
     pub message: String,
 }
 
+/// Records what a running sync is doing.
+fn progress(app: &App, id: i64, text: String) {
+    if let Ok(mut p) = app.sync_progress.lock() {
+        p.insert(id, text);
+    }
+}
+
+/// What a running sync is doing (empty when none runs).
+pub fn progress_of(app: &App, id: i64) -> String {
+    app.sync_progress
+        .lock()
+        .ok()
+        .and_then(|p| p.get(&id).cloned())
+        .unwrap_or_default()
+}
+
 /// Starts a sync in the background unless one is running; returns whether it started.
 pub fn sync_soon(app: &App, integration: Integration) -> bool {
     {
@@ -288,7 +304,11 @@ pub async fn sync(app: &App, integration: &Integration) -> Result<SyncOutcome, S
         })
         .await
         .map_err(|e| e.to_string())?;
+    progress(app, id, "starting".into());
     let result = pull(app, integration).await;
+    if let Ok(mut p) = app.sync_progress.lock() {
+        p.remove(&id);
+    }
     let (status, outcome, rows, message, cursor) = match &result {
         Ok((o, cursor)) => (
             "ok",
@@ -484,14 +504,32 @@ async fn pull_stripe(
         }
         other => PullError::Failed(other.to_string()),
     };
+    let id = integration.id;
+    let report = |what: &'static str| {
+        let app = app.clone();
+        move |n: usize| progress(&app, id, format!("reading {what}: {n} so far"))
+    };
     let raw_subs = client
-        .list_all("/v1/subscriptions", &[("status", "all".into())])
+        .list_all_with(
+            "/v1/subscriptions",
+            &[("status", "all".into())],
+            &report("subscriptions"),
+        )
         .await
         .map_err(map_err)?;
+    progress(
+        app,
+        id,
+        format!(
+            "read {} subscriptions; reading charges since {charges_from}",
+            raw_subs.len()
+        ),
+    );
     let raw_charges = client
-        .list_all(
+        .list_all_with(
             "/v1/charges",
             &[("created[gte]", at_utc(charges_from).to_string())],
+            &report("charges"),
         )
         .await
         .map_err(map_err)?;
@@ -523,6 +561,14 @@ async fn pull_stripe(
         d += chrono::Duration::days(1);
     }
     let charges_from_at = at_utc(charges_from);
+    progress(
+        app,
+        id,
+        format!(
+            "computing {} days of metrics",
+            day_starts.len().saturating_sub(1)
+        ),
+    );
     let days =
         tokio::task::spawn_blocking(move || stripe::daily_metrics(&subs, &charges, &day_starts))
             .await

@@ -104,6 +104,16 @@ impl Client {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Vec<Value>, StripeError> {
+        self.list_all_with(path, params, &|_| {}).await
+    }
+
+    /// [`Client::list_all`], telling `progress` how many objects were read after each page.
+    pub async fn list_all_with(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<Value>, StripeError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -120,6 +130,7 @@ impl Client {
                 .as_array()
                 .ok_or_else(|| StripeError::Shape(format!("{path}: no `data` list")))?;
             out.extend(data.iter().cloned());
+            progress(out.len());
             after = data.last().and_then(|o| o["id"].as_str()).map(String::from);
             if !page["has_more"].as_bool().unwrap_or(false) || after.is_none() {
                 return Ok(out);

@@ -166,9 +166,12 @@ pub async fn get(
     let i = find(&app, auth.org.id, id).await?;
     let runs = app.meta.call(move |c| store::runs(c, id, 20)).await?;
     let syncing = app.syncing.lock().map(|s| s.contains(&id)).unwrap_or(false);
-    Ok(Json(
-        json!({ "integration": integration_json(&i), "syncing": syncing, "runs": runs }),
-    ))
+    Ok(Json(json!({
+        "integration": integration_json(&i),
+        "syncing": syncing,
+        "progress": integrations::progress_of(&app, id),
+        "runs": runs,
+    })))
 }
 
 /// `POST /api/v1/integrations/{id}/sync`: starts a sync now (202), unless one is running.

@@ -38,6 +38,7 @@ pub struct IntegrationView {
     pub last_error: String,
     pub last_sync: String,
     pub syncing: bool,
+    pub progress: String,
     pub webhook_url: String,
     pub runs: Vec<(String, String, i64, String, String)>,
 }
@@ -70,6 +71,7 @@ async fn page(
             last_error: i.last_error,
             last_sync: when(i.last_sync_at),
             syncing,
+            progress: crate::integrations::progress_of(app, id),
             webhook_url: format!("{}/hooks/stripe/{id}", app.base_url()),
             runs: runs
                 .into_iter()

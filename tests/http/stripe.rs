@@ -634,6 +634,13 @@ async fn a_sync_cut_short_by_a_stop_resumes_at_the_next_start_and_counts_once() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, body) = get_json(&server, &key, &format!("/api/v1/integrations/{id}")).await;
     assert_eq!(body["integration"]["status"], "syncing", "{body}");
+    assert!(
+        body["progress"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("read 1 subscriptions; reading charges since "),
+        "{body}"
+    );
     let dir = server.stop().await;
 
     // Restart: the cut run is recorded as interrupted, and the sync runs again to the end.
