@@ -105,9 +105,22 @@ impl Status {
     }
 }
 
+/// What an invoice billed a subscription for one service period, as MRR (the line's amount
+/// after discounts, tax excluded, normalised to a month like a price).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InvoicedPeriod {
+    pub start: i64,
+    pub end: i64,
+    pub mrr: f64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub customer: String,
+    /// What its invoices billed, period by period: where one covers an instant, it is that
+    /// instant's MRR (so past upgrades and downgrades show when they happened); elsewhere (before
+    /// the first invoice, while a renewal is pending) the current items count.
+    pub invoiced: Vec<InvoicedPeriod>,
     pub status: Status,
     pub items: Vec<Item>,
     pub discount: Option<Discount>,
@@ -118,7 +131,14 @@ pub struct Subscription {
     pub ended_at: Option<i64>,
 }
 
-/// Monthly recurring revenue of one subscription at `at`: each item's amount × quantity
+/// The MRR of an invoice line billing `amount` (after discounts) for `interval_count` ×
+/// `interval`.
+pub fn line_mrr(amount: f64, interval: Interval, interval_count: u32) -> f64 {
+    amount * interval.per_month() / f64::from(interval_count.max(1))
+}
+
+/// Monthly recurring revenue of one subscription at `at`: what the invoice covering `at` billed
+/// (see [`Subscription::invoiced`]), else each item's amount × quantity
 /// normalised to a month (yearly ÷ 12, weekly × 52/12, daily × 365/12, divided by the interval
 /// count), the discount applied (a percentage off the total; a fixed amount off per billing
 /// period, normalised like the prices), never below 0. Zero while trialing, before it starts,
@@ -136,6 +156,9 @@ pub fn subscription_mrr(s: &Subscription, at: i64) -> f64 {
         || (s.status == Status::Canceled && s.ended_at.is_none())
     {
         return 0.0;
+    }
+    if let Some(p) = s.invoiced.iter().find(|p| p.start <= at && at < p.end) {
+        return p.mrr.max(0.0);
     }
     let monthly = |amount: f64, item: &Item| {
         amount * item.interval.per_month() / f64::from(item.interval_count.max(1))
@@ -334,6 +357,7 @@ mod tests {
     fn sub(customer: &str, items: Vec<Item>) -> Subscription {
         Subscription {
             customer: customer.into(),
+            invoiced: Vec::new(),
             status: Status::Active,
             items,
             discount: None,
@@ -387,6 +411,41 @@ mod tests {
         };
         assert!((subscription_mrr(&off, FEB) - 90.0).abs() < 1e-9);
         assert!((subscription_mrr(&off, MAR) - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn invoices_date_upgrades_where_they_happened() {
+        // 50 a month billed for February, then upgraded: 80 billed from 1 March; items say 80.
+        let s = Subscription {
+            invoiced: vec![
+                InvoicedPeriod {
+                    start: FEB,
+                    end: MAR,
+                    mrr: 50.0,
+                },
+                InvoicedPeriod {
+                    start: MAR,
+                    end: APR,
+                    mrr: line_mrr(240.0, Interval::Month, 3),
+                },
+            ],
+            ..sub("a", vec![item(80.0, Interval::Month, 1)])
+        };
+        assert_eq!(subscription_mrr(&s, FEB + DAY), 50.0);
+        assert_eq!(subscription_mrr(&s, MAR + DAY), 80.0);
+        // After the last invoiced period (renewal pending) and before the first: the items.
+        assert_eq!(subscription_mrr(&s, APR + DAY), 80.0);
+        assert_eq!(subscription_mrr(&s, JAN + DAY), 80.0);
+        let ended = Subscription {
+            status: Status::Canceled,
+            ended_at: Some(MAR + 5 * DAY),
+            ..s
+        };
+        assert_eq!(
+            subscription_mrr(&ended, MAR + 6 * DAY),
+            0.0,
+            "ended inside a paid period"
+        );
     }
 
     #[test]

@@ -533,9 +533,37 @@ async fn pull_stripe(
         )
         .await
         .map_err(map_err)?;
+    progress(
+        app,
+        id,
+        format!("read {} charges; reading invoices", raw_charges.len()),
+    );
+    let raw_invoices = client
+        .list_all_with(
+            "/v1/invoices",
+            &[("created[gte]", at_utc(backfill_from).to_string())],
+            &report("invoices"),
+        )
+        .await
+        .map_err(map_err)?;
+    let mut periods: std::collections::HashMap<
+        String,
+        Vec<crate::domain::saas_metrics::InvoicedPeriod>,
+    > = std::collections::HashMap::new();
+    for inv in &raw_invoices {
+        for (sub_id, period) in stripe::invoiced_periods(inv, &currency) {
+            periods.entry(sub_id).or_default().push(period);
+        }
+    }
     let subs: Vec<_> = raw_subs
         .iter()
-        .filter_map(|s| stripe::subscription_from(s, &currency))
+        .filter_map(|s| {
+            let mut sub = stripe::subscription_from(s, &currency)?;
+            if let Some(p) = s["id"].as_str().and_then(|id| periods.get(id)) {
+                sub.invoiced = p.clone();
+            }
+            Some(sub)
+        })
         .collect();
     let charges: Vec<_> = raw_charges
         .iter()

@@ -177,6 +177,7 @@ pub fn subscription_from(v: &Value, currency: &str) -> Option<Subscription> {
     };
     Some(Subscription {
         customer: v["customer"].as_str()?.to_string(),
+        invoiced: Vec::new(),
         status: Status::parse(v["status"].as_str()?)?,
         items: out_items,
         discount,
@@ -277,6 +278,62 @@ pub fn daily_metrics(
             v.insert("ltv", arpa / churn);
         }
         out.push((start, v));
+    }
+    out
+}
+
+/// The service periods an invoice billed, per subscription id: subscription lines (not
+/// prorations) of paid or open invoices in the org's currency, after their discounts.
+pub fn invoiced_periods(
+    invoice: &Value,
+    currency: &str,
+) -> Vec<(String, saas_metrics::InvoicedPeriod)> {
+    let status = invoice["status"].as_str().unwrap_or("");
+    if !matches!(status, "paid" | "open") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for line in invoice["lines"]["data"].as_array().into_iter().flatten() {
+        let (Some(sub), Some(amount), Some(start), Some(end)) = (
+            line["subscription"].as_str(),
+            line["amount"].as_i64(),
+            line["period"]["start"].as_i64(),
+            line["period"]["end"].as_i64(),
+        ) else {
+            continue;
+        };
+        if line["proration"].as_bool().unwrap_or(false)
+            || line["type"].as_str().is_some_and(|t| t != "subscription")
+            || !line["currency"]
+                .as_str()
+                .unwrap_or("")
+                .eq_ignore_ascii_case(currency)
+        {
+            continue;
+        }
+        let recurring = &line["price"]["recurring"];
+        let Some(interval) = recurring["interval"].as_str().and_then(Interval::parse) else {
+            continue;
+        };
+        let discounts: i64 = line["discount_amounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["amount"].as_i64())
+            .sum();
+        let count = recurring["interval_count"].as_u64().unwrap_or(1) as u32;
+        out.push((
+            sub.to_string(),
+            saas_metrics::InvoicedPeriod {
+                start,
+                end,
+                mrr: saas_metrics::line_mrr(
+                    to_major(amount - discounts, currency),
+                    interval,
+                    count,
+                ),
+            },
+        ));
     }
     out
 }

@@ -19,6 +19,7 @@ use crate::common::*;
 struct Fake {
     subscriptions: Vec<Value>,
     charges: Vec<Value>,
+    invoices: Vec<Value>,
     /// First answers per path before the real one (429 then 200, 500 then 200).
     trouble: Arc<Mutex<Vec<(String, u16)>>>,
     versions: Arc<Mutex<Vec<String>>>,
@@ -126,6 +127,17 @@ async fn start_fake(fake: Fake) -> String {
                 },
             ),
         )
+        .route(
+            "/v1/invoices",
+            get(
+                |State(f): State<Fake>,
+                 h: HeaderMap,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let all = f.invoices.clone();
+                    answer(&f, "/v1/invoices", &h, &q, &all).await
+                },
+            ),
+        )
         .with_state(fake);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
@@ -144,6 +156,15 @@ fn sub(
            "items": {"object": "list", "data": [{"id": format!("si_{id}"), "quantity": qty,
                "price": {"id": format!("price_{id}"), "unit_amount": price.0, "currency": price.1,
                          "recurring": {"interval": price.2, "interval_count": 1}}}]}})
+}
+
+fn invoice(id: &str, subscription: &str, start: i64, end: i64, amount: i64) -> Value {
+    json!({"id": id, "object": "invoice", "status": "paid", "created": start,
+           "lines": {"object": "list", "has_more": false, "data": [{
+               "id": format!("il_{id}"), "type": "subscription", "subscription": subscription,
+               "amount": amount, "currency": "eur", "proration": false, "quantity": 1,
+               "period": {"start": start, "end": end}, "discount_amounts": [],
+               "price": {"recurring": {"interval": "month", "interval_count": 1}}}]}})
 }
 
 fn charge(id: &str, at: i64, amount: i64, currency: &str, status: &str, refunded: i64) -> Value {
@@ -193,9 +214,11 @@ async fn day_value(
 /// | D | D | −5, trial until +9 | 99.00 EUR / month | 0 (trial) |
 /// | E | E | −40 | 500.00 USD / month | left out (USD) |
 /// | F | F | −20 | 10.00 EUR / week | 10 × 52/12 = 43.33 |
+/// | G | G | −40, upgraded −10 | invoiced 40.00 then 80.00 / month | 40, then 80 |
 ///
-/// Yesterday: MRR 100 + 75 + 43.33 = 218.33, 3 customers. Churn over the 30 days to yesterday:
-/// C left, of the 3 customers 30 days earlier (A, B, C) → 33.33%. Day −10: churned MRR 30.
+/// Yesterday: MRR 100 + 75 + 43.33 + 80 = 298.33, 4 customers. Churn over the 30 days to
+/// yesterday: C left, of the 4 customers 30 days earlier (A, B, C, G) → 25%. Day −10: churned
+/// MRR 30 (C), expansion 40 (G).
 /// Payments on day −3: 100.00 paid (25.00 refunded), 50.00 failed → revenue 100, refunds 25,
 /// failed payment rate 50%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,6 +286,25 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
                 midnight(20) + 3600,
                 (1_000, "eur", "week"),
                 1,
+            ),
+            sub(
+                "G",
+                "cus_G",
+                "active",
+                midnight(40) + 3600,
+                (8_000, "eur", "month"),
+                1,
+            ),
+        ],
+        // G paid 40.00 a month until it upgraded to 80.00 on day −10: the invoices say when.
+        invoices: vec![
+            invoice("in_1", "G", midnight(40) + 3600, midnight(10) + 3600, 4_000),
+            invoice(
+                "in_2",
+                "G",
+                midnight(10) + 3600,
+                midnight(-20) + 3600,
+                8_000,
             ),
         ],
         charges: vec![
@@ -347,25 +389,37 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         let yesterday = today - chrono::Duration::days(1);
         let mrr = day_value(&server, &key, "mrr", yesterday).await.unwrap();
         assert!(
-            (mrr - (100.0 + 75.0 + 520.0 / 12.0)).abs() < 0.01,
+            (mrr - (100.0 + 75.0 + 520.0 / 12.0 + 80.0)).abs() < 0.01,
             "mrr {mrr}"
         );
         let arr = day_value(&server, &key, "arr", yesterday).await.unwrap();
         assert!((arr - 12.0 * mrr).abs() < 0.01);
         assert_eq!(
             day_value(&server, &key, "customers", yesterday).await,
-            Some(3.0)
+            Some(4.0)
         );
         let churn = day_value(&server, &key, "churn_rate", yesterday)
             .await
             .unwrap();
-        assert!((churn - 100.0 / 3.0).abs() < 1e-6, "churn {churn}");
+        // C left, of A, B, C and G thirty days earlier.
+        assert!((churn - 25.0).abs() < 1e-6, "churn {churn}");
         let before_c_left = day_value(&server, &key, "mrr", today - chrono::Duration::days(11))
             .await
             .unwrap();
+        // Before day −10, C still paid 30 and G paid 40 (its invoice), not today's 80.
         assert!(
-            (before_c_left - (mrr + 30.0)).abs() < 0.01,
+            (before_c_left - (mrr + 30.0 - 40.0)).abs() < 0.01,
             "{before_c_left}"
+        );
+        assert_eq!(
+            day_value(
+                &server,
+                &key,
+                "mrr_expansion",
+                today - chrono::Duration::days(10)
+            )
+            .await,
+            Some(40.0)
         );
         assert_eq!(
             day_value(
