@@ -538,7 +538,7 @@ async fn pull_stripe(
         id,
         format!("read {} charges; reading invoices", raw_charges.len()),
     );
-    let raw_invoices = client
+    let mut raw_invoices = client
         .list_all_with(
             "/v1/invoices",
             &[("created[gte]", at_utc(backfill_from).to_string())],
@@ -546,6 +546,18 @@ async fn pull_stripe(
         )
         .await
         .map_err(map_err)?;
+    // An invoice embeds its first lines; the rest come from its lines list.
+    for inv in raw_invoices.iter_mut() {
+        if inv["lines"]["has_more"].as_bool().unwrap_or(false)
+            && let Some(inv_id) = inv["id"].as_str().map(String::from)
+        {
+            let lines = client
+                .list_all(&format!("/v1/invoices/{inv_id}/lines"), &[])
+                .await
+                .map_err(map_err)?;
+            inv["lines"]["data"] = serde_json::Value::Array(lines);
+        }
+    }
     let mut periods: std::collections::HashMap<
         String,
         Vec<crate::domain::saas_metrics::InvoicedPeriod>,

@@ -20,6 +20,8 @@ struct Fake {
     subscriptions: Vec<Value>,
     charges: Vec<Value>,
     invoices: Vec<Value>,
+    /// Lines of invoices whose embedded list says `has_more` (invoice id, line).
+    invoice_lines: Vec<(String, Value)>,
     /// First answers per path before the real one (429 then 200, 500 then 200).
     trouble: Arc<Mutex<Vec<(String, u16)>>>,
     versions: Arc<Mutex<Vec<String>>>,
@@ -128,6 +130,23 @@ async fn start_fake(fake: Fake) -> String {
             ),
         )
         .route(
+            "/v1/invoices/{id}/lines",
+            get(
+                |State(f): State<Fake>,
+                 axum::extract::Path(id): axum::extract::Path<String>,
+                 h: HeaderMap,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let all: Vec<Value> = f
+                        .invoice_lines
+                        .iter()
+                        .filter(|(inv, _)| *inv == id)
+                        .map(|(_, l)| l.clone())
+                        .collect();
+                    answer(&f, "/v1/invoices/lines", &h, &q, &all).await
+                },
+            ),
+        )
+        .route(
             "/v1/invoices",
             get(
                 |State(f): State<Fake>,
@@ -214,11 +233,11 @@ async fn day_value(
 /// | D | D | −5, trial until +9 | 99.00 EUR / month | 0 (trial) |
 /// | E | E | −40 | 500.00 USD / month | left out (USD) |
 /// | F | F | −20 | 10.00 EUR / week | 10 × 52/12 = 43.33 |
-/// | G | G | −40, upgraded −10 | invoiced 40.00 then 80.00 / month | 40, then 80 |
+/// | G | G | −40, upgraded −10 | invoiced 40.00, then 80.00 − 20.00 off / month | 40, then 60 |
 ///
-/// Yesterday: MRR 100 + 75 + 43.33 + 80 = 298.33, 4 customers. Churn over the 30 days to
+/// Yesterday: MRR 100 + 75 + 43.33 + 60 = 278.33, 4 customers. Churn over the 30 days to
 /// yesterday: C left, of the 4 customers 30 days earlier (A, B, C, G) → 25%. Day −10: churned
-/// MRR 30 (C), expansion 40 (G).
+/// MRR 30 (C), expansion 20 (G).
 /// Payments on day −3: 100.00 paid (25.00 refunded), 50.00 failed → revenue 100, refunds 25,
 /// failed payment rate 50%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,17 +315,21 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
                 1,
             ),
         ],
-        // G paid 40.00 a month until it upgraded to 80.00 on day −10: the invoices say when.
+        // G paid 40.00 a month until it upgraded on day −10 to 80.00 less a 20.00 discount; the
+        // second invoice's line is only on its own lines list (`has_more`).
         invoices: vec![
             invoice("in_1", "G", midnight(40) + 3600, midnight(10) + 3600, 4_000),
-            invoice(
-                "in_2",
-                "G",
-                midnight(10) + 3600,
-                midnight(-20) + 3600,
-                8_000,
-            ),
+            json!({"id": "in_2", "object": "invoice", "status": "paid", "created": midnight(10) + 3600,
+                   "lines": {"object": "list", "has_more": true, "data": []}}),
         ],
+        invoice_lines: vec![(
+            "in_2".to_string(),
+            json!({"id": "il_in_2", "type": "subscription", "subscription": "G", "amount": 8_000,
+                   "currency": "eur", "proration": false, "quantity": 1,
+                   "period": {"start": midnight(10) + 3600, "end": midnight(-20) + 3600},
+                   "discount_amounts": [{"amount": 2_000}],
+                   "price": {"recurring": {"interval": "month", "interval_count": 1}}}),
+        )],
         charges: vec![
             charge(
                 "ch_1",
@@ -389,7 +412,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         let yesterday = today - chrono::Duration::days(1);
         let mrr = day_value(&server, &key, "mrr", yesterday).await.unwrap();
         assert!(
-            (mrr - (100.0 + 75.0 + 520.0 / 12.0 + 80.0)).abs() < 0.01,
+            (mrr - (100.0 + 75.0 + 520.0 / 12.0 + 60.0)).abs() < 0.01,
             "mrr {mrr}"
         );
         let arr = day_value(&server, &key, "arr", yesterday).await.unwrap();
@@ -406,9 +429,9 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         let before_c_left = day_value(&server, &key, "mrr", today - chrono::Duration::days(11))
             .await
             .unwrap();
-        // Before day −10, C still paid 30 and G paid 40 (its invoice), not today's 80.
+        // Before day −10, C still paid 30 and G paid 40 (its invoice), not today's 60.
         assert!(
-            (before_c_left - (mrr + 30.0 - 40.0)).abs() < 0.01,
+            (before_c_left - (mrr + 30.0 - 20.0)).abs() < 0.01,
             "{before_c_left}"
         );
         assert_eq!(
@@ -419,7 +442,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
                 today - chrono::Duration::days(10)
             )
             .await,
-            Some(40.0)
+            Some(20.0)
         );
         assert_eq!(
             day_value(
