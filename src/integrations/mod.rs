@@ -166,6 +166,15 @@ pub const STRIPE: Provider = Provider {
             false,
             "Failed charges ÷ all charges",
         ),
+        (
+            "accounts",
+            "Accounts",
+            "customer",
+            "count",
+            "last",
+            true,
+            "Billing accounts in Stripe, paying or not",
+        ),
     ],
 };
 
@@ -536,7 +545,22 @@ async fn pull_stripe(
     progress(
         app,
         id,
-        format!("read {} charges; reading invoices", raw_charges.len()),
+        format!("read {} charges; reading customers", raw_charges.len()),
+    );
+    let raw_customers = client
+        .list_all_with("/v1/customers", &[], &report("customers"))
+        .await
+        .map_err(map_err)?;
+    let mut account_created: Vec<i64> = raw_customers
+        .iter()
+        .filter(|c| !c["deleted"].as_bool().unwrap_or(false))
+        .filter_map(|c| c["created"].as_i64())
+        .collect();
+    account_created.sort_unstable();
+    progress(
+        app,
+        id,
+        format!("read {} customers; reading invoices", raw_customers.len()),
     );
     let mut raw_invoices = client
         .list_all_with(
@@ -622,7 +646,13 @@ async fn pull_stripe(
     let mut dims = Dimensions::new();
     dims.insert("source".into(), "stripe".into());
     let mut points = Vec::new();
-    for (start, values) in days {
+    for (start, mut values) in days {
+        // Accounts at the end of the day: customers created before the next day starts.
+        let end = start + 86_400;
+        values.insert(
+            "accounts",
+            account_created.partition_point(|t| *t < end) as f64,
+        );
         for (metric, value) in values {
             // Payments before the cursor were not pulled again: keep what is stored.
             if start < charges_from_at && payment_metrics.contains(&metric) {

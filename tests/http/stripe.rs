@@ -18,6 +18,7 @@ use crate::common::*;
 #[derive(Clone, Default)]
 struct Fake {
     subscriptions: Vec<Value>,
+    customers: Vec<Value>,
     charges: Vec<Value>,
     invoices: Vec<Value>,
     /// Lines of invoices whose embedded list says `has_more` (invoice id, line).
@@ -126,6 +127,17 @@ async fn start_fake(fake: Fake) -> String {
                         .cloned()
                         .collect();
                     answer(&f, "/v1/charges", &h, &q, &all).await
+                },
+            ),
+        )
+        .route(
+            "/v1/customers",
+            get(
+                |State(f): State<Fake>,
+                 h: HeaderMap,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let all = f.customers.clone();
+                    answer(&f, "/v1/customers", &h, &q, &all).await
                 },
             ),
         )
@@ -322,6 +334,13 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
             json!({"id": "in_2", "object": "invoice", "status": "paid", "created": midnight(10) + 3600,
                    "lines": {"object": "list", "has_more": true, "data": []}}),
         ],
+        // Every customer above when its subscription started, a free one (Z, day −5) and a
+        // deleted one: 8 accounts yesterday, 5 at the end of day −30.
+        customers: [("A", 60), ("B", 45), ("C", 50), ("D", 5), ("E", 40), ("F", 20), ("G", 40), ("Z", 5)]
+            .iter()
+            .map(|(c, back)| json!({"id": format!("cus_{c}"), "object": "customer", "created": midnight(*back) + 3600}))
+            .chain(std::iter::once(json!({"id": "cus_X", "object": "customer", "deleted": true, "created": midnight(30)})))
+            .collect(),
         invoice_lines: vec![(
             "in_2".to_string(),
             json!({"id": "il_in_2", "type": "subscription", "subscription": "G", "amount": 8_000,
@@ -414,6 +433,20 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         assert!(
             (mrr - (100.0 + 75.0 + 520.0 / 12.0 + 60.0)).abs() < 0.01,
             "mrr {mrr}"
+        );
+        assert_eq!(
+            day_value(&server, &key, "accounts", yesterday).await,
+            Some(8.0)
+        );
+        assert_eq!(
+            day_value(
+                &server,
+                &key,
+                "accounts",
+                today - chrono::Duration::days(30)
+            )
+            .await,
+            Some(5.0)
         );
         let arr = day_value(&server, &key, "arr", yesterday).await.unwrap();
         assert!((arr - 12.0 * mrr).abs() < 0.01);
