@@ -239,7 +239,7 @@ async fn day_value(
 ///
 /// | sub | customer | from | price | MRR |
 /// |---|---|---|---|---|
-/// | A | A | −60 | 1,200.00 EUR / year | 100 |
+/// | A | A | −90 | 1,200.00 EUR / year | 100 |
 /// | B | B | −45 | 50.00 EUR / month × 2, 25% off | 75 |
 /// | C | C | −50, ended −10 at noon | 30.00 EUR / month | 30 until −10 |
 /// | D | D | −5, trial until +9 | 99.00 EUR / month | 0 (trial) |
@@ -295,7 +295,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
                 "A",
                 "cus_A",
                 "active",
-                midnight(60) + 3600,
+                midnight(90) + 3600,
                 (120_000, "eur", "year"),
                 1,
             ),
@@ -336,7 +336,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         ],
         // Every customer above when its subscription started, a free one (Z, day −5) and a
         // deleted one: 8 accounts yesterday, 5 at the end of day −30.
-        customers: [("A", 60), ("B", 45), ("C", 50), ("D", 5), ("E", 40), ("F", 20), ("G", 40), ("Z", 5)]
+        customers: [("A", 90), ("B", 45), ("C", 50), ("D", 5), ("E", 40), ("F", 20), ("G", 40), ("Z", 5)]
             .iter()
             .map(|(c, back)| json!({"id": format!("cus_{c}"), "object": "customer", "created": midnight(*back) + 3600}))
             .chain(std::iter::once(json!({"id": "cus_X", "object": "customer", "deleted": true, "created": midnight(30)})))
@@ -437,6 +437,21 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         assert_eq!(
             day_value(&server, &key, "accounts", yesterday).await,
             Some(8.0)
+        );
+        // Three months back only A paid: its first day is new MRR.
+        let first = today - chrono::Duration::days(90);
+        assert_eq!(day_value(&server, &key, "mrr", first).await, Some(100.0));
+        assert_eq!(
+            day_value(&server, &key, "mrr_new", first).await,
+            Some(100.0)
+        );
+        assert_eq!(
+            day_value(&server, &key, "new_customers", first).await,
+            Some(1.0)
+        );
+        assert_eq!(
+            day_value(&server, &key, "mrr", today - chrono::Duration::days(80)).await,
+            Some(100.0)
         );
         assert_eq!(
             day_value(
