@@ -140,6 +140,35 @@ impl App {
         })
     }
 
+    /// Stores points for an org (durably, before returning) and sets off what new data calls
+    /// for: live pages, the score, alert rules and anomaly detection (each debounced). Every
+    /// writer (API, inbound webhooks, CSV import, integrations) goes through here. Returns the
+    /// number stored and the metrics touched.
+    pub async fn store_points(
+        &self,
+        org_id: i64,
+        points: Vec<crate::domain::ingest::Point>,
+    ) -> Result<(usize, Vec<String>), crate::store::StoreError> {
+        let mut touched: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
+        touched.sort();
+        touched.dedup();
+        if points.is_empty() {
+            return Ok((0, touched));
+        }
+        let stored = self.metrics.write(org_id, points).await?;
+        // Live pages learn about it; nobody listening is fine.
+        let _ = self.events.send(OrgEvent {
+            org_id,
+            metrics: touched.clone(),
+            score: None,
+            alert: None,
+        });
+        crate::scoring::recompute_soon(self, org_id, Duration::from_secs(1));
+        crate::alerting::evaluate_soon(self, org_id, Duration::from_millis(200));
+        crate::insights::detect_soon(self, org_id, Duration::from_secs(2));
+        Ok((stored, touched))
+    }
+
     /// The base of links in notifications.
     pub fn base_url(&self) -> String {
         let public = self.config.server.public_url.trim_end_matches('/');

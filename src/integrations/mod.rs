@@ -8,7 +8,7 @@ pub mod stripe;
 
 use std::collections::HashSet;
 
-use crate::app::{App, OrgEvent};
+use crate::app::App;
 use crate::domain::catalog::{self, CustomMetricInput};
 use crate::domain::ingest::{Dimensions, Point};
 use crate::domain::timebucket;
@@ -377,6 +377,62 @@ impl From<StoreError> for PullError {
     }
 }
 
+/// The days a sync works on, in the org's time zone.
+struct SyncWindow {
+    org: crate::store::meta::orgs::Org,
+    tz: chrono_tz::Tz,
+    today: chrono::NaiveDate,
+    /// The earliest day a first sync reaches back to.
+    backfill_from: chrono::NaiveDate,
+    /// The first day pulled again this time: the cursor, or the backfill start.
+    from: chrono::NaiveDate,
+}
+
+impl SyncWindow {
+    async fn of(app: &App, integration: &Integration) -> Result<SyncWindow, PullError> {
+        let org_id = integration.org_id;
+        let org = app.meta.call(move |c| orgs::by_id(c, org_id)).await?;
+        let tz = query::org_tz(&org);
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let today = timebucket::local_naive(tz, timebucket::start_of_local_day(tz, now_us)).date();
+        let backfill_from =
+            today - chrono::Duration::days(i64::from(app.config.integrations.backfill_months) * 31);
+        let from = chrono::NaiveDate::parse_from_str(&integration.cursor, "%Y-%m-%d")
+            .ok()
+            .filter(|d| *d > backfill_from)
+            .unwrap_or(backfill_from);
+        Ok(SyncWindow {
+            org,
+            tz,
+            today,
+            backfill_from,
+            from,
+        })
+    }
+
+    /// A local day's start, UTC seconds.
+    fn at_utc(&self, d: chrono::NaiveDate) -> i64 {
+        timebucket::local_to_utc_micros(self.tz, d.and_hms_opt(0, 0, 0).unwrap_or_default())
+            / 1_000_000
+    }
+
+    /// The starts of the days from `first` through today, plus tomorrow's (closing today).
+    fn day_starts(&self, first: chrono::NaiveDate) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut d = first;
+        while d <= self.today + chrono::Duration::days(1) {
+            out.push(self.at_utc(d));
+            d += chrono::Duration::days(1);
+        }
+        out
+    }
+
+    /// The cursor the next sync starts from: two days back, so late-settling data is re-read.
+    fn next_cursor(&self) -> String {
+        (self.today - chrono::Duration::days(2)).to_string()
+    }
+}
+
 async fn pull(app: &App, integration: &Integration) -> Result<(SyncOutcome, String), PullError> {
     match integration.provider.as_str() {
         "stripe" => pull_stripe(app, integration).await,
@@ -418,28 +474,12 @@ async fn pull_hubspot(
             .call(move |c| integrations::set_credentials(c, id, &resealed))
             .await?;
     }
-    let org_id = integration.org_id;
-    let org = app.meta.call(move |c| orgs::by_id(c, org_id)).await?;
-    let tz = query::org_tz(&org);
-    let now_us = chrono::Utc::now().timestamp_micros();
-    let today = timebucket::local_naive(tz, timebucket::start_of_local_day(tz, now_us)).date();
-    let backfill_from = today - chrono::Duration::days(i64::from(config.backfill_months) * 31);
-    let from = chrono::NaiveDate::parse_from_str(&integration.cursor, "%Y-%m-%d")
-        .ok()
-        .filter(|d| *d > backfill_from)
-        .unwrap_or(backfill_from);
-    let at_utc = |d: chrono::NaiveDate| {
-        timebucket::local_to_utc_micros(tz, d.and_hms_opt(0, 0, 0).unwrap_or_default()) / 1_000_000
-    };
-    let created = hubspot::contacts_created(&app.http, config, &tokens.access_token, at_utc(from))
-        .await
-        .map_err(refused)?;
-    let mut day_starts = Vec::new();
-    let mut d = from;
-    while d <= today + chrono::Duration::days(1) {
-        day_starts.push(at_utc(d));
-        d += chrono::Duration::days(1);
-    }
+    let w = SyncWindow::of(app, integration).await?;
+    let created =
+        hubspot::contacts_created(&app.http, config, &tokens.access_token, w.at_utc(w.from))
+            .await
+            .map_err(refused)?;
+    let day_starts = w.day_starts(w.from);
     let mut dims = Dimensions::new();
     dims.insert("source".into(), "hubspot".into());
     let points: Vec<Point> = hubspot::leads_per_day(&created, &day_starts)
@@ -451,20 +491,8 @@ async fn pull_hubspot(
             dims: dims.clone(),
         })
         .collect();
-    let stored = if points.is_empty() {
-        0
-    } else {
-        app.metrics.write(org.id, points).await?
-    };
-    let _ = app.events.send(OrgEvent {
-        org_id: org.id,
-        metrics: vec!["leads".into()],
-        score: None,
-        alert: None,
-    });
-    crate::scoring::recompute_soon(app, org.id, std::time::Duration::from_secs(1));
-    crate::insights::detect_soon(app, org.id, std::time::Duration::from_secs(2));
-    let cursor = (today - chrono::Duration::days(2)).to_string();
+    let (stored, _) = app.store_points(w.org.id, points).await?;
+    let cursor = w.next_cursor();
     Ok((
         SyncOutcome {
             points: stored,
@@ -486,27 +514,16 @@ async fn pull_stripe(
     let key = Credentials::open(app, integration)
         .map_err(PullError::Reconnect)?
         .api_key;
-    let org_id = integration.org_id;
-    let org = app.meta.call(move |c| orgs::by_id(c, org_id)).await?;
+    let w = SyncWindow::of(app, integration).await?;
+    let (org, today, backfill_from, charges_from) = (&w.org, w.today, w.backfill_from, w.from);
+    let at_utc = |d: chrono::NaiveDate| w.at_utc(d);
     register_metrics(app, org.id, &STRIPE).await?;
-    let tz = query::org_tz(&org);
-    let now_us = chrono::Utc::now().timestamp_micros();
-    let today = timebucket::local_naive(tz, timebucket::start_of_local_day(tz, now_us)).date();
-    let backfill_from =
-        today - chrono::Duration::days(i64::from(app.config.integrations.backfill_months) * 31);
-    let charges_from = chrono::NaiveDate::parse_from_str(&integration.cursor, "%Y-%m-%d")
-        .ok()
-        .filter(|d| *d > backfill_from)
-        .unwrap_or(backfill_from);
     let client = stripe::Client::new(
         app.http.clone(),
         &app.config.integrations.stripe_api_base,
         &key,
     );
     let currency = org.currency.to_ascii_lowercase();
-    let at_utc = |d: chrono::NaiveDate| {
-        timebucket::local_to_utc_micros(tz, d.and_hms_opt(0, 0, 0).unwrap_or_default()) / 1_000_000
-    };
     let map_err = |e: stripe::StripeError| match e {
         stripe::StripeError::Auth(m) => {
             PullError::Reconnect(format!("Stripe refused the key: {m}"))
@@ -615,15 +632,10 @@ async fn pull_stripe(
         .iter()
         .map(|s| s.started_at)
         .min()
-        .map(|t| timebucket::local_naive(tz, t * 1_000_000).date())
+        .map(|t| timebucket::local_naive(w.tz, t * 1_000_000).date())
         .unwrap_or(today)
         .max(backfill_from);
-    let mut day_starts = Vec::new();
-    let mut d = first;
-    while d <= today + chrono::Duration::days(1) {
-        day_starts.push(at_utc(d));
-        d += chrono::Duration::days(1);
-    }
+    let day_starts = w.day_starts(first);
     let charges_from_at = at_utc(charges_from);
     progress(
         app,
@@ -666,22 +678,7 @@ async fn pull_stripe(
             });
         }
     }
-    let mut touched: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
-    touched.sort();
-    touched.dedup();
-    let stored = if points.is_empty() {
-        0
-    } else {
-        app.metrics.write(org.id, points).await?
-    };
-    let _ = app.events.send(OrgEvent {
-        org_id: org.id,
-        metrics: touched,
-        score: None,
-        alert: None,
-    });
-    crate::scoring::recompute_soon(app, org.id, std::time::Duration::from_secs(1));
-    crate::insights::detect_soon(app, org.id, std::time::Duration::from_secs(2));
+    let (stored, _) = app.store_points(org.id, points).await?;
     let mut message = format!(
         "{} subscriptions and {} charges read; {stored} daily values stored",
         raw_subs.len(),

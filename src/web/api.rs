@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::ApiKeyAuth;
 use super::error::ApiError;
-use crate::app::{App, OrgEvent};
+use crate::app::App;
 use crate::domain::catalog::{self, Aggregation, MetricDef};
 use crate::domain::ingest::{self, BatchError, Limits};
 use crate::domain::roles::Scope;
@@ -137,20 +137,7 @@ pub(crate) async fn ingest_value(
                 err
             }
         })?;
-    let mut touched: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
-    touched.sort();
-    touched.dedup();
-    let stored = app.metrics.write(org_id, points).await?;
-    // Live pages learn about it; nobody listening is fine.
-    let _ = app.events.send(OrgEvent {
-        org_id,
-        metrics: touched.clone(),
-        score: None,
-        alert: None,
-    });
-    crate::scoring::recompute_soon(&app, org_id, std::time::Duration::from_secs(1));
-    crate::alerting::evaluate_soon(&app, org_id, std::time::Duration::from_millis(200));
-    crate::insights::detect_soon(&app, org_id, std::time::Duration::from_secs(2));
+    let (stored, touched) = app.store_points(org_id, points).await?;
     Ok(Json(json!({ "accepted": stored, "metrics": touched })))
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::api::parse_query;
 use super::auth::ApiKeyAuth;
 use super::error::ApiError;
-use crate::app::{App, OrgEvent};
+use crate::app::App;
 use crate::domain::csv_import::{self, Mapping, Parsed};
 use crate::domain::roles::Scope;
 use crate::store::StoreError;
@@ -154,11 +154,9 @@ pub async fn run_import(
             refused,
         }));
     }
-    let points = std::mem::take(&mut parsed.points);
-    let mut metrics: Vec<String> = points.iter().map(|p| p.metric.clone()).collect();
-    metrics.sort();
-    metrics.dedup();
-    let stored = app.metrics.write(org_id, points).await?;
+    let (stored, _) = app
+        .store_points(org_id, std::mem::take(&mut parsed.points))
+        .await?;
     let (actor, detail) = (
         actor.to_string(),
         format!("{stored} points, {} rows skipped", parsed.problems.len()),
@@ -166,15 +164,6 @@ pub async fn run_import(
     app.meta
         .call(move |c| audit::record(c, Some(org_id), &actor, "import.csv", &detail, ""))
         .await?;
-    let _ = app.events.send(OrgEvent {
-        org_id,
-        metrics,
-        score: None,
-        alert: None,
-    });
-    crate::scoring::recompute_soon(app, org_id, std::time::Duration::from_secs(1));
-    crate::alerting::evaluate_soon(app, org_id, std::time::Duration::from_millis(200));
-    crate::insights::detect_soon(app, org_id, std::time::Duration::from_secs(2));
     Ok(Ok(Outcome {
         parsed,
         stored,
