@@ -379,3 +379,34 @@ async fn a_million_row_file_imports_completely() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_csv_files_and_metric_batches_get_413_and_write_nothing() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.ingest.max_import_bytes = 4096;
+        c.ingest.max_body_bytes = 2048;
+    })
+    .await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let mut csv = String::from("timestamp,revenue\n");
+    for d in 1..=600 {
+        csv.push_str(&format!("2024-0{}-{:02},1\n", 1 + (d % 9), 1 + (d % 28)));
+    }
+    assert!(csv.len() > 4096);
+    let (status, body) = import(&server, &key, "", csv.as_bytes()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "file_too_large");
+    let (status, body) = post_points(
+        &server,
+        &key,
+        &serde_json::json!({"points": vec![serde_json::json!({"metric": "revenue", "timestamp": "2024-01-01T00:00:00Z", "value": 1}); 200]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(
+        daily(&server, &key, "2024-01-01", "2024-01-02").await,
+        vec![None]
+    );
+    server.stop().await;
+}
