@@ -120,6 +120,78 @@ pub async fn series(
         .collect())
 }
 
+/// One metric of the overview read model: its latest value and its bucketed series.
+#[derive(Debug, Clone)]
+pub struct OverviewMetric {
+    pub def: MetricDef,
+    pub latest: Option<metrics::Latest>,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// Every metric of the org over `[from, to)`: the latest value and the bucketed series (every
+/// bucket present), each by its own aggregation unless `agg` overrides it. Two SQL statements.
+pub async fn overview(
+    app: &App,
+    org: &Org,
+    defs: Vec<MetricDef>,
+    from_micros: i64,
+    to_micros: i64,
+    bucket: Bucket,
+    agg: Option<Aggregation>,
+) -> Result<Vec<OverviewMetric>, StoreError> {
+    let tz = org_tz(org);
+    let query = AggregateQuery {
+        org_id: org.id,
+        metric: None,
+        from_micros,
+        to_micros,
+        bucketing: Bucketing::Calendar {
+            bucket,
+            segments: timebucket::offset_segments(tz, from_micros, to_micros),
+        },
+        filters: Vec::new(),
+        group_by: None,
+    };
+    let org_id = org.id;
+    let (rows, mut latest) = app
+        .metrics
+        .read(move |c| Ok((metrics::aggregate(c, &query)?, metrics::latest(c, org_id)?)))
+        .await?;
+    let buckets = timebucket::bucket_starts(tz, bucket, from_micros, to_micros);
+    let mut by_metric: HashMap<&str, HashMap<i64, &AggRow>> = HashMap::new();
+    for r in &rows {
+        by_metric
+            .entry(r.metric.as_str())
+            .or_default()
+            .insert(r.bucket, r);
+    }
+    Ok(defs
+        .into_iter()
+        .map(|def| {
+            let agg = agg.unwrap_or(def.aggregation);
+            let rows = by_metric.get(def.key.as_str());
+            let points = buckets
+                .iter()
+                .map(|b| {
+                    let row = rows.and_then(|rs| rs.get(&b.local.and_utc().timestamp_micros()));
+                    SeriesPoint {
+                        local: b.local,
+                        utc_micros: b.utc_micros,
+                        start: rfc3339_local(tz, b.utc_micros),
+                        value: row.map(|r| r.value(agg)),
+                        count: row.map(|r| r.count).unwrap_or(0),
+                    }
+                })
+                .collect();
+            OverviewMetric {
+                latest: latest.remove(&def.key),
+                def,
+                points,
+            }
+        })
+        .collect())
+}
+
 /// The org's catalog (built-in and custom metrics) with each metric's latest value, for the
 /// API's metric list and the Metrics page.
 pub async fn catalog_with_latest(

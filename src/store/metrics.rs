@@ -499,6 +499,50 @@ pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, S
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One stored point as read back: time (µs), value, canonical dimensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPoint {
+    pub ts_micros: i64,
+    pub value: f64,
+    pub dims: String,
+}
+
+/// Raw points of one metric in `[from, to)` matching `filters`, in time then dimension order,
+/// at most `limit` of them.
+pub fn raw_points(
+    conn: &Connection,
+    org_id: i64,
+    metric: &str,
+    from_micros: i64,
+    to_micros: i64,
+    filters: &[(String, String)],
+    limit: usize,
+) -> Result<Vec<RawPoint>, StoreError> {
+    let mut sql = String::from(
+        "SELECT epoch_us(ts), value, dims FROM points WHERE org_id = ? AND metric = ? AND ts >= ? AND ts < ?",
+    );
+    let mut params: Vec<Value> = vec![
+        Value::BigInt(org_id),
+        Value::Text(metric.to_string()),
+        ts_value(from_micros),
+        ts_value(to_micros),
+    ];
+    for (k, v) in filters {
+        sql.push_str(" AND contains('&' || dims || '&', ?)");
+        params.push(Value::Text(format!("&{k}={}&", encode_dim_value(v))));
+    }
+    sql.push_str(&format!(" ORDER BY ts, dims LIMIT {limit}"));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
+        Ok(RawPoint {
+            ts_micros: r.get(0)?,
+            value: r.get(1)?,
+            dims: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The newest point's time (µs) of a metric, per value of `group_by` (or one row), counting
 /// only points matching `filters`. Metrics without points give no rows.
 pub fn last_seen(

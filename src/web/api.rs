@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 
 use super::auth::ApiKeyAuth;
 use super::error::ApiError;
+use super::read_api::{self, ReadParams};
 use crate::app::App;
-use crate::domain::catalog::{self, Aggregation, MetricDef};
+use crate::domain::catalog::{self, MetricDef};
 use crate::domain::ingest::{self, BatchError, Limits};
 use crate::domain::roles::Scope;
 use crate::domain::timebucket::{self, Bucket};
@@ -192,70 +193,24 @@ pub async fn series(
         .into_iter()
         .find(|d| d.key == key)
         .ok_or_else(|| ApiError::not_found(format!("unknown metric `{key}`")).field("key"))?;
-    let params = parse_query(raw.as_deref().unwrap_or(""))?;
     let tz = query::org_tz(&org);
-    let now = chrono::Utc::now().timestamp_micros();
-    let mut filters = Vec::new();
-    let (mut from, mut to, mut bucket, mut agg, mut group_by) =
-        (None, None, Bucket::Day, def.aggregation, None);
-    for (name, value) in &params {
-        match name.as_str() {
-            "from" => {
-                from = Some(timebucket::parse_time(value, tz).ok_or_else(|| {
-                    ApiError::bad_request("from", "must be RFC 3339 or YYYY-MM-DD")
-                })?)
-            }
-            "to" => {
-                to =
-                    Some(timebucket::parse_time(value, tz).ok_or_else(|| {
-                        ApiError::bad_request("to", "must be RFC 3339 or YYYY-MM-DD")
-                    })?)
-            }
-            "bucket" => {
-                bucket = Bucket::parse(value).ok_or_else(|| {
-                    ApiError::bad_request("bucket", "must be hour, day, week or month")
-                })?
-            }
-            "agg" => {
-                agg = Aggregation::parse(value).ok_or_else(|| {
-                    ApiError::bad_request("agg", "must be sum, avg, min, max or last")
-                })?
-            }
-            "group_by" => {
-                ingest::validate_dimension_key(value)
-                    .map_err(|m| ApiError::bad_request("group_by", m))?;
-                group_by = Some(value.clone());
-            }
-            other => match other.strip_prefix("dim.") {
-                Some(dim) => {
-                    ingest::validate_dimension_key(dim)
-                        .map_err(|m| ApiError::bad_request(other, m))?;
-                    filters.push((dim.to_string(), value.clone()));
-                }
-                None => {
-                    return Err(ApiError::bad_request(
-                        other,
-                        format!(
-                            "unknown parameter `{other}`; use from, to, bucket, agg, group_by or dim.KEY"
-                        ),
-                    ));
-                }
-            },
-        }
-    }
-    let to = to.unwrap_or(now);
-    let from = from.unwrap_or(to - 30 * 86_400_000_000);
-    if from >= to {
-        return Err(ApiError::bad_request("from", "must be before `to`"));
-    }
-    if timebucket::estimate_bucket_count(bucket, from, to) > MAX_BUCKETS {
-        return Err(ApiError::bad_request(
-            "bucket",
-            format!(
-                "the range holds more than {MAX_BUCKETS} buckets; use a coarser bucket or a shorter range"
-            ),
-        ));
-    }
+    let params = read_api::parse_read_params(
+        raw.as_deref(),
+        tz,
+        chrono::Utc::now().timestamp_micros(),
+        &["from", "to", "bucket", "agg", "group_by", "dim"],
+    )?;
+    read_api::check_bucket_count(&params)?;
+    let ReadParams {
+        from,
+        to,
+        bucket,
+        agg,
+        group_by,
+        filters,
+        ..
+    } = params;
+    let agg = agg.unwrap_or(def.aggregation);
     let groups = query::series(
         &app,
         &org,

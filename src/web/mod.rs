@@ -14,6 +14,7 @@ pub mod insights_pages;
 pub mod integrations_api;
 pub mod integrations_pages;
 pub mod pages;
+pub mod read_api;
 pub mod sse;
 
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub fn router(app: App) -> Router {
     let api = Router::new()
         .route("/metrics", get(api::list_metrics).post(api::ingest))
         .route("/metrics/{key}/series", get(api::series))
+        .route("/metrics/{key}/points", get(read_api::points))
+        .route("/overview", get(read_api::overview))
         .route("/metrics/{key}/anomalies", get(insights_api::anomalies))
         .route("/metrics/{key}/forecast", get(insights_api::forecast))
         .route("/insights", get(insights_api::insights))
@@ -110,6 +113,7 @@ pub fn router(app: App) -> Router {
         .route("/orgs/new", get(pages::new_org_form))
         .route("/orgs", post(pages::new_org_submit))
         .route("/admin/jobs", get(pages::jobs_page))
+        .route("/admin/fleet.json", get(read_api::fleet))
         // Organisation pages: every one resolves the member's org from `{slug}` (OrgMember).
         .route("/o/{slug}", get(redirect_slash))
         .route("/o/{slug}/", get(pages::overview))

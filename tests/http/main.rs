@@ -7,6 +7,7 @@ mod hooks;
 mod hubspot;
 mod import;
 mod insights;
+mod reads;
 mod stripe;
 
 use std::time::Duration;

@@ -1,0 +1,188 @@
+//! The whole-overview, raw-points and fleet reads: hand-computed answers, parameters refused by
+//! name, and no org seeing another's points.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn p(metric: &str, ts: &str, v: f64, region: &str) -> Value {
+    json!({"metric": metric, "timestamp": ts, "value": v, "dimensions": {"region": region}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_points_and_fleet_return_hand_computed_answers_per_org() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read", "write"]).await;
+    let (status, body) = post_points(
+        &server,
+        &key_a,
+        &json!([
+            p("revenue", "2026-05-01T08:00:00Z", 100.0, "eu"),
+            p("revenue", "2026-05-01T09:00:00Z", 40.0, "us"),
+            p("revenue", "2026-05-02T08:00:00Z", 10.0, "eu"),
+            p("revenue", "2026-05-02T08:00:00Z", 5.0, "us"),
+            p("expenses", "2026-05-01T12:00:00Z", 30.0, "eu"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = post_points(
+        &server,
+        &key_b,
+        &json!([p("revenue", "2026-05-01T08:00:00Z", 9000.0, "eu")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Overview: every catalog metric, latest = sum over series at the newest timestamp.
+    let (status, ov) = get_json(
+        &server,
+        &key_a,
+        "/api/v1/overview?from=2026-05-01&to=2026-05-03&bucket=day&agg=sum",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ov}");
+    let metric = |key: &str| {
+        ov["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} in overview"))
+    };
+    let revenue = metric("revenue");
+    assert_eq!(revenue["latest"]["value"], 15.0);
+    assert_eq!(revenue["latest"]["timestamp"], "2026-05-02T08:00:00+00:00");
+    let days: Vec<(Option<f64>, i64)> = revenue["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["value"].as_f64(), p["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(days, vec![(Some(140.0), 2), (Some(15.0), 2)]);
+    assert_eq!(metric("expenses")["points"][0]["value"], 30.0);
+    assert_eq!(metric("mrr")["latest"], Value::Null);
+    let (_, ov_b) = get_json(
+        &server,
+        &key_b,
+        "/api/v1/overview?from=2026-05-01&to=2026-05-03&agg=sum",
+    )
+    .await;
+    let rev_b = ov_b["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "revenue")
+        .unwrap();
+    assert_eq!(rev_b["points"][0]["value"], 9000.0);
+    assert_eq!(rev_b["points"][1]["value"], Value::Null);
+
+    // Raw points in time then dimension order; the limit truncates and says so.
+    let q = "/api/v1/metrics/revenue/points?from=2026-05-01&to=2026-05-03";
+    let (status, raw) = get_json(&server, &key_a, q).await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    let rows: Vec<(String, f64, String)> = raw["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["timestamp"].as_str().unwrap().to_string(),
+                p["value"].as_f64().unwrap(),
+                p["dimensions"]["region"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("2026-05-01T08:00:00+00:00".into(), 100.0, "eu".into()),
+            ("2026-05-01T09:00:00+00:00".into(), 40.0, "us".into()),
+            ("2026-05-02T08:00:00+00:00".into(), 10.0, "eu".into()),
+            ("2026-05-02T08:00:00+00:00".into(), 5.0, "us".into()),
+        ]
+    );
+    assert_eq!(raw["truncated"], false);
+    let (_, two) = get_json(&server, &key_a, &format!("{q}&limit=2&dim.region=eu")).await;
+    assert_eq!(two["points"].as_array().unwrap().len(), 2);
+    assert_eq!(two["truncated"], false);
+    let (_, one) = get_json(&server, &key_a, &format!("{q}&limit=1")).await;
+    assert_eq!(one["points"][0]["value"], 100.0);
+    assert_eq!(one["truncated"], true);
+    let (_, raw_b) = get_json(&server, &key_b, q).await;
+    assert_eq!(raw_b["points"].as_array().unwrap().len(), 1);
+    assert_eq!(raw_b["points"][0]["value"], 9000.0);
+
+    // Bad parameters are named.
+    for (path, field) in [
+        ("/api/v1/overview?group_by=region", "group_by"),
+        ("/api/v1/overview?bucket=year", "bucket"),
+        ("/api/v1/overview?from=2026-05-03&to=2026-05-01", "from"),
+        ("/api/v1/metrics/revenue/points?limit=0", "limit"),
+        ("/api/v1/metrics/revenue/points?limit=100001", "limit"),
+        ("/api/v1/metrics/revenue/points?bucket=day", "bucket"),
+        ("/api/v1/metrics/revenue/points?to=yesterday", "to"),
+    ] {
+        let (status, err) = get_json(&server, &key_a, path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {err}");
+        assert_eq!(err["error"]["field"], field, "{path}");
+    }
+    let (status, _) = get_json(&server, &key_a, "/api/v1/metrics/nope/points").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Fleet: the server admin reads every org's averages; an org member who is not is refused.
+    let fleet = a
+        .client
+        .get(server.url("/admin/fleet.json?from=2026-05-01&to=2026-05-03"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fleet.status(), StatusCode::OK);
+    let fleet: Value = fleet.json().await.unwrap();
+    let avg = |org: &str, key: &str| {
+        fleet["orgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["org"] == org)
+            .and_then(|o| {
+                o["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["key"] == key)
+                    .map(|m| (m["avg"].as_f64().unwrap(), m["count"].as_i64().unwrap()))
+            })
+    };
+    assert_eq!(avg(&a.slug, "revenue"), Some((38.75, 4)));
+    assert_eq!(avg(&a.slug, "expenses"), Some((30.0, 1)));
+    assert_eq!(avg("beta", "revenue"), Some((9000.0, 1)));
+    add_member(&server, &b, "viewer@beta.test", "viewer").await;
+    let viewer = login(&server, "viewer@beta.test", PASSWORD).await;
+    let r = viewer
+        .get(server.url("/admin/fleet.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // An API key is not a session: it is sent to sign in.
+    let r = no_redirects()
+        .get(server.url("/admin/fleet.json"))
+        .bearer_auth(&key_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    server.stop().await;
+}
