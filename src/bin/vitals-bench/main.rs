@@ -340,7 +340,7 @@ async fn vitals_phase(
             res.vitals_http[which - 1].p95_ms = report::percentile(&warm, 0.95);
             res.vitals_http[which - 1].runs = warm.len();
         }
-        let cookie = api.session_cookie().await?;
+        let cookie = api.session_cookie(&vitals_side::owner_email(q.org)).await?;
         let overview = format!("{}/o/{}/", server.base, fleet.orgs[q.org].0);
         for (name, url, headers) in [
             ("overview page", overview, vec![format!("Cookie: {cookie}")]),

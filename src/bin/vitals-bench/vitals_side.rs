@@ -46,11 +46,7 @@ pub fn setup(spec: &Spec, data_dir: &Path) -> anyhow::Result<Fleet> {
         let label = Spec::org_label(i);
         let input = NewOrg::validate(&format!("Bench {label}"), &label, "UTC", "USD")
             .map_err(|(f, m)| anyhow::anyhow!("org {label}: {f} {m}"))?;
-        let email = if i == 0 {
-            ADMIN_EMAIL.to_string()
-        } else {
-            format!("owner-{label}@bench.local")
-        };
+        let email = owner_email(i);
         let (org, _) = app.meta.call_blocking(|c| {
             app::create_org_with_owner(c, &input, &email, "Bench owner", &hash, i == 0)
         })?;
@@ -85,6 +81,15 @@ pub fn setup(spec: &Spec, data_dir: &Path) -> anyhow::Result<Fleet> {
     }
     app.close();
     Ok(Fleet { orgs })
+}
+
+/// The owner of the org at `index` (the first org's owner is the server admin).
+pub fn owner_email(index: usize) -> String {
+    if index == 0 {
+        ADMIN_EMAIL.to_string()
+    } else {
+        format!("owner-{}@bench.local", Spec::org_label(index))
+    }
 }
 
 fn config(data_dir: &Path) -> Config {
@@ -372,14 +377,14 @@ impl ApiClient {
         Ok(a)
     }
 
-    /// The admin's session cookie, for wrk.
-    pub async fn session_cookie(&self) -> anyhow::Result<String> {
+    /// A session cookie of `email`, for wrk.
+    pub async fn session_cookie(&self, email: &str) -> anyhow::Result<String> {
         let r = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?
             .post(format!("{}/login", self.base))
             .form(&[
-                ("email", ADMIN_EMAIL),
+                ("email", email),
                 ("password", ADMIN_PASSWORD),
                 ("next", "/"),
             ])
