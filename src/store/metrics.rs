@@ -449,12 +449,20 @@ impl AggRow {
     }
 }
 
+/// SQL giving the (still escaped) value of dimension `key` in `dims`, `''` when absent. Values
+/// never hold a raw `&` or `=` (they are escaped), so the text between `&key=` and the next `&`
+/// is the value; two `split_part`s cost half of a regular expression (bench Q2). `key` has been
+/// validated as a dimension key (lowercase letters, digits, `_`), so it is safe inside SQL.
+fn dim_value_sql(key: &str) -> String {
+    format!("split_part(split_part('&' || dims, '&{key}=', 2), '&', 1)")
+}
+
 /// Buckets and aggregates points. One SQL statement: per bucket and dimension series first (so
 /// `last` is each series' latest value), then summed over series.
 pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, StoreError> {
     let bucket_sql = q.bucketing.sql();
     let group_sql = match &q.group_by {
-        Some(key) => format!("regexp_extract(dims, '(?:^|&){key}=([^&]*)', 1)"),
+        Some(key) => dim_value_sql(key),
         None => "NULL::VARCHAR".into(),
     };
     let mut filter_sql = String::new();
@@ -553,7 +561,7 @@ pub fn last_seen(
     group_by: Option<&str>,
 ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
     let group_sql = match group_by {
-        Some(key) => format!("regexp_extract(dims, '(?:^|&){key}=([^&]*)', 1)"),
+        Some(key) => dim_value_sql(key),
         None => "NULL::VARCHAR".into(),
     };
     let mut sql = format!(

@@ -163,9 +163,14 @@ pub async fn get(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
-    let i = find(&app, auth.org.id, id).await?;
-    let runs = app.meta.call(move |c| store::runs(c, id, 20)).await?;
+    find(&app, auth.org.id, id).await?;
+    // Read in the reverse order of a sync's writes (status, then run, then the in-memory flag),
+    // so an answer that says "not syncing" also carries that sync's final status and run.
     let syncing = app.syncing.lock().map(|s| s.contains(&id)).unwrap_or(false);
+    let (runs, i) = app
+        .meta
+        .call(move |c| Ok((store::runs(c, id, 20)?, store::by_id(c, id)?)))
+        .await?;
     Ok(Json(json!({
         "integration": integration_json(&i),
         "syncing": syncing,

@@ -186,3 +186,52 @@ async fn overview_points_and_fleet_return_hand_computed_answers_per_org() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_reads_the_named_key_only_and_groups_points_without_it_as_empty() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write"]).await;
+    let at = "2026-05-01T08:00:00Z";
+    let (status, body) = post_points(
+        &server,
+        &key,
+        &json!([
+            {"metric": "revenue", "timestamp": at, "value": 1.0, "dimensions": {"subregion": "north", "region": "eu"}},
+            {"metric": "revenue", "timestamp": at, "value": 2.0, "dimensions": {"region": "a&b=c", "subregion": "south"}},
+            {"metric": "revenue", "timestamp": at, "value": 4.0, "dimensions": {"subregion": "north"}},
+            {"metric": "revenue", "timestamp": at, "value": 8.0, "dimensions": {"region": "eu"}},
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let groups = |v: &Value| -> Vec<(String, f64)> {
+        v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["group"].as_str().unwrap().to_string(),
+                    g["points"][0]["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let base = "/api/v1/metrics/revenue/series?from=2026-05-01&to=2026-05-02&agg=sum";
+    let (_, by_region) = get_json(&server, &key, &format!("{base}&group_by=region")).await;
+    assert_eq!(
+        groups(&by_region),
+        vec![("".into(), 4.0), ("a&b=c".into(), 2.0), ("eu".into(), 9.0)]
+    );
+    let (_, by_sub) = get_json(&server, &key, &format!("{base}&group_by=subregion")).await;
+    assert_eq!(
+        groups(&by_sub),
+        vec![
+            ("".into(), 8.0),
+            ("north".into(), 5.0),
+            ("south".into(), 2.0)
+        ]
+    );
+    server.stop().await;
+}
