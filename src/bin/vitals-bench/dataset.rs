@@ -8,6 +8,9 @@
 use chrono::{Datelike, TimeZone, Utc};
 
 pub const REGIONS: [&str; 3] = ["eu", "us", "apac"];
+/// A second dimension, fixed per series (so it does not multiply the series): the plan the
+/// series' customers are on.
+pub const PLANS: [&str; 3] = ["free", "pro", "team"];
 const REGION_SHARE: [f64; 3] = [0.5, 0.35, 0.15];
 pub const CATEGORIES: [&str; 5] = ["financial", "customer", "operational", "growth", "risk"];
 /// Weekly season, Monday first: business days busier than the weekend.
@@ -32,6 +35,8 @@ pub struct Row {
     pub org: usize,
     pub metric: usize,
     pub region: usize,
+    /// Index into [`PLANS`], a function of (org, metric, region).
+    pub plan: usize,
     pub ts_secs: i64,
     pub value: f64,
 }
@@ -53,12 +58,38 @@ impl Spec {
         self.orgs * self.points_per_org()
     }
 
+    /// One line naming the dataset, for the log and the table's header.
+    pub fn describe(&self) -> String {
+        let end = chrono::DateTime::from_timestamp(self.end_secs, 0)
+            .map(|t| t.date_naive().to_string())
+            .unwrap_or_default();
+        format!(
+            "{} orgs × {} metrics × {} regions × {} days to {end}, a point every {} s: {} points (seed {})",
+            self.orgs,
+            self.metrics,
+            REGIONS.len(),
+            self.days,
+            self.interval_secs,
+            self.total_points(),
+            self.seed
+        )
+    }
+
     pub fn org_label(org: usize) -> String {
         format!("o{org:03}")
     }
 
     pub fn metric_key(metric: usize) -> String {
         format!("m{metric:02}")
+    }
+
+    pub fn plan(&self, org: usize, metric: usize, region: usize) -> usize {
+        (mix(self.seed
+            ^ 0x504C_414E
+            ^ ((org as u64) << 32)
+            ^ ((metric as u64) << 8)
+            ^ region as u64)
+            % PLANS.len() as u64) as usize
     }
 
     pub fn category(metric: usize) -> &'static str {
@@ -98,6 +129,7 @@ impl Spec {
                     org,
                     metric,
                     region,
+                    plan: self.plan(org, metric, region),
                     ts_secs: self.start_secs() + step * self.interval_secs,
                     value: self.value(org, metric, region, step),
                 })
@@ -144,6 +176,24 @@ mod tests {
         let first = s.org_rows(1).next().unwrap();
         assert_eq!(first.ts_secs, s.end_secs - 56 * 86_400);
         assert!(s.org_rows(1).all(|r| r.ts_secs < s.end_secs));
+    }
+
+    #[test]
+    fn the_plan_is_fixed_per_series_and_every_plan_occurs() {
+        let s = Spec {
+            orgs: 10,
+            metrics: 10,
+            ..spec()
+        };
+        let mut seen = [0usize; PLANS.len()];
+        for org in 0..s.orgs {
+            let rows: Vec<Row> = s.org_rows(org).collect();
+            for r in &rows {
+                assert_eq!(r.plan, s.plan(org, r.metric, r.region));
+                seen[r.plan] += 1;
+            }
+        }
+        assert!(seen.iter().all(|n| *n > 0), "{seen:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{Connection, params};
 
-use crate::dataset::{REGIONS, Row, Spec};
+use crate::dataset::{PLANS, REGIONS, Row, Spec};
 
 pub struct CeilingLoad {
     pub elapsed: Duration,
@@ -27,7 +27,11 @@ pub fn load(spec: &Spec, path: &Path) -> anyhow::Result<CeilingLoad> {
         "CREATE TABLE points (org_id BIGINT NOT NULL, metric VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE NOT NULL, dims VARCHAR NOT NULL);",
     )?;
     let metric_keys: Vec<String> = (0..spec.metrics).map(Spec::metric_key).collect();
-    let dims: Vec<String> = REGIONS.iter().map(|r| format!("region={r}")).collect();
+    // Vitals' canonical form (keys sorted, `k=v` joined by `&`), made before the clock starts.
+    let dims: Vec<String> = PLANS
+        .iter()
+        .flat_map(|p| REGIONS.iter().map(move |r| format!("plan={p}&region={r}")))
+        .collect();
     // Generated before the clock starts, as the other contenders' payloads are.
     let rows: Vec<Row> = (0..spec.orgs).flat_map(|org| spec.org_rows(org)).collect();
     let started = Instant::now();
@@ -41,7 +45,7 @@ pub fn load(spec: &Spec, path: &Path) -> anyhow::Result<CeilingLoad> {
                     metric_keys[row.metric].as_str(),
                     Value::Timestamp(TimeUnit::Microsecond, row.ts_secs * 1_000_000),
                     row.value,
-                    dims[row.region].as_str(),
+                    dims[row.plan * REGIONS.len() + row.region].as_str(),
                 ])?;
                 points += 1;
             }

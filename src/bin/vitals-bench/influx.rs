@@ -5,15 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::answers::{Answers, Q1};
-use crate::dataset::{REGIONS, Spec};
-use crate::procs::{self, ChildServer};
+use crate::dataset::{PLANS, REGIONS, Spec};
+use crate::procs::{self, ChildServer, Upload};
 use crate::questions::Questions;
 
 /// Lines per write request (InfluxData recommends 5,000–10,000) and client connections.
@@ -123,7 +122,7 @@ bind-address = \"127.0.0.1:{rpc}\"
     }
 
     /// Line-protocol bodies per org (tags sorted by key, as InfluxDB prefers), not timed.
-    pub fn bodies(spec: &Spec) -> Vec<(String, usize)> {
+    pub fn bodies(spec: &Spec) -> Vec<Upload> {
         let mut out = Vec::new();
         for org in 0..spec.orgs {
             let label = Spec::org_label(org);
@@ -133,51 +132,29 @@ bind-address = \"127.0.0.1:{rpc}\"
                 for r in chunk {
                     let _ = writeln!(
                         s,
-                        "metrics,category={},metric={},org={label},region={} value={} {}",
+                        "metrics,category={},metric={},org={label},plan={},region={} value={} {}",
                         Spec::category(r.metric),
                         Spec::metric_key(r.metric),
+                        PLANS[r.plan],
                         REGIONS[r.region],
                         r.value,
                         r.ts_secs
                     );
                 }
-                out.push((s, chunk.len()));
+                out.push(Upload {
+                    bearer: None,
+                    body: s,
+                    points: chunk.len(),
+                });
             }
         }
         out
     }
 
     /// Writes every body over `CONNECTIONS` connections; returns the points acknowledged.
-    pub async fn write(&self, bodies: Vec<(String, usize)>) -> anyhow::Result<usize> {
-        let queue = Arc::new(tokio::sync::Mutex::new(bodies));
-        let mut workers = Vec::new();
-        for _ in 0..CONNECTIONS {
-            let (queue, client) = (queue.clone(), self.client.clone());
-            let url = format!("{}/write?db={DB}&precision=s", self.base);
-            workers.push(tokio::spawn(async move {
-                let mut sent = 0;
-                loop {
-                    let Some((body, n)) = queue.lock().await.pop() else {
-                        break;
-                    };
-                    let r = client.post(&url).body(body).send().await?;
-                    let status = r.status();
-                    if !status.is_success() {
-                        bail!(
-                            "InfluxDB write answered {status}: {}",
-                            r.text().await.unwrap_or_default()
-                        );
-                    }
-                    sent += n;
-                }
-                anyhow::Ok(sent)
-            }));
-        }
-        let mut total = 0;
-        for w in workers {
-            total += w.await??;
-        }
-        Ok(total)
+    pub async fn write(&self, bodies: Vec<Upload>) -> anyhow::Result<usize> {
+        let url = format!("{}/write?db={DB}&precision=s", self.base);
+        procs::post_all(&url, "text/plain; charset=utf-8", bodies, CONNECTIONS).await
     }
 
     pub fn query(q: &Questions, which: usize) -> String {
@@ -285,8 +262,6 @@ bind-address = \"127.0.0.1:{rpc}\"
                 ));
             }
         }
-        // InfluxDB orders by time only; the canonical order breaks ties by region.
-        a.q4.sort_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)));
         Ok(a)
     }
 }

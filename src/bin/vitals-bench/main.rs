@@ -27,7 +27,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use answers::Answers;
-use dataset::{REGIONS, Spec};
+use dataset::Spec;
 use questions::Questions;
 use report::{Latency, Table, latency, mb, ms, rate, ratio, runs_within};
 
@@ -151,10 +151,16 @@ fn per_sec(points: usize, d: Duration) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let outcome = tokio::select! {
-        r = run(&args) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; servers stopped, temp dirs removed")),
-    };
+    // Ctrl-C: stop the servers and remove the temp dirs at once, even while the main task is
+    // blocked in a long step.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            procs::stop_everything();
+            eprintln!("vitals-bench: interrupted; servers stopped, temp dirs removed");
+            std::process::exit(130);
+        }
+    });
+    let outcome = run(&args).await;
     if let Err(e) = outcome {
         eprintln!("vitals-bench: {e:#}");
         std::process::exit(1);
@@ -170,24 +176,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let wrk_secs = args.wrk_secs.unwrap_or(if args.quick { 5 } else { 20 });
     let started = Instant::now();
     let tmp = tempfile::Builder::new().prefix("vitals-bench-").tempdir()?;
+    procs::track_temp_dir(tmp.path());
     // PostgreSQL runs as its own user and must reach its data dir.
     std::fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
-    println!(
-        "dataset: {} orgs × {} metrics × {} regions × {} days every {} s = {} points (seed {}, ending {})",
-        spec.orgs,
-        spec.metrics,
-        REGIONS.len(),
-        spec.days,
-        spec.interval_secs,
-        spec.total_points(),
-        spec.seed,
-        chrono::DateTime::from_timestamp(spec.end_secs, 0)
-            .map(|t| t.date_naive().to_string())
-            .unwrap_or_default()
-    );
+    println!("dataset: {}", spec.describe());
     let truth = questions::reference(&spec, &q);
     println!(
         "reference answers from the generator: {}",
@@ -310,16 +305,14 @@ async fn vitals_phase(
     let fleet = vitals_side::setup(spec, &data)?;
     let (mut server, _) = vitals_side::start(&data, &log).await?;
     let sampler = procs::RssSampler::start(server.process.pid());
-    let mut work = Vec::new();
-    for (org, (_, _, key)) in fleet.orgs.iter().enumerate() {
-        for body in vitals_side::bodies(spec, org) {
-            // Count points by their commas-between-objects: one "metric" key per point.
-            let n = body.matches("\"metric\"").count();
-            work.push((key.clone(), body, n));
-        }
-    }
-    work.reverse(); // popped from the end: org 0 first
-    let stream: Vec<(String, String, usize)> = work.iter().rev().take(10).cloned().collect();
+    let work: Vec<procs::Upload> = fleet
+        .orgs
+        .iter()
+        .enumerate()
+        .flat_map(|(org, (_, _, key))| vitals_side::bodies(spec, org, key))
+        .collect();
+    // The stream beside wrk re-sends the first org's first batches (replacing, not adding).
+    let stream: Vec<procs::Upload> = work.iter().take(10).cloned().collect();
     let t = Instant::now();
     let n = vitals_side::ingest(&server.base, work, vitals_side::CONNECTIONS).await?;
     let d = t.elapsed();
@@ -412,7 +405,7 @@ async fn wrk(
     headers: &[String],
     secs: u64,
     base: &str,
-    stream: &[(String, String, usize)],
+    stream: &[procs::Upload],
 ) -> anyhow::Result<(f64, String, f64)> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let streamer = {
@@ -578,20 +571,14 @@ fn render(spec: &Spec, r: &Results, elapsed: Duration, wrk_secs: u64) -> String 
         .unwrap_or(0);
     format!(
         "# Vitals benchmark\n\n\
-         Dataset: {} orgs × {} metrics × {} regions × {} days, a point every {} s: **{} points** (seed {}). \
+         Dataset: {}. \
          Machine: {cpus} cores. Run took {:.0} s on {}.\n\n{}\n\
          Ratios are Vitals ÷ other: for ingest above 1 means Vitals is faster; for latency and size below 1 means Vitals is faster or smaller. \
          Latency: p50 / p95 of warm runs, then one cold run right after a restart of that store's process{}. \
          Vitals (HTTP) is timed from request to the whole JSON body received, from a separate process; Vitals (store) calls the store's functions in process; \
          PostgreSQL is timed by psql's \\timing; InfluxDB over its HTTP API. After its load Vitals' background work (scores, alerts, anomaly detection) settled in {:.0} s before any question was asked. \
          PostgreSQL got `VACUUM ANALYZE` after COPY, shared_buffers = 1GB (DuckDB's memory limit in Vitals is 1GB); fsync and synchronous commit stay on everywhere.\n",
-        spec.orgs,
-        spec.metrics,
-        REGIONS.len(),
-        spec.days,
-        spec.interval_secs,
-        spec.total_points(),
-        spec.seed,
+        spec.describe(),
         elapsed.as_secs_f64(),
         chrono::Utc::now().format("%Y-%m-%d"),
         t.markdown(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::answers::{Answers, Q1};
-use crate::dataset::{REGIONS, Spec};
+use crate::dataset::{PLANS, REGIONS, Spec};
 use crate::procs;
 use crate::questions::Questions;
 
@@ -81,6 +81,7 @@ impl Postgres {
                 .args(["-o", &options, "-w", "-t", "120", "start"]),
         )?;
         self.running = true;
+        procs::track_pg(&self.data, true);
         Ok(())
     }
 
@@ -93,6 +94,7 @@ impl Postgres {
                 .output();
             let _ = std::fs::copy(self.data.join("server.log"), &self.log);
             self.running = false;
+            procs::track_pg(&self.data, false);
         }
     }
 
@@ -192,10 +194,11 @@ impl Postgres {
                 }
                 let _ = write!(
                     stmt,
-                    "('{uuid}','{}','{}',{},'{{\"region\": \"{}\"}}','{}')",
+                    "('{uuid}','{}','{}',{},'{{\"plan\": \"{}\", \"region\": \"{}\"}}','{}')",
                     Spec::metric_key(r.metric),
                     Spec::category(r.metric),
                     r.value,
+                    PLANS[r.plan],
                     REGIONS[r.region],
                     timestamp(r.ts_secs)
                 );
@@ -381,10 +384,11 @@ fn timestamp(secs: i64) -> String {
 fn row_text(line: &mut String, uuid: &str, r: &crate::dataset::Row) {
     let _ = writeln!(
         line,
-        "{uuid}\t{}\t{}\t{}\t{{\"region\": \"{}\"}}\t{}",
+        "{uuid}\t{}\t{}\t{}\t{{\"plan\": \"{}\", \"region\": \"{}\"}}\t{}",
         Spec::metric_key(r.metric),
         Spec::category(r.metric),
         r.value,
+        PLANS[r.plan],
         REGIONS[r.region],
         timestamp(r.ts_secs)
     );

@@ -11,6 +11,65 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// What must be stopped or removed if the bench is interrupted: a Ctrl-C may arrive while the
+/// main task is blocked in a long step (PostgreSQL's COPY), so the signal task cleans up from
+/// this registry instead of waiting for the guards to drop.
+#[derive(Default)]
+struct Live {
+    pids: Vec<u32>,
+    pg_data_dirs: Vec<PathBuf>,
+    temp_dirs: Vec<PathBuf>,
+}
+
+static LIVE: std::sync::Mutex<Live> = std::sync::Mutex::new(Live {
+    pids: Vec::new(),
+    pg_data_dirs: Vec::new(),
+    temp_dirs: Vec::new(),
+});
+
+fn live(f: impl FnOnce(&mut Live)) {
+    if let Ok(mut l) = LIVE.lock() {
+        f(&mut l);
+    }
+}
+
+pub fn track_pg(data_dir: &Path, running: bool) {
+    live(|l| {
+        l.pg_data_dirs.retain(|d| d != data_dir);
+        if running {
+            l.pg_data_dirs.push(data_dir.to_path_buf());
+        }
+    });
+}
+
+pub fn track_temp_dir(dir: &Path) {
+    live(|l| l.temp_dirs.push(dir.to_path_buf()));
+}
+
+/// Stops every server still running and removes the temp dirs (the Ctrl-C path).
+pub fn stop_everything() {
+    let Ok(mut l) = LIVE.lock() else {
+        return;
+    };
+    for pid in l.pids.drain(..) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    for dir in l.pg_data_dirs.drain(..) {
+        let _ = as_user("postgres", "/usr/lib/postgresql/15/bin/pg_ctl")
+            .arg("-D")
+            .arg(&dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+    // Give the killed servers a moment to let go of their files.
+    std::thread::sleep(Duration::from_millis(500));
+    for dir in l.temp_dirs.drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -179,6 +238,8 @@ impl ChildServer {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("while starting {name}: {cmd:?}"))?;
+        let pid = child.id();
+        live(|l| l.pids.push(pid));
         Ok(ChildServer {
             name,
             child: Some(child),
@@ -205,6 +266,8 @@ impl ChildServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        let pid = child.id();
+        live(|l| l.pids.retain(|p| *p != pid));
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -254,4 +317,60 @@ pub fn owned_temp_dir(parent: &Path, name: &str, user: &str) -> anyhow::Result<P
         run(Command::new("chown").args([&format!("{user}:"), &dir.display().to_string()]))?;
     }
     Ok(dir)
+}
+
+/// One request of a load: its body, the bearer token it carries (if any) and how many points
+/// it holds.
+#[derive(Clone)]
+pub struct Upload {
+    pub bearer: Option<String>,
+    pub body: String,
+    pub points: usize,
+}
+
+/// POSTs every upload to `url` over `connections` connections (each takes the next one as it
+/// finishes); returns the points acknowledged with a 2xx. Any other answer fails the load.
+pub async fn post_all(
+    url: &str,
+    content_type: &'static str,
+    mut uploads: Vec<Upload>,
+    connections: usize,
+) -> anyhow::Result<usize> {
+    uploads.reverse(); // taken from the end: in the given order
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(uploads));
+    let client = reqwest::Client::new();
+    let mut workers = Vec::new();
+    for _ in 0..connections {
+        let (queue, client, url) = (queue.clone(), client.clone(), url.to_string());
+        workers.push(tokio::spawn(async move {
+            let mut sent = 0usize;
+            loop {
+                let Some(upload) = queue.lock().await.pop() else {
+                    break;
+                };
+                let mut request = client
+                    .post(&url)
+                    .header("content-type", content_type)
+                    .body(upload.body);
+                if let Some(token) = &upload.bearer {
+                    request = request.bearer_auth(token);
+                }
+                let r = request.send().await?;
+                let status = r.status();
+                if !status.is_success() {
+                    bail!(
+                        "{url} answered {status}: {}",
+                        r.text().await.unwrap_or_default()
+                    );
+                }
+                sent += upload.points;
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut total = 0;
+    for w in workers {
+        total += w.await??;
+    }
+    Ok(total)
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -21,8 +20,8 @@ use vitals::store::metrics::{self, AggregateQuery, Bucketing, MetricStore, Store
 use vitals::{App, Config};
 
 use crate::answers::{Answers, Q1};
-use crate::dataset::{REGIONS, Spec};
-use crate::procs::{self, ChildServer};
+use crate::dataset::{PLANS, REGIONS, Spec};
+use crate::procs::{self, ChildServer, Upload};
 use crate::questions::Questions;
 
 pub const ADMIN_EMAIL: &str = "admin@bench.local";
@@ -148,7 +147,7 @@ pub async fn start(data_dir: &Path, log: &Path) -> anyhow::Result<(Server, Durat
 
 /// Request bodies per org, rows in time order, `BATCH` points each, written by hand (the
 /// client's serialisation is not what is measured).
-pub fn bodies(spec: &Spec, org: usize) -> Vec<String> {
+pub fn bodies(spec: &Spec, org: usize, key: &str) -> Vec<Upload> {
     let rows: Vec<_> = spec.org_rows(org).collect();
     rows.chunks(BATCH)
         .map(|chunk| {
@@ -160,64 +159,34 @@ pub fn bodies(spec: &Spec, org: usize) -> Vec<String> {
                 }
                 let _ = write!(
                     s,
-                    "{{\"metric\":\"{}\",\"timestamp\":{},\"value\":{},\"dimensions\":{{\"region\":\"{}\"}}}}",
+                    "{{\"metric\":\"{}\",\"timestamp\":{},\"value\":{},\"dimensions\":{{\"plan\":\"{}\",\"region\":\"{}\"}}}}",
                     Spec::metric_key(r.metric),
                     r.ts_secs,
                     r.value,
+                    PLANS[r.plan],
                     REGIONS[r.region]
                 );
             }
             s.push_str("]}");
-            s
+            Upload {
+                bearer: Some(key.to_string()),
+                body: s,
+                points: chunk.len(),
+            }
         })
         .collect()
 }
 
-/// Sends every body over `connections` connections; returns the points acknowledged.
-pub async fn ingest(
-    base: &str,
-    work: Vec<(String, String, usize)>,
-    connections: usize,
-) -> anyhow::Result<usize> {
-    let queue = Arc::new(tokio::sync::Mutex::new(work));
-    let client = reqwest::Client::new();
-    let mut workers = Vec::new();
-    for _ in 0..connections {
-        let (queue, client, url) = (
-            queue.clone(),
-            client.clone(),
-            format!("{base}/api/v1/metrics"),
-        );
-        workers.push(tokio::spawn(async move {
-            let mut sent = 0usize;
-            loop {
-                let Some((key, body, n)) = queue.lock().await.pop() else {
-                    break;
-                };
-                let r = client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                let status = r.status();
-                if !status.is_success() {
-                    bail!(
-                        "ingest answered {status}: {}",
-                        r.text().await.unwrap_or_default()
-                    );
-                }
-                sent += n;
-            }
-            anyhow::Ok(sent)
-        }));
-    }
-    let mut total = 0;
-    for w in workers {
-        total += w.await??;
-    }
-    Ok(total)
+/// Sends every upload to `POST /api/v1/metrics` over `connections` connections; returns the
+/// points acknowledged (each after its commit).
+pub async fn ingest(base: &str, work: Vec<Upload>, connections: usize) -> anyhow::Result<usize> {
+    procs::post_all(
+        &format!("{base}/api/v1/metrics"),
+        "application/json",
+        work,
+        connections,
+    )
+    .await
 }
 
 fn rfc(ts: i64) -> String {
