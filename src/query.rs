@@ -1,6 +1,6 @@
 //! Read models shared by the API and the pages: bucketed series and overview cards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::domain::catalog::{Aggregation, MetricDef};
 use crate::domain::ingest::decode_dim_value;
-use crate::domain::timebucket::{self, Bucket};
+use crate::domain::timebucket::{self, Bucket, BucketStart};
 use crate::store::StoreError;
 use crate::store::meta::orgs::Org;
 use crate::store::metrics::{self, AggRow, AggregateQuery, Bucketing};
@@ -49,10 +49,13 @@ pub struct SeriesGroup {
     pub points: Vec<SeriesPoint>,
 }
 
+/// An instant as RFC 3339 with the offset of `tz` (`None` out of chrono's range).
+pub fn local_rfc3339(tz: Tz, utc_micros: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(utc_micros).map(|t| t.with_timezone(&tz).to_rfc3339())
+}
+
 fn rfc3339_local(tz: Tz, utc_micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(utc_micros)
-        .map(|t| t.with_timezone(&tz).to_rfc3339())
-        .unwrap_or_default()
+    local_rfc3339(tz, utc_micros).unwrap_or_default()
 }
 
 /// Bucketed values of one metric in the org's time zone, every bucket present (empty ones null).
@@ -79,45 +82,46 @@ pub async fn series(
         .metrics
         .read(move |c| metrics::aggregate(c, &query))
         .await?;
-    let index: HashMap<i64, usize> = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.local.and_utc().timestamp_micros(), i))
-        .collect();
-    let mut groups: Vec<(Option<String>, Vec<SeriesPoint>)> = Vec::new();
-    let empty: Vec<SeriesPoint> = buckets
-        .iter()
-        .map(|b| SeriesPoint {
-            local: b.local,
-            utc_micros: b.utc_micros,
-            start: rfc3339_local(tz, b.utc_micros),
-            value: None,
-            count: 0,
-        })
-        .collect();
+    let mut groups: BTreeMap<Option<String>, HashMap<i64, &AggRow>> = BTreeMap::new();
     if req.group_by.is_none() {
-        groups.push((None, empty.clone()));
+        groups.insert(None, HashMap::new());
     }
-    for row in rows {
-        let group = row.group.as_deref().map(decode_dim_value);
-        let slot = match groups.iter().position(|(g, _)| *g == group) {
-            Some(i) => i,
-            None => {
-                groups.push((group, empty.clone()));
-                groups.len() - 1
-            }
-        };
-        if let Some(&i) = index.get(&row.bucket) {
-            let p = &mut groups[slot].1[i];
-            p.value = Some(row.value(req.agg));
-            p.count = row.count;
-        }
+    for row in &rows {
+        groups
+            .entry(row.group.as_deref().map(decode_dim_value))
+            .or_default()
+            .insert(row.bucket, row);
     }
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(groups
         .into_iter()
-        .map(|(group, points)| SeriesGroup { group, points })
+        .map(|(group, rows)| SeriesGroup {
+            group,
+            points: dense_points(tz, &buckets, &rows, req.agg),
+        })
         .collect())
+}
+
+/// Every bucket as a point: the value (by `agg`) of the row keyed by the bucket's local start,
+/// or `null` with count 0 where there is none.
+fn dense_points(
+    tz: Tz,
+    buckets: &[BucketStart],
+    rows: &HashMap<i64, &AggRow>,
+    agg: Aggregation,
+) -> Vec<SeriesPoint> {
+    buckets
+        .iter()
+        .map(|b| {
+            let row = rows.get(&b.local.and_utc().timestamp_micros());
+            SeriesPoint {
+                local: b.local,
+                utc_micros: b.utc_micros,
+                start: rfc3339_local(tz, b.utc_micros),
+                value: row.map(|r| r.value(agg)),
+                count: row.map(|r| r.count).unwrap_or(0),
+            }
+        })
+        .collect()
 }
 
 /// One metric of the overview read model: its latest value and its bucketed series.
@@ -165,28 +169,15 @@ pub async fn overview(
             .or_default()
             .insert(r.bucket, r);
     }
+    let none = HashMap::new();
     Ok(defs
         .into_iter()
         .map(|def| {
-            let agg = agg.unwrap_or(def.aggregation);
-            let rows = by_metric.get(def.key.as_str());
-            let points = buckets
-                .iter()
-                .map(|b| {
-                    let row = rows.and_then(|rs| rs.get(&b.local.and_utc().timestamp_micros()));
-                    SeriesPoint {
-                        local: b.local,
-                        utc_micros: b.utc_micros,
-                        start: rfc3339_local(tz, b.utc_micros),
-                        value: row.map(|r| r.value(agg)),
-                        count: row.map(|r| r.count).unwrap_or(0),
-                    }
-                })
-                .collect();
+            let rows = by_metric.get(def.key.as_str()).unwrap_or(&none);
             OverviewMetric {
+                points: dense_points(tz, &buckets, rows, agg.unwrap_or(def.aggregation)),
                 latest: latest.remove(&def.key),
                 def,
-                points,
             }
         })
         .collect())

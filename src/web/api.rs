@@ -225,17 +225,14 @@ pub async fn series(
         },
     )
     .await?;
-    let to_rfc = |us: i64| {
-        chrono::DateTime::from_timestamp_micros(us).map(|t| t.with_timezone(&tz).to_rfc3339())
-    };
     Ok(Json(json!({
         "metric": def.key,
         "unit": def.unit,
         "bucket": bucket,
         "agg": agg,
         "time_zone": org.time_zone,
-        "from": to_rfc(from),
-        "to": to_rfc(to),
+        "from": query::local_rfc3339(tz, from),
+        "to": query::local_rfc3339(tz, to),
         "filters": filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
         "group_by": group_by,
         "series": groups,

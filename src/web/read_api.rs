@@ -146,10 +146,6 @@ pub fn check_bucket_count(params: &ReadParams) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn rfc3339(tz: Tz, micros: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_micros(micros).map(|t| t.with_timezone(&tz).to_rfc3339())
-}
-
 /// `GET /api/v1/overview?from&to&bucket&agg`: every metric of the org with its latest value and
 /// its bucketed series, in one request (what a dashboard or a report reads).
 pub async fn overview(
@@ -190,7 +186,7 @@ pub async fn overview(
                 "unit": m.def.unit,
                 "agg": params.agg.unwrap_or(m.def.aggregation),
                 "latest": m.latest.as_ref().map(|l| json!({
-                    "timestamp": rfc3339(tz, l.ts_micros),
+                    "timestamp": query::local_rfc3339(tz, l.ts_micros),
                     "value": l.value,
                 })),
                 "points": m.points,
@@ -200,8 +196,8 @@ pub async fn overview(
     Ok(Json(json!({
         "org": org.slug,
         "time_zone": org.time_zone,
-        "from": rfc3339(tz, params.from),
-        "to": rfc3339(tz, params.to),
+        "from": query::local_rfc3339(tz, params.from),
+        "to": query::local_rfc3339(tz, params.to),
         "bucket": params.bucket,
         "metrics": items,
     })))
@@ -247,7 +243,7 @@ pub async fn points(
         .iter()
         .map(|p| {
             json!({
-                "timestamp": rfc3339(tz, p.ts_micros),
+                "timestamp": query::local_rfc3339(tz, p.ts_micros),
                 "value": p.value,
                 "dimensions": decode_dims(&p.dims),
             })
@@ -255,8 +251,8 @@ pub async fn points(
         .collect();
     Ok(Json(json!({
         "metric": key,
-        "from": rfc3339(tz, from),
-        "to": rfc3339(tz, to),
+        "from": query::local_rfc3339(tz, from),
+        "to": query::local_rfc3339(tz, to),
         "truncated": truncated,
         "points": points,
     })))
@@ -316,8 +312,8 @@ pub async fn fleet(
         })
         .collect();
     Ok(Json(json!({
-        "from": rfc3339(Tz::UTC, from),
-        "to": rfc3339(Tz::UTC, to),
+        "from": query::local_rfc3339(Tz::UTC, from),
+        "to": query::local_rfc3339(Tz::UTC, to),
         "orgs": orgs,
     })))
 }
