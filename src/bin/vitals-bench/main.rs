@@ -97,14 +97,25 @@ impl Args {
             _ => (100, 40, 730, "6h"),
         };
         let today = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400;
-        Ok(Spec {
+        let spec = Spec {
             seed: self.seed,
             orgs: self.orgs.unwrap_or(orgs),
             metrics: self.metrics.unwrap_or(metrics),
             days: self.days.unwrap_or(days),
             interval_secs: parse_interval(self.interval.as_deref().unwrap_or(interval))?,
             end_secs: today,
-        })
+        };
+        // Q1 looks 90 days back and Q2 two years, each from the same org and metric.
+        for (flag, value, min, max) in [
+            ("--orgs", spec.orgs as i64, 1, 10_000),
+            ("--metrics", spec.metrics as i64, 1, 100),
+            ("--days", spec.days, 7, 3_650),
+        ] {
+            if !(min..=max).contains(&value) {
+                bail!("{flag} {value}: must be from {min} to {max}");
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -604,6 +615,24 @@ mod tests {
         assert!(parse_interval("2d").is_err());
         assert!(parse_interval("h").is_err());
         assert!(parse_interval("5y").is_err());
+    }
+
+    #[test]
+    fn sizes_out_of_range_are_refused_by_flag() {
+        for (args, flag) in [
+            (vec!["--orgs", "0"], "--orgs 0"),
+            (vec!["--metrics", "0"], "--metrics 0"),
+            (vec!["--days", "3"], "--days 3"),
+        ] {
+            let parsed = Args::parse_from(std::iter::once("vitals-bench").chain(args));
+            let err = parsed.spec().unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{err}");
+        }
+        assert!(
+            Args::parse_from(["vitals-bench", "--days", "7", "--orgs", "1"])
+                .spec()
+                .is_ok()
+        );
     }
 
     #[test]
