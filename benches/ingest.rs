@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use vitals::app::{self, NewOrg};
 use vitals::domain::roles::Scope;
-use vitals::query::{self, Range};
+use vitals::services::query::{self, Range};
 use vitals::store::meta::custom_metrics;
 use vitals::{App, Config};
 
@@ -162,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         }
         println!("score bench data: {orgs} orgs × 26 metrics × 60 days written in {:.1} s", started.elapsed().as_secs_f64());
         let started = Instant::now();
-        let n = vitals::scoring::recompute_all(&app).await?;
+        let n = vitals::services::scoring::recompute_all(&app).await?;
         let elapsed = started.elapsed();
         println!(
             "score recomputation: {n} orgs in {:.2} s ({:.1} ms per org)",

@@ -1,7 +1,8 @@
-//! The application: both stores, the live-event channel, and the operations the web layer and
-//! the CLI share (creating organisations, users, API keys, seeding the demo).
+//! The application: both stores, the config, the two in-process channels (live events for open
+//! pages, [`Signal`]s for the services), and the operations the web layer and the CLI share
+//! (storing points, creating organisations, users, API keys, seeding the demo). It depends on
+//! no service: services subscribe to its signals (see `ARCHITECTURE.md`).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +47,20 @@ impl OrgEvent {
     }
 }
 
+/// Something a writer or a service did that other services react to. Sent on
+/// [`App::signals`]; nobody listening (the CLI, a benchmark) is fine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Points were durably stored for the org (its metrics, sorted, each once).
+    PointsStored { org_id: i64, metrics: Vec<String> },
+    /// An integration of the org finished a sync (its status may have changed).
+    SyncFinished { org_id: i64 },
+    /// Anomaly detection replaced the org's stored anomalies.
+    AnomaliesDetected { org_id: i64 },
+    /// Notifications were queued in the outbox.
+    NoticesQueued,
+}
+
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
@@ -55,19 +70,8 @@ pub struct App {
     pub throttle: Arc<Mutex<LoginThrottle>>,
     /// Cancelled when the server should stop; open event streams end on it.
     pub shutdown: CancellationToken,
-    /// Orgs with a score recomputation already scheduled (debounce after ingest).
-    pub pending_scores: Arc<Mutex<HashSet<i64>>>,
-    /// Orgs with an alert evaluation already scheduled (debounce after ingest).
-    pub pending_alert_evals: Arc<Mutex<HashSet<i64>>>,
-    /// Orgs with anomaly detection already scheduled (debounce after ingest).
-    pub pending_insights: Arc<Mutex<HashSet<i64>>>,
-    /// Each org's forecast cards and when they were computed (seconds): fitting models takes
-    /// tens of milliseconds, so pages read them from here; detection after ingest refreshes them.
-    pub outlooks: Arc<Mutex<std::collections::HashMap<i64, crate::insights::OutlookSlot>>>,
-    /// Alert evaluations, acknowledgements and resolutions run one at a time.
-    pub alert_lock: Arc<tokio::sync::Mutex<()>>,
-    /// Wakes the notification delivery worker when something was queued.
-    pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// What writers and services announce to the services (see [`Signal`]).
+    pub signals: broadcast::Sender<Signal>,
     /// Where the server listens (`http://127.0.0.1:8080`), set by `serve`; links in messages use
     /// `server.public_url` when set, else this.
     pub bound_url: Arc<std::sync::OnceLock<String>>,
@@ -75,10 +79,6 @@ pub struct App {
     pub http: reqwest::Client,
     /// Seals integration credentials at rest.
     pub secrets: crate::secrets::SecretBox,
-    /// Integrations being synced now (one sync per integration at a time).
-    pub syncing: Arc<Mutex<HashSet<i64>>>,
-    /// What each running sync is doing, for the Integrations page and API.
-    pub sync_progress: Arc<Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 impl App {
@@ -107,6 +107,8 @@ impl App {
         let secrets = crate::secrets::SecretBox::open_file(&key_file, sealed)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (events, _) = broadcast::channel(1024);
+        // A subscriber that falls this far behind is told so and treats every org as changed.
+        let (signals, _) = broadcast::channel(4096);
         // rustls needs its crypto provider chosen once per process; a second call is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -126,24 +128,17 @@ impl App {
             events,
             throttle: Arc::new(Mutex::new(throttle)),
             shutdown: CancellationToken::new(),
-            pending_scores: Arc::new(Mutex::new(HashSet::new())),
-            pending_alert_evals: Arc::new(Mutex::new(HashSet::new())),
-            pending_insights: Arc::new(Mutex::new(HashSet::new())),
-            outlooks: Arc::new(Mutex::new(std::collections::HashMap::new())),
-            alert_lock: Arc::new(tokio::sync::Mutex::new(())),
-            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            signals,
             bound_url: Arc::new(std::sync::OnceLock::new()),
             http,
             secrets,
-            syncing: Arc::new(Mutex::new(HashSet::new())),
-            sync_progress: Arc::new(Mutex::new(std::collections::HashMap::new())),
         })
     }
 
-    /// Stores points for an org (durably, before returning) and sets off what new data calls
-    /// for: live pages, the score, alert rules and anomaly detection (each debounced). Every
-    /// writer (API, inbound webhooks, CSV import, integrations) goes through here. Returns the
-    /// number stored and the metrics touched.
+    /// Stores points for an org (durably, before returning), tells open pages, and announces
+    /// [`Signal::PointsStored`], on which the services recompute the score, evaluate alert rules
+    /// and detect anomalies (each debounced). Every writer (API, inbound webhooks, CSV import,
+    /// integrations) goes through here. Returns the number stored and the metrics touched.
     pub async fn store_points(
         &self,
         org_id: i64,
@@ -163,10 +158,16 @@ impl App {
             score: None,
             alert: None,
         });
-        crate::scoring::recompute_soon(self, org_id, Duration::from_secs(1));
-        crate::alerting::evaluate_soon(self, org_id, Duration::from_millis(200));
-        crate::insights::detect_soon(self, org_id, Duration::from_secs(2));
+        self.announce(Signal::PointsStored {
+            org_id,
+            metrics: touched.clone(),
+        });
         Ok((stored, touched))
+    }
+
+    /// Tells the services; nobody listening is fine.
+    pub fn announce(&self, signal: Signal) {
+        let _ = self.signals.send(signal);
     }
 
     /// The base of links in notifications.

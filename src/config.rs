@@ -564,7 +564,7 @@ impl Config {
             ("jobs.insights", &self.jobs.insights),
             ("jobs.integration_sync", &self.jobs.integration_sync),
         ] {
-            if let Err(m) = crate::scheduler::parse_schedule(expr) {
+            if let Err(m) = crate::domain::schedule::parse_schedule(expr) {
                 return bad(key, m);
             }
         }

@@ -1,22 +1,16 @@
 //! Vitals: a self-hosted business health appliance in one binary.
 //!
 //! `main` parses the command line and calls into [`cli`]; the server itself is [`serve`], which
-//! tests call with a listener on `127.0.0.1:0` and a temp data directory.
+//! tests call with a listener on `127.0.0.1:0` and a temp data directory. `ARCHITECTURE.md`
+//! says which layer may import which.
 
-pub mod alerting;
-pub mod anomaly_cli;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod insights;
-pub mod integrations;
-pub mod notify;
-pub mod query;
-pub mod scheduler;
-pub mod scoring;
 pub mod secrets;
 pub mod security;
+pub mod services;
 pub mod store;
 pub mod web;
 
@@ -26,6 +20,7 @@ use tokio::net::TcpListener;
 
 pub use app::App;
 pub use config::Config;
+pub use services::Services;
 
 /// Serves `app` on `listener` until `app.shutdown` is cancelled, then drains in-flight requests
 /// and flushes the metric writer.
@@ -33,16 +28,10 @@ pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         let _ = app.bound_url.set(format!("http://{addr}"));
     }
-    let router = web::router(app.clone());
+    let services = Services::new(app.clone());
+    let (jobs, delivery) = services.start();
+    let router = web::router(services);
     let shutdown = app.shutdown.clone();
-    let jobs = tokio::spawn(scheduler::run(
-        scheduler::builtin_jobs(&app),
-        app.meta.clone(),
-        std::sync::Arc::new(scheduler::SystemClock),
-        app.shutdown.clone(),
-    ));
-    let delivery = tokio::spawn(notify::run_worker(app.clone()));
-    tokio::spawn(integrations::resume_interrupted(app.clone()));
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

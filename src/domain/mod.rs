@@ -13,5 +13,7 @@ pub mod nab;
 pub mod notify;
 pub mod roles;
 pub mod saas_metrics;
+pub mod schedule;
 pub mod throttle;
 pub mod timebucket;
+pub mod url;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
@@ -63,10 +63,15 @@ fn check_csrf(expected: &str, presented: &str) -> Result<(), PageError> {
     }
 }
 
-impl FromRequestParts<App> for CurrentUser {
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = &App::from_ref(state);
         let next = parts
             .uri
             .path_and_query()
@@ -120,12 +125,17 @@ impl OrgMember {
     }
 }
 
-impl FromRequestParts<App> for OrgMember {
+impl<S> FromRequestParts<S> for OrgMember
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let current = CurrentUser::from_request_parts(parts, app).await?;
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = &App::from_ref(state);
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|_| PageError::NotFound)?;
         let slug = params.get("slug").cloned().ok_or(PageError::NotFound)?;
@@ -184,10 +194,15 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
-impl FromRequestParts<App> for ApiKeyAuth {
+impl<S> FromRequestParts<S> for ApiKeyAuth
+where
+    App: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = &App::from_ref(state);
         let Some(presented) = presented_key(&parts.headers) else {
             return Err(ApiError::unauthorized(
                 "send an API key as `Authorization: Bearer vk_…`",

@@ -146,7 +146,7 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
             PageError::Login { next } => {
-                let target = format!("/login?next={}", urlencode(&next));
+                let target = format!("/login?next={}", crate::domain::url::urlencode(&next));
                 Redirect::to(&target).into_response()
             }
             PageError::NotFound => error_page(
@@ -177,16 +177,4 @@ impl IntoResponse for PageError {
             ),
         }
     }
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

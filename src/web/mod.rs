@@ -1,26 +1,16 @@
 //! The web layer: one router with every route and layer, pages, the JSON API and live events.
 
-pub mod alerts_api;
-pub mod alerts_pages;
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
-pub mod hooks_pages;
-pub mod import;
-pub mod import_pages;
-pub mod insights_api;
-pub mod insights_pages;
-pub mod integrations_api;
-pub mod integrations_pages;
 pub mod pages;
-pub mod read_api;
 pub mod sse;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,221 +20,246 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+use crate::services::{Alerting, Insights, Integrations, Services};
 use crate::store::{meta, metrics};
 
-pub fn router(app: App) -> Router {
+/// The router's state: the services, from which handlers take what they need
+/// (`State<App>`, `State<Alerting>`, …) through [`FromRef`].
+pub fn router(services: Services) -> Router {
+    let app = services.app.clone();
     let api = Router::new()
-        .route("/metrics", get(api::list_metrics).post(api::ingest))
-        .route("/metrics/{key}/series", get(api::series))
-        .route("/metrics/{key}/points", get(read_api::points))
-        .route("/overview", get(read_api::overview))
-        .route("/metrics/{key}/anomalies", get(insights_api::anomalies))
-        .route("/metrics/{key}/forecast", get(insights_api::forecast))
-        .route("/insights", get(insights_api::insights))
+        .route(
+            "/metrics",
+            get(api::metrics::list_metrics).post(api::metrics::ingest),
+        )
+        .route("/metrics/{key}/series", get(api::metrics::series))
+        .route("/metrics/{key}/points", get(api::reads::points))
+        .route("/overview", get(api::reads::overview))
+        .route("/metrics/{key}/anomalies", get(api::insights::anomalies))
+        .route("/metrics/{key}/forecast", get(api::insights::forecast))
+        .route("/insights", get(api::insights::insights))
         .route(
             "/integrations",
-            get(integrations_api::list).post(integrations_api::create),
+            get(api::integrations::list).post(api::integrations::create),
         )
         .route(
             "/integrations/{id}",
-            get(integrations_api::get)
-                .put(integrations_api::update)
-                .delete(integrations_api::delete),
+            get(api::integrations::get)
+                .put(api::integrations::update)
+                .delete(api::integrations::delete),
         )
-        .route("/integrations/{id}/sync", post(integrations_api::sync_now))
+        .route("/integrations/{id}/sync", post(api::integrations::sync_now))
         .route(
             "/imports/csv",
-            post(import::import_csv).layer(DefaultBodyLimit::max(
+            post(api::import::import_csv).layer(DefaultBodyLimit::max(
                 app.config.ingest.max_import_bytes as usize,
             )),
         )
-        .route("/custom-metrics", post(api::create_custom_metric))
+        .route("/custom-metrics", post(api::metrics::create_custom_metric))
         .route("/org", get(api::whoami))
-        .route("/health/score", get(api::health_score))
-        .route("/health/score/history", get(api::health_history))
-        .route("/health/score/recompute", post(api::health_recompute))
-        .route("/alerts", get(alerts_api::list))
-        .route("/alerts/{id}", get(alerts_api::get))
-        .route("/alerts/{id}/acknowledge", post(alerts_api::acknowledge))
-        .route("/alerts/{id}/resolve", post(alerts_api::resolve))
+        .route("/health/score", get(api::health::health_score))
+        .route("/health/score/history", get(api::health::health_history))
+        .route(
+            "/health/score/recompute",
+            post(api::health::health_recompute),
+        )
+        .route("/alerts", get(api::alerts::list))
+        .route("/alerts/{id}", get(api::alerts::get))
+        .route("/alerts/{id}/acknowledge", post(api::alerts::acknowledge))
+        .route("/alerts/{id}/resolve", post(api::alerts::resolve))
         .route(
             "/alert-rules",
-            get(alerts_api::list_rules).post(alerts_api::create_rule),
+            get(api::alerts::list_rules).post(api::alerts::create_rule),
         )
-        .route("/alert-rules/test", post(alerts_api::test_draft))
+        .route("/alert-rules/test", post(api::alerts::test_draft))
         .route(
             "/alert-rules/{id}",
-            get(alerts_api::get_rule)
-                .put(alerts_api::update_rule)
-                .delete(alerts_api::delete_rule),
+            get(api::alerts::get_rule)
+                .put(api::alerts::update_rule)
+                .delete(api::alerts::delete_rule),
         )
-        .route("/alert-rules/{id}/test", post(alerts_api::test_rule))
+        .route("/alert-rules/{id}/test", post(api::alerts::test_rule))
         .route(
             "/channels",
-            get(alerts_api::list_channels).post(alerts_api::create_channel),
+            get(api::alerts::list_channels).post(api::alerts::create_channel),
         )
         .route(
             "/channels/{id}",
-            get(alerts_api::get_channel)
-                .put(alerts_api::update_channel)
-                .delete(alerts_api::delete_channel),
+            get(api::alerts::get_channel)
+                .put(api::alerts::update_channel)
+                .delete(api::alerts::delete_channel),
         )
-        .route("/channels/{id}/test", post(alerts_api::test_channel))
+        .route("/channels/{id}/test", post(api::alerts::test_channel))
         .route(
             "/silences",
-            get(alerts_api::list_silences).post(alerts_api::create_silence),
+            get(api::alerts::list_silences).post(api::alerts::create_silence),
         )
-        .route("/silences/{id}", delete(alerts_api::expire_silence))
-        .route("/mute-windows", post(alerts_api::create_mute_window))
-        .route("/mute-windows/{id}", delete(alerts_api::delete_mute_window))
+        .route("/silences/{id}", delete(api::alerts::expire_silence))
+        .route("/mute-windows", post(api::alerts::create_mute_window))
+        .route(
+            "/mute-windows/{id}",
+            delete(api::alerts::delete_mute_window),
+        )
         .fallback(api::not_found);
 
     let timeout = Duration::from_secs(app.config.server.request_timeout_secs);
     let body_limit = app.config.ingest.max_body_bytes as usize;
 
     Router::new()
-        .route("/", get(pages::home))
+        .route("/", get(pages::session::home))
         .route("/healthz", get(healthz))
-        .route("/hooks/{token}", post(api::inbound_hook))
-        .route("/hooks/stripe/{id}", post(integrations_api::stripe_webhook))
-        .route("/setup", get(pages::setup_form).post(pages::setup_submit))
-        .route("/login", get(pages::login_form).post(pages::login_submit))
-        .route("/logout", post(pages::logout))
-        .route("/orgs/new", get(pages::new_org_form))
-        .route("/orgs", post(pages::new_org_submit))
-        .route("/admin/jobs", get(pages::jobs_page))
-        .route("/admin/fleet.json", get(read_api::fleet))
+        .route("/hooks/{token}", post(api::metrics::inbound_hook))
+        .route(
+            "/hooks/stripe/{id}",
+            post(api::integrations::stripe_webhook),
+        )
+        .route(
+            "/setup",
+            get(pages::session::setup_form).post(pages::session::setup_submit),
+        )
+        .route(
+            "/login",
+            get(pages::session::login_form).post(pages::session::login_submit),
+        )
+        .route("/logout", post(pages::session::logout))
+        .route("/orgs/new", get(pages::session::new_org_form))
+        .route("/orgs", post(pages::session::new_org_submit))
+        .route("/admin/jobs", get(pages::jobs::jobs_page))
+        .route("/admin/fleet.json", get(api::reads::fleet))
         // Organisation pages: every one resolves the member's org from `{slug}` (OrgMember).
         .route("/o/{slug}", get(redirect_slash))
-        .route("/o/{slug}/", get(pages::overview))
-        .route("/o/{slug}/grid", get(pages::overview_grid))
-        .route("/o/{slug}/health", get(pages::health_panel))
-        .route("/o/{slug}/cards/{key}", get(pages::card))
-        .route("/o/{slug}/metrics/{key}", get(pages::metric_detail))
+        .route("/o/{slug}/", get(pages::overview::overview))
+        .route("/o/{slug}/grid", get(pages::overview::overview_grid))
+        .route("/o/{slug}/health", get(pages::health::health_panel))
+        .route("/o/{slug}/cards/{key}", get(pages::overview::card))
+        .route("/o/{slug}/metrics/{key}", get(pages::metric::metric_detail))
         .route("/o/{slug}/events", get(sse::events))
         .route(
             "/o/{slug}/api-keys",
-            get(pages::api_keys_list).post(pages::api_keys_create),
+            get(pages::keys::api_keys_list).post(pages::keys::api_keys_create),
         )
         .route(
             "/o/{slug}/api-keys/{id}/revoke",
-            post(pages::api_keys_revoke),
+            post(pages::keys::api_keys_revoke),
         )
         .route(
             "/o/{slug}/members",
-            get(pages::members_list).post(pages::members_add),
+            get(pages::members::members_list).post(pages::members::members_add),
         )
         .route(
             "/o/{slug}/members/{user_id}/role",
-            post(pages::members_set_role),
+            post(pages::members::members_set_role),
         )
         .route(
             "/o/{slug}/members/{user_id}/remove",
-            post(pages::members_remove),
+            post(pages::members::members_remove),
         )
-        .route("/o/{slug}/audit", get(pages::audit_log))
-        .route("/o/{slug}/insights", get(insights_pages::insights_page))
+        .route("/o/{slug}/audit", get(pages::audit::audit_log))
+        .route("/o/{slug}/insights", get(pages::insights::insights_page))
         .route(
             "/o/{slug}/integrations",
-            get(integrations_pages::list).post(integrations_pages::create),
+            get(pages::integrations::list).post(pages::integrations::create),
         )
         .route(
             "/o/{slug}/integrations/hubspot/connect",
-            get(integrations_pages::hubspot_connect),
+            get(pages::integrations::hubspot_connect),
         )
-        .route("/oauth/callback", get(integrations_pages::oauth_callback))
+        .route("/oauth/callback", get(pages::integrations::oauth_callback))
         .route(
             "/o/{slug}/integrations/{id}/sync",
-            post(integrations_pages::sync_now),
+            post(pages::integrations::sync_now),
         )
         .route(
             "/o/{slug}/integrations/{id}/delete",
-            post(integrations_pages::delete),
+            post(pages::integrations::delete),
         )
         .route(
             "/o/{slug}/hooks",
-            get(hooks_pages::hooks_list).post(hooks_pages::hooks_create),
+            get(pages::hooks::hooks_list).post(pages::hooks::hooks_create),
         )
         .route(
             "/o/{slug}/hooks/{id}/revoke",
-            post(hooks_pages::hooks_revoke),
+            post(pages::hooks::hooks_revoke),
         )
         .route(
             "/o/{slug}/import",
-            get(import_pages::import_form)
-                .post(import_pages::import_submit)
+            get(pages::import::import_form)
+                .post(pages::import::import_submit)
                 .layer(DefaultBodyLimit::max(
                     app.config.ingest.max_import_bytes as usize,
                 )),
         )
-        .route("/o/{slug}/alerts", get(alerts_pages::alerts_page))
-        .route("/o/{slug}/alerts/list", get(alerts_pages::alerts_fragment))
-        .route("/o/{slug}/alerts/{id}", get(alerts_pages::alert_page))
+        .route("/o/{slug}/alerts", get(pages::alerts::alerts_page))
+        .route("/o/{slug}/alerts/list", get(pages::alerts::alerts_fragment))
+        .route("/o/{slug}/alerts/{id}", get(pages::alerts::alert_page))
         .route(
             "/o/{slug}/alerts/{id}/acknowledge",
-            post(alerts_pages::acknowledge),
+            post(pages::alerts::acknowledge),
         )
-        .route("/o/{slug}/alerts/{id}/resolve", post(alerts_pages::resolve))
+        .route(
+            "/o/{slug}/alerts/{id}/resolve",
+            post(pages::alerts::resolve),
+        )
         .route(
             "/o/{slug}/alert-rules",
-            get(alerts_pages::rules_page).post(alerts_pages::create_rule),
+            get(pages::rules::rules_page).post(pages::rules::create_rule),
         )
         .route(
             "/o/{slug}/alert-rules/new",
-            get(alerts_pages::new_rule_form),
+            get(pages::rules::new_rule_form),
         )
-        .route("/o/{slug}/alert-rules/test", post(alerts_pages::test_rule))
+        .route("/o/{slug}/alert-rules/test", post(pages::rules::test_rule))
         .route(
             "/o/{slug}/alert-rules/{id}",
-            get(alerts_pages::edit_rule_form).post(alerts_pages::update_rule),
+            get(pages::rules::edit_rule_form).post(pages::rules::update_rule),
         )
         .route(
             "/o/{slug}/alert-rules/{id}/delete",
-            post(alerts_pages::delete_rule),
+            post(pages::rules::delete_rule),
         )
         .route(
             "/o/{slug}/channels",
-            get(alerts_pages::channels_list).post(alerts_pages::create_channel),
+            get(pages::channels::channels_list).post(pages::channels::create_channel),
         )
         .route(
             "/o/{slug}/channels/{id}",
-            get(alerts_pages::channel_detail).post(alerts_pages::update_channel),
+            get(pages::channels::channel_detail).post(pages::channels::update_channel),
         )
         .route(
             "/o/{slug}/channels/{id}/delete",
-            post(alerts_pages::delete_channel),
+            post(pages::channels::delete_channel),
         )
         .route(
             "/o/{slug}/channels/{id}/test",
-            post(alerts_pages::test_channel),
+            post(pages::channels::test_channel),
         )
         .route(
             "/o/{slug}/silences",
-            get(alerts_pages::silences_list).post(alerts_pages::create_silence),
+            get(pages::silences::silences_list).post(pages::silences::create_silence),
         )
         .route(
             "/o/{slug}/silences/{id}/expire",
-            post(alerts_pages::expire_silence),
+            post(pages::silences::expire_silence),
         )
         .route(
             "/o/{slug}/mute-windows",
-            post(alerts_pages::create_mute_window),
+            post(pages::silences::create_mute_window),
         )
         .route(
             "/o/{slug}/mute-windows/{id}/delete",
-            post(alerts_pages::delete_mute_window),
+            post(pages::silences::delete_mute_window),
         )
         .route(
             "/o/{slug}/catalog",
-            get(pages::catalog_list).post(pages::catalog_create),
+            get(pages::catalog::catalog_list).post(pages::catalog::catalog_create),
         )
         .route(
             "/o/{slug}/settings",
-            get(pages::settings_form).post(pages::settings_save),
+            get(pages::settings::settings_form).post(pages::settings::settings_save),
         )
         .route(
             "/o/{slug}/settings/recompute-history",
-            post(pages::settings_recompute_history),
+            post(pages::settings::settings_recompute_history),
         )
         .nest("/api/v1", api)
         .route("/assets/{*path}", get(assets::asset))
@@ -274,11 +289,36 @@ pub fn router(app: App) -> Router {
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
                 ),
         )
-        .with_state(app)
+        .with_state(services)
+}
+
+impl FromRef<Services> for App {
+    fn from_ref(services: &Services) -> App {
+        services.app.clone()
+    }
+}
+
+impl FromRef<Services> for Alerting {
+    fn from_ref(services: &Services) -> Alerting {
+        services.alerting.clone()
+    }
+}
+
+impl FromRef<Services> for Insights {
+    fn from_ref(services: &Services) -> Insights {
+        services.insights.clone()
+    }
+}
+
+impl FromRef<Services> for Integrations {
+    fn from_ref(services: &Services) -> Integrations {
+        services.integrations.clone()
+    }
 }
 
 async fn redirect_slash(axum::extract::Path(slug): axum::extract::Path<String>) -> Response {
-    axum::response::Redirect::permanent(&format!("/o/{}/", error::urlencode(&slug))).into_response()
+    axum::response::Redirect::permanent(&format!("/o/{}/", crate::domain::url::urlencode(&slug)))
+        .into_response()
 }
 
 /// CSRF defence in depth for cookie-authenticated forms: a state-changing request from a

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::auth::OrgMember;
 use crate::app::App;
+use crate::web::auth::OrgMember;
 
 pub async fn events(State(app): State<App>, m: OrgMember) -> Response {
     let stream = org_stream(&app, m.org.id);

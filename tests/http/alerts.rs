@@ -75,17 +75,12 @@ impl Receiver {
     }
 
     async fn wait_for(&self, count: usize) -> Vec<Received> {
-        for _ in 0..200 {
+        let what = format!("{count} requests at the receiver");
+        wait_until(&what, || async {
             let seen = self.seen();
-            if seen.len() >= count {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "receiver got {} requests, expected {count}",
-            self.seen().len()
-        );
+            (seen.len() >= count).then_some(seen)
+        })
+        .await
     }
 }
 
@@ -117,14 +112,13 @@ fn now_iso() -> String {
 }
 
 async fn wait_alert_state(server: &TestServer, key: &str, id_or_state: &str) -> Value {
-    for _ in 0..100 {
+    let what = format!("an alert in state {id_or_state}");
+    let limit = Duration::from_secs(5);
+    poll_until(&what, limit, Duration::from_millis(50), || async {
         let (_, body) = get_json(server, key, &format!("/api/v1/alerts?state={id_or_state}")).await;
-        if let Some(a) = body["alerts"].as_array().and_then(|a| a.first()) {
-            return a.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no alert in state {id_or_state}");
+        body["alerts"].as_array().and_then(|a| a.first()).cloned()
+    })
+    .await
 }
 
 fn revenue_rule(channels: &[i64]) -> Value {
@@ -476,12 +470,10 @@ async fn email_reaches_a_real_smtp_server_while_a_hanging_webhook_waits() {
     let s = setup(&server, "Acme", "Europe/Berlin").await;
     let key = api_key(&server, &s, &["read", "write", "admin"]).await;
     // The SMTP server needs a moment to listen.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the SMTP server to listen", || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .await;
     let (st, hook) = post_api(
         &server,
         &key,
@@ -519,18 +511,11 @@ async fn email_reaches_a_real_smtp_server_while_a_hanging_webhook_waits() {
     .await;
     let alert = wait_alert_state(&server, &key, "firing").await;
 
-    let mut messages = Vec::new();
-    for _ in 0..100 {
-        messages = maildir_messages(&maildir);
-        if !messages.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if messages.is_empty() {
-        let (_, mail_state) = get_json(&server, &key, &format!("/api/v1/channels/{mail_id}")).await;
-        panic!("no email delivered; channel: {mail_state}");
-    }
+    let messages = wait_until("an email delivered", || async {
+        let messages = maildir_messages(&maildir);
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
     assert_eq!(messages.len(), 1, "one email delivered");
     // The webhook attempt is still hanging: nothing recorded on its channel yet.
     let (_, hook_state) = get_json(&server, &key, &format!("/api/v1/channels/{hook_id}")).await;
@@ -654,15 +639,11 @@ async fn undelivered_notifications_are_sent_after_a_restart() {
         &json!([{"metric": "revenue", "timestamp": now_iso(), "value": 2000.0}]),
     )
     .await;
-    let mut queued = Value::Null;
-    for _ in 0..100 {
+    let queued = wait_until("a first delivery attempt", || async {
         let (_, ch) = get_json(&server, &key, &format!("/api/v1/channels/{hook_id}")).await;
-        if ch["deliveries"][0]["attempts"].as_i64().unwrap_or(0) >= 1 {
-            queued = ch;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (ch["deliveries"][0]["attempts"].as_i64().unwrap_or(0) >= 1).then_some(ch)
+    })
+    .await;
     assert_eq!(queued["deliveries"][0]["state"], "queued", "{queued}");
     let key_before = queued["deliveries"][0]["idempotency_key"]
         .as_str()

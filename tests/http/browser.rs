@@ -43,11 +43,11 @@ impl Driver {
             .expect("start chromedriver");
         let base = format!("http://127.0.0.1:{port}");
         let http = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (limit, every) = (Duration::from_secs(20), Duration::from_millis(100));
+        poll_until("chromedriver to start", limit, every, || async {
+            http.get(format!("{base}/status")).send().await.ok()
+        })
+        .await;
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -152,14 +152,12 @@ impl Driver {
     /// Polls a script until it returns `want`, for at most `limit`.
     async fn wait_for(&self, js: &str, want: Value, limit: Duration) -> Duration {
         let start = Instant::now();
-        loop {
-            let got = self.script(js).await;
-            if got == want {
-                return start.elapsed();
-            }
-            assert!(start.elapsed() < limit, "{js} stayed {got}, wanted {want}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let what = format!("{js} to give {want}");
+        poll_until(&what, limit, Duration::from_millis(25), || async {
+            (self.script(js).await == want).then_some(())
+        })
+        .await;
+        start.elapsed()
     }
 
     async fn quit(mut self) {

@@ -9,6 +9,42 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use vitals::{App, Config};
 
+/// Asks `probe` every `every` until it answers `Some`, for at most `limit`; then panics naming
+/// `what` it waited for. Background work (scores, alert evaluation, detection, syncs,
+/// deliveries) ends in its own time, so tests wait for what they check instead of sleeping.
+pub async fn poll_until<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// [`poll_until`] with the usual pace: every 50 ms for at most 10 s.
+pub async fn wait_until<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_until(
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        probe,
+    )
+    .await
+}
+
 pub struct TestServer {
     pub base: String,
     pub app: App,
@@ -217,6 +253,15 @@ pub async fn get_json(server: &TestServer, key: &str, path: &str) -> (StatusCode
         .unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The first firing alert, once there is one.
+pub async fn first_firing_alert(server: &TestServer, key: &str) -> Value {
+    wait_until("a firing alert", || async {
+        let (_, alerts) = get_json(server, key, "/api/v1/alerts?state=firing").await;
+        alerts["alerts"].as_array().and_then(|a| a.first()).cloned()
+    })
+    .await
 }
 
 /// Values of the first series of a series response, null buckets as None.

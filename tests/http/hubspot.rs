@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
@@ -27,7 +26,7 @@ struct Fake {
 }
 
 fn s256(verifier: &str) -> String {
-    vitals::integrations::hubspot::challenge_of(verifier)
+    vitals::services::integrations::hubspot::challenge_of(verifier)
 }
 
 async fn token(State(f): State<Fake>, Form(form): Form<HashMap<String, String>>) -> Response {
@@ -211,14 +210,13 @@ async fn oauth_with_pkce_connects_refreshes_and_reports_a_revoked_grant() {
     let (_, list) = get_json(&server, &key, "/api/v1/integrations").await;
     let id = list["integrations"][0]["id"].as_i64().expect("created");
     assert_eq!(list["integrations"][0]["provider"], "hubspot");
-    let mut body = Value::Null;
-    for _ in 0..200 {
-        (_, body) = get_json(&server, &key, &format!("/api/v1/integrations/{id}")).await;
-        if body["runs"][0]["outcome"] == "ok" || body["runs"][0]["outcome"] == "error" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/v1/integrations/{id}");
+    let mut body = wait_until("the first sync to end", || async {
+        let (_, body) = get_json(&server, &key, &path).await;
+        let outcome = &body["runs"][0]["outcome"];
+        (outcome == "ok" || outcome == "error").then_some(body)
+    })
+    .await;
     assert_eq!(body["runs"][0]["outcome"], "ok", "{body}");
     assert_eq!(
         *fake.refresh_calls.lock().unwrap(),
@@ -272,13 +270,12 @@ async fn oauth_with_pkce_connects_refreshes_and_reports_a_revoked_grant() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    for _ in 0..200 {
-        (_, body) = get_json(&server, &key, &format!("/api/v1/integrations/{id}")).await;
-        if body["runs"].as_array().map(Vec::len) == Some(2) && body["syncing"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    body = wait_until("the second sync to end", || async {
+        let (_, body) = get_json(&server, &key, &path).await;
+        (body["runs"].as_array().map(Vec::len) == Some(2) && body["syncing"] == false)
+            .then_some(body)
+    })
+    .await;
     assert_eq!(body["integration"]["status"], "reconnect", "{body}");
     let html = a
         .client
@@ -292,15 +289,7 @@ async fn oauth_with_pkce_connects_refreshes_and_reports_a_revoked_grant() {
     assert!(html.contains("reconnect needed"));
     assert_eq!(leads(day(3)).await, Some(2.0), "data already pulled stays");
     // ... and the integration rule fires.
-    let mut fired = Value::Null;
-    for _ in 0..200 {
-        let (_, alerts) = get_json(&server, &key, "/api/v1/alerts?state=firing").await;
-        if let Some(first) = alerts["alerts"].as_array().and_then(|a| a.first()) {
-            fired = first.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let fired = first_firing_alert(&server, &key).await;
     assert_eq!(fired["rule_id"], rule["id"], "{fired}");
     server.stop().await;
 }

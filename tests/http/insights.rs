@@ -38,19 +38,16 @@ fn revenue_history() -> (Value, String) {
 }
 
 async fn wait_anomalies(server: &TestServer, key: &str, want: usize) -> Value {
-    for _ in 0..200 {
+    wait_until("an anomaly detected after ingest", || async {
         let (status, body) =
             get_json(server, key, "/api/v1/metrics/revenue/anomalies?days=400").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        if body["anomalies"]
+        body["anomalies"]
             .as_array()
             .is_some_and(|a| a.len() >= want)
-        {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no anomaly was detected after ingest");
+            .then_some(body)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,15 +96,7 @@ async fn a_spike_is_found_after_ingest_explained_forecast_and_alerted_on() {
     );
 
     // The anomaly rule fired from it.
-    let mut fired = Value::Null;
-    for _ in 0..200 {
-        let (_, alerts) = get_json(&server, &key, "/api/v1/alerts?state=firing").await;
-        if let Some(first) = alerts["alerts"].as_array().and_then(|a| a.first()) {
-            fired = first.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let fired = first_firing_alert(&server, &key).await;
     assert_eq!(fired["rule_id"], rule["id"], "{fired}");
 
     // Sending the same history again changes nothing: one anomaly, not two.

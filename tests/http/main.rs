@@ -7,6 +7,7 @@ mod hooks;
 mod hubspot;
 mod import;
 mod insights;
+mod layout;
 mod reads;
 mod stripe;
 
@@ -1324,16 +1325,25 @@ async fn fleet_recomputation_matches_per_org_recomputation() {
             .call(move |c| vitals::store::meta::orgs::by_slug(c, slug))
             .await
             .unwrap();
-        single.push(vitals::scoring::recompute(&app, &org).await.unwrap());
+        single.push(
+            vitals::services::scoring::recompute(&app, &org)
+                .await
+                .unwrap(),
+        );
     }
-    assert_eq!(vitals::scoring::recompute_all(&app).await.unwrap(), 2);
+    assert_eq!(
+        vitals::services::scoring::recompute_all(&app)
+            .await
+            .unwrap(),
+        2
+    );
     for (slug, one) in ["alpha", "beta"].into_iter().zip(single) {
         let org = app
             .meta
             .call(move |c| vitals::store::meta::orgs::by_slug(c, slug))
             .await
             .unwrap();
-        let fleet = vitals::scoring::latest(&app, org.id)
+        let fleet = vitals::services::scoring::latest(&app, org.id)
             .await
             .unwrap()
             .unwrap();

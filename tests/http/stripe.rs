@@ -204,18 +204,21 @@ fn charge(id: &str, at: i64, amount: i64, currency: &str, status: &str, refunded
 }
 
 async fn wait_sync(server: &TestServer, key: &str, id: i64, runs: usize) -> Value {
-    for _ in 0..300 {
-        let (_, body) = get_json(server, key, &format!("/api/v1/integrations/{id}")).await;
-        let done = body["runs"]
-            .as_array()
-            .map(|r| r.iter().filter(|x| x["outcome"] != "running").count())
-            .unwrap_or(0);
-        if done >= runs && body["syncing"] == false {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("sync did not finish");
+    let limit = Duration::from_secs(15);
+    poll_until(
+        "the sync to finish",
+        limit,
+        Duration::from_millis(50),
+        || async {
+            let (_, body) = get_json(server, key, &format!("/api/v1/integrations/{id}")).await;
+            let done = body["runs"]
+                .as_array()
+                .map(|r| r.iter().filter(|x| x["outcome"] != "running").count())
+                .unwrap_or(0);
+            (done >= runs && body["syncing"] == false).then_some(body)
+        },
+    )
+    .await
 }
 
 async fn day_value(

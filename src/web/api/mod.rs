@@ -1,0 +1,114 @@
+//! The JSON API under `/api/v1`, one module per feature. Clients authenticate with API keys
+//! ([`crate::web::auth::ApiKeyAuth`]); errors are JSON naming the field ([`crate::web::error::ApiError`]).
+
+pub mod alerts;
+pub mod health;
+pub mod import;
+pub mod insights;
+pub mod integrations;
+pub mod metrics;
+pub mod reads;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::web::auth::ApiKeyAuth;
+use crate::web::error::ApiError;
+
+/// The largest number of buckets one series request may produce.
+pub const MAX_BUCKETS: i64 = 20_000;
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ))
+    }
+}
+
+/// Reads a JSON body, mapping every failure to a clear 4xx.
+pub(crate) fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    require_json(headers)?;
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than ingest.max_body_bytes; split it into smaller batches",
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "the request body could not be read")
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+pub(crate) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k)
+            .ok_or_else(|| ApiError::bad_request(k, "is not valid percent-encoding"))?;
+        let v = percent_decode(v)
+            .ok_or_else(|| ApiError::bad_request(&k, "is not valid percent-encoding"))?;
+        if out.iter().any(|(seen, _): &(String, String)| *seen == k) {
+            return Err(ApiError::bad_request(&k, "is given more than once"));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+/// `GET /api/v1/org`: which org and scopes this key has.
+pub async fn whoami(auth: ApiKeyAuth) -> Json<Value> {
+    Json(json!({
+        "org": { "slug": auth.org.slug, "name": auth.org.name, "time_zone": auth.org.time_zone, "currency": auth.org.currency },
+        "key": { "name": auth.key.name, "prefix": auth.key.prefix, "scopes": auth.key.scopes },
+    }))
+}
+
+/// Fallback for unknown API paths: JSON, not HTML.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint; see the README for the API")
+}

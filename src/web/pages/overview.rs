@@ -1,0 +1,287 @@
+//! The overview: metric cards by category, insight cards, live card fragments.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::json;
+
+use super::health::{HealthView, health_view};
+use super::{Nav, nav, render};
+use crate::app::App;
+use crate::domain::catalog::{self, Category, MetricDef};
+use crate::services::Insights;
+use crate::services::query::{self, Card, Range};
+use crate::store::meta::custom_metrics;
+use crate::web::auth::OrgMember;
+use crate::web::error::PageError;
+
+/// A card as the template draws it.
+pub struct CardView {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub value_text: String,
+    pub previous_text: String,
+    pub change_text: String,
+    /// `good`, `bad` or `flat`.
+    pub change_class: &'static str,
+    pub chart_json: String,
+    pub href: String,
+    pub refresh_url: String,
+    pub range_label: &'static str,
+    pub agg_label: &'static str,
+}
+
+pub(crate) fn agg_label(def: &MetricDef) -> &'static str {
+    match def.aggregation {
+        catalog::Aggregation::Sum => "total",
+        catalog::Aggregation::Avg => "average",
+        catalog::Aggregation::Last => "latest",
+        catalog::Aggregation::Min => "minimum",
+        catalog::Aggregation::Max => "maximum",
+    }
+}
+
+pub(crate) fn card_view(card: &Card, slug: &str, currency: &str, range: Range) -> CardView {
+    let fmt = |v: Option<f64>| {
+        v.map(|v| catalog::format_value(card.def.unit, v, currency))
+            .unwrap_or_else(|| "no data".into())
+    };
+    // Changes that round to 0.0% are shown as flat, neither good nor bad.
+    let change = card.change_pct.filter(|c| (c * 10.0).round() != 0.0);
+    let change_text = match (card.change_pct, change) {
+        (_, Some(c)) if c > 0.0 => format!("▲ {c:.1}%"),
+        (_, Some(c)) => format!("▼ {:.1}%", c.abs()),
+        (Some(_), None) => "±0.0%".into(),
+        (None, _) => "–".into(),
+    };
+    let change_class = match change.map(|_| card.change_is_good()) {
+        Some(Some(true)) => "good",
+        Some(Some(false)) => "bad",
+        _ => "flat",
+    };
+    let chart = json!({
+        "x": card.spark.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+        "series": [{ "label": card.def.name, "values": card.spark.iter().map(|(_, v)| v).collect::<Vec<_>>() }],
+        "unit": card.def.unit,
+        "spark": true,
+    });
+    CardView {
+        key: card.def.key.clone(),
+        name: card.def.name.clone(),
+        description: card.def.description.clone(),
+        value_text: fmt(card.value),
+        previous_text: fmt(card.previous),
+        change_text,
+        change_class,
+        chart_json: chart.to_string(),
+        href: format!(
+            "/o/{slug}/metrics/{}?range={}",
+            card.def.key,
+            range.as_str()
+        ),
+        refresh_url: format!("/o/{slug}/cards/{}?range={}", card.def.key, range.as_str()),
+        range_label: range.label(),
+        agg_label: agg_label(&card.def),
+    }
+}
+
+pub struct CategoryView {
+    pub title: &'static str,
+    pub cards: Vec<CardView>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct RangeParam {
+    #[serde(default)]
+    pub range: Option<String>,
+    #[serde(default)]
+    pub group_by: Option<String>,
+}
+
+pub(crate) fn parse_range(p: &RangeParam) -> Result<Range, PageError> {
+    match p.range.as_deref() {
+        None | Some("") => Ok(Range::Days30),
+        Some(r) => Range::parse(r).ok_or_else(|| {
+            PageError::BadRequest(format!("range must be one of 7d, 30d, 90d, 12m; got {r:?}"))
+        }),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub nav: Nav,
+    pub health: HealthView,
+    pub slug: String,
+    pub range: &'static str,
+    pub range_label: &'static str,
+    pub ranges: Vec<(&'static str, &'static str)>,
+    pub categories: Vec<CategoryView>,
+    pub has_data: bool,
+    pub time_zone: String,
+    /// The few most important anomalies and forecasts (insight cards).
+    pub insights: Vec<InsightCard>,
+}
+
+/// One insight card on the overview.
+pub struct InsightCard {
+    pub title: String,
+    pub text: String,
+    pub href: String,
+    /// `bad`, `good` or `info`.
+    pub tone: &'static str,
+}
+
+/// The overview's insight cards: the three anomalies of the last 14 days that weigh most on the
+/// health score, then the business forecasts.
+async fn insight_cards(
+    insight_service: &Insights,
+    m: &OrgMember,
+) -> Result<Vec<InsightCard>, PageError> {
+    let found = insight_service.highlights(&m.org, 14, 3).await?;
+    let slug = &m.org.slug;
+    let mut cards: Vec<InsightCard> = found
+        .anomalies
+        .into_iter()
+        .map(|a| InsightCard {
+            title: format!("Unusual {}", a.metric_name.to_lowercase()),
+            href: format!("/o/{slug}/metrics/{}?range=90d", a.metric),
+            tone: if a.harmful { "bad" } else { "good" },
+            text: a.text,
+        })
+        .collect();
+    cards.extend(found.outlooks.into_iter().take(3).map(|o| InsightCard {
+        title: o.title,
+        text: o.text,
+        href: format!("/o/{slug}/insights"),
+        tone: "info",
+    }));
+    Ok(cards)
+}
+
+#[derive(Template)]
+#[template(path = "overview.html", block = "grid")]
+pub struct GridFragment {
+    pub slug: String,
+    pub range: &'static str,
+    pub range_label: &'static str,
+    pub ranges: Vec<(&'static str, &'static str)>,
+    pub categories: Vec<CategoryView>,
+    pub has_data: bool,
+}
+
+#[derive(Template)]
+#[template(path = "card.html")]
+pub struct CardFragment {
+    pub card: CardView,
+}
+
+async fn categories(
+    app: &App,
+    m: &OrgMember,
+    range: Range,
+) -> Result<(Vec<CategoryView>, bool), PageError> {
+    let org_id = m.org.id;
+    let catalog = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?;
+    let cards = query::cards(
+        app,
+        &m.org,
+        catalog,
+        range,
+        chrono::Utc::now().timestamp_micros(),
+    )
+    .await?;
+    let has_data = cards
+        .iter()
+        .any(|c| c.value.is_some() || c.previous.is_some());
+    let views = Category::ALL
+        .into_iter()
+        .map(|cat| CategoryView {
+            title: cat.title(),
+            cards: cards
+                .iter()
+                .filter(|c| c.def.category == cat)
+                .map(|c| card_view(c, &m.org.slug, &m.org.currency, range))
+                .collect(),
+        })
+        .filter(|c| !c.cards.is_empty())
+        .collect();
+    Ok((views, has_data))
+}
+
+pub async fn overview(
+    State(app): State<App>,
+    State(insight_service): State<Insights>,
+    m: OrgMember,
+    Query(p): Query<RangeParam>,
+) -> Result<Response, PageError> {
+    let range = parse_range(&p)?;
+    let (categories, has_data) = categories(&app, &m, range).await?;
+    render(&OverviewPage {
+        health: health_view(&app, &m).await?,
+        nav: nav(&app, &m, "overview").await?,
+        slug: m.org.slug.clone(),
+        range: range.as_str(),
+        range_label: range.label(),
+        ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
+        categories,
+        has_data,
+        time_zone: m.org.time_zone.clone(),
+        insights: insight_cards(&insight_service, &m).await?,
+    })
+}
+
+pub async fn overview_grid(
+    State(app): State<App>,
+    m: OrgMember,
+    Query(p): Query<RangeParam>,
+) -> Result<Response, PageError> {
+    let range = parse_range(&p)?;
+    let (categories, has_data) = categories(&app, &m, range).await?;
+    render(&GridFragment {
+        slug: m.org.slug.clone(),
+        range: range.as_str(),
+        range_label: range.label(),
+        ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
+        categories,
+        has_data,
+    })
+}
+
+pub(crate) async fn find_metric(app: &App, org_id: i64, key: &str) -> Result<MetricDef, PageError> {
+    let key = key.to_string();
+    let catalog = app
+        .meta
+        .call(move |c| custom_metrics::catalog(c, org_id))
+        .await?;
+    catalog
+        .into_iter()
+        .find(|d| d.key == key)
+        .ok_or(PageError::NotFound)
+}
+
+pub async fn card(
+    State(app): State<App>,
+    m: OrgMember,
+    Path((_, key)): Path<(String, String)>,
+    Query(p): Query<RangeParam>,
+) -> Result<Response, PageError> {
+    let range = parse_range(&p)?;
+    let def = find_metric(&app, m.org.id, &key).await?;
+    let cards = query::cards(
+        &app,
+        &m.org,
+        vec![def],
+        range,
+        chrono::Utc::now().timestamp_micros(),
+    )
+    .await?;
+    let card = cards.first().ok_or(PageError::NotFound)?;
+    render(&CardFragment {
+        card: card_view(card, &m.org.slug, &m.org.currency, range),
+    })
+}
