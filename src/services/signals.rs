@@ -109,3 +109,110 @@ impl Debouncer {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::app::NewOrg;
+    use crate::config::Config;
+
+    async fn app_with_orgs(dir: &tempfile::TempDir, n: usize) -> (App, Vec<i64>) {
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().display().to_string();
+        config.storage.duckdb_threads = 1;
+        let app = tokio::task::spawn_blocking(move || App::open(config))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let org = NewOrg::validate(&format!("Org {i}"), "", "UTC", "EUR").unwrap();
+            let (created, _) = app
+                .meta
+                .call(move |c| {
+                    crate::app::create_org_with_owner(
+                        c,
+                        &org,
+                        &format!("o{i}@x.io"),
+                        "O",
+                        "h",
+                        false,
+                    )
+                })
+                .await
+                .unwrap();
+            ids.push(created.id);
+        }
+        (app, ids)
+    }
+
+    fn counting(runs: &Arc<AtomicUsize>) -> impl Fn(Org) -> std::future::Ready<()> + Clone + use<> {
+        let runs = runs.clone();
+        move |_org| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(())
+        }
+    }
+
+    /// Ten requests for one org within the delay run the work once, after the delay; a request
+    /// after that run is a new burst and runs it again: 1, then 2. Another org is not held back
+    /// by the first org's pending run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_runs_the_work_once_per_org() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, ids) = app_with_orgs(&dir, 2).await;
+        let (runs, other) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let pending = Debouncer::default();
+        let delay = Duration::from_millis(100);
+        for _ in 0..10 {
+            pending.schedule(&app, ids[0], delay, counting(&runs));
+        }
+        pending.schedule(&app, ids[1], delay, counting(&other));
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "nothing before the delay");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(other.load(Ordering::SeqCst), 1);
+        pending.schedule(&app, ids[0], delay, counting(&runs));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    /// A subscriber that missed signals schedules every org: three orgs, three runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missed_signals_schedule_every_org() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, _) = app_with_orgs(&dir, 3).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        Debouncer::default().schedule_all(&app, Duration::from_millis(10), counting(&runs));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    /// A receiver that falls more than the channel's capacity behind hears `Missed`, then the
+    /// signals still in the channel; shutdown ends the subscriber.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_subscriber_hears_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, _) = app_with_orgs(&dir, 0).await;
+        let (sender, receiver) = broadcast::channel(2);
+        for org_id in 1..=5 {
+            sender.send(Signal::SyncFinished { org_id }).unwrap();
+        }
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        subscribe(&app, receiver, move |h| {
+            log.lock().unwrap().push(match h {
+                Heard::Signal(Signal::SyncFinished { org_id }) => org_id,
+                Heard::Signal(_) => -1,
+                Heard::Missed => 0,
+            })
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Capacity 2 of 5 sent: 1–3 were dropped, 4 and 5 remain.
+        assert_eq!(*heard.lock().unwrap(), vec![0, 4, 5]);
+        app.shutdown.cancel();
+        drop(sender);
+    }
+}
