@@ -203,8 +203,21 @@ fn local_to_utc(tz: Tz, t: NaiveDateTime) -> Result<i64, String> {
     }
 }
 
-/// A timestamp in µs (UTC), reading times without an offset in `tz`.
+/// A timestamp in µs (UTC), reading times without an offset in `tz`, within the instants every
+/// input accepts (1970 to 2200, as the API).
 pub fn parse_timestamp(raw: &str, format: Option<&str>, tz: Tz) -> Result<i64, String> {
+    let micros = parse_any_timestamp(raw, format, tz)?;
+    if crate::domain::timebucket::in_accepted_range(micros) {
+        Ok(micros)
+    } else {
+        Err(format!(
+            "timestamp {:?} lies outside 1970-01-01 to 2200-01-01",
+            raw.trim()
+        ))
+    }
+}
+
+fn parse_any_timestamp(raw: &str, format: Option<&str>, tz: Tz) -> Result<i64, String> {
     let s = raw.trim();
     if let Some(f) = format {
         if let Ok(t) = DateTime::parse_from_str(s, f) {
@@ -576,5 +589,26 @@ mod tests {
             reasons[0].contains("before 2000") && reasons[1].contains("future"),
             "{reasons:?}"
         );
+    }
+
+    /// CSV timestamps follow the API's range: 1970-01-01 to before 2200-01-01 (UTC here), in
+    /// every accepted spelling, Unix seconds included (7258118400 is 2200-01-01T00:00:00Z).
+    #[test]
+    fn timestamps_outside_1970_to_2200_are_refused() {
+        let utc = Tz::UTC;
+        assert_eq!(parse_timestamp("1970-01-01", None, utc), Ok(0));
+        assert_eq!(
+            parse_timestamp("7258118399", None, utc),
+            Ok(7_258_118_399_000_000)
+        );
+        for bad in [
+            "1969-12-31",
+            "7258118400",
+            "9999-12-31T00:00:00Z",
+            "31/12/9999",
+        ] {
+            let err = parse_timestamp(bad, None, utc).unwrap_err();
+            assert!(err.contains("1970-01-01 to 2200-01-01"), "{bad}: {err}");
+        }
     }
 }

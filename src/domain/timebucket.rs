@@ -110,8 +110,11 @@ pub fn truncate(t: NaiveDateTime, bucket: Bucket) -> NaiveDateTime {
     match bucket {
         Bucket::Hour => day.and_hms_opt(t.hour(), 0, 0).unwrap_or(t),
         Bucket::Day => day.and_hms_opt(0, 0, 0).unwrap_or(t),
-        Bucket::Week => (day - Duration::days(i64::from(day.weekday().num_days_from_monday())))
-            .and_hms_opt(0, 0, 0)
+        Bucket::Week => day
+            .checked_sub_signed(Duration::days(i64::from(
+                day.weekday().num_days_from_monday(),
+            )))
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
             .unwrap_or(t),
         Bucket::Month => NaiveDate::from_ymd_opt(day.year(), day.month(), 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -122,9 +125,15 @@ pub fn truncate(t: NaiveDateTime, bucket: Bucket) -> NaiveDateTime {
 /// The start of the next bucket after a bucket start.
 pub fn advance(t: NaiveDateTime, bucket: Bucket) -> NaiveDateTime {
     match bucket {
-        Bucket::Hour => t + Duration::hours(1),
-        Bucket::Day => t + Duration::days(1),
-        Bucket::Week => t + Duration::days(7),
+        Bucket::Hour => t
+            .checked_add_signed(Duration::hours(1))
+            .unwrap_or(NaiveDateTime::MAX),
+        Bucket::Day => t
+            .checked_add_signed(Duration::days(1))
+            .unwrap_or(NaiveDateTime::MAX),
+        Bucket::Week => t
+            .checked_add_signed(Duration::days(7))
+            .unwrap_or(NaiveDateTime::MAX),
         Bucket::Month => {
             let (y, m) = if t.month() == 12 {
                 (t.year() + 1, 1)
@@ -133,7 +142,8 @@ pub fn advance(t: NaiveDateTime, bucket: Bucket) -> NaiveDateTime {
             };
             NaiveDate::from_ymd_opt(y, m, 1)
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .unwrap_or(t + Duration::days(31))
+                .or_else(|| t.checked_add_signed(Duration::days(31)))
+                .unwrap_or(NaiveDateTime::MAX)
         }
     }
 }
@@ -194,14 +204,19 @@ pub fn bucket_starts(tz: Tz, bucket: Bucket, from_micros: i64, to_micros: i64) -
                 utc_micros: utc,
             });
         }
-        local = advance(local, bucket);
+        let next = advance(local, bucket);
+        // At chrono's last instant nothing comes after: stop rather than loop.
+        if next <= local {
+            break;
+        }
+        local = next;
     }
     out
 }
 
 /// How many buckets `[from, to)` spans, counted without building them.
 pub fn estimate_bucket_count(bucket: Bucket, from_micros: i64, to_micros: i64) -> i64 {
-    let span = (to_micros - from_micros).max(0);
+    let span = to_micros.saturating_sub(from_micros).max(0);
     let size = match bucket {
         Bucket::Hour => HOUR_MICROS,
         Bucket::Day => 24 * HOUR_MICROS,
@@ -211,14 +226,35 @@ pub fn estimate_bucket_count(bucket: Bucket, from_micros: i64, to_micros: i64) -
     span / size + 2
 }
 
+/// The first instant Vitals accepts anywhere a request gives one (reads, CSV, imports):
+/// 1970-01-01T00:00:00Z. Bounding every instant keeps bucket arithmetic far from chrono's limits
+/// (±262,000 years), where it would overflow or panic.
+pub const EARLIEST_MICROS: i64 = 0;
+/// The end of the accepted instants: 2200-01-01T00:00:00Z (exclusive).
+pub const LATEST_MICROS: i64 = 7_258_118_400 * 1_000_000;
+/// What a time parameter must be, for error messages.
+pub const TIME_PARAM_RULE: &str =
+    "must be RFC 3339 or YYYY-MM-DD, from 1970-01-01 to before 2200-01-01";
+
+/// Whether an instant lies in the accepted range.
+pub fn in_accepted_range(micros: i64) -> bool {
+    (EARLIEST_MICROS..LATEST_MICROS).contains(&micros)
+}
+
 /// Parses a time parameter: RFC 3339 (`2026-03-01T00:00:00Z`) or a date (`2026-03-01`, local
-/// midnight in `tz`).
+/// midnight in `tz`), within the accepted range (else `None`).
 pub fn parse_time(s: &str, tz: Tz) -> Option<i64> {
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some(dt.timestamp_micros());
-    }
-    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    Some(local_to_utc_micros(tz, date.and_hms_opt(0, 0, 0)?))
+    let micros = if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        dt.timestamp_micros()
+    } else {
+        let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+        // Outside the range, local-time arithmetic could reach chrono's limits: check first.
+        if !(1969..=2200).contains(&date.year()) {
+            return None;
+        }
+        local_to_utc_micros(tz, date.and_hms_opt(0, 0, 0)?)
+    };
+    in_accepted_range(micros).then_some(micros)
 }
 
 /// Local midnight at the start of the day holding `micros`.
@@ -365,5 +401,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The accepted range is 1970-01-01 to before 2200-01-01, for instants and local dates;
+    /// chrono's extremes, which it can parse, are refused rather than overflowing later.
+    #[test]
+    fn time_params_outside_1970_to_2200_are_refused() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(parse_time("1970-01-01T00:00:00Z", Tz::UTC), Some(0));
+        assert_eq!(
+            parse_time("2199-12-31T23:59:59Z", Tz::UTC),
+            Some(LATEST_MICROS - 1_000_000)
+        );
+        assert_eq!(parse_time("2200-01-01T00:00:00Z", Tz::UTC), None);
+        assert_eq!(parse_time("1969-12-31T23:59:59Z", Tz::UTC), None);
+        // Berlin's midnight of 1970-01-01 is 23:00 UTC the day before: outside.
+        assert_eq!(parse_time("1970-01-01", tz), None);
+        assert_eq!(parse_time("1970-01-02", tz), Some(23 * 3_600_000_000));
+        for extreme in ["-262143-01-02", "+262142-11-15", "262142-11-15"] {
+            assert_eq!(parse_time(extreme, tz), None, "{extreme}");
+        }
+    }
+
+    /// Bucket arithmetic at chrono's own limits neither panics nor loops: truncating the first
+    /// representable week keeps the day, advancing past the last month stops at MAX, and the
+    /// estimate of a span from MIN to MAX saturates instead of wrapping below the cap.
+    #[test]
+    fn bucket_arithmetic_at_chronos_limits_neither_panics_nor_loops() {
+        let first = NaiveDateTime::MIN;
+        assert!(truncate(first, Bucket::Week) <= first + Duration::days(7));
+        let last = NaiveDateTime::MAX;
+        for b in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
+            assert_eq!(advance(last, b), NaiveDateTime::MAX);
+        }
+        assert!(estimate_bucket_count(Bucket::Month, i64::MIN, i64::MAX) > 20_000);
+        assert_eq!(estimate_bucket_count(Bucket::Day, 10, 0), 2);
     }
 }

@@ -58,6 +58,21 @@ fn rfc3339_local(tz: Tz, utc_micros: i64) -> String {
     local_rfc3339(tz, utc_micros).unwrap_or_default()
 }
 
+/// Every bucket of `[from, to)` for a range the request chose, built on the blocking pool: up to
+/// 20,000 buckets (the API's cap), each a time-zone lookup, is work that grows with the request.
+async fn buckets_off_runtime(
+    tz: Tz,
+    bucket: Bucket,
+    from_micros: i64,
+    to_micros: i64,
+) -> Result<Vec<timebucket::BucketStart>, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        timebucket::bucket_starts(tz, bucket, from_micros, to_micros)
+    })
+    .await
+    .map_err(StoreError::internal)
+}
+
 /// Bucketed values of one metric in the org's time zone, every bucket present (empty ones null).
 pub async fn series(
     app: &App,
@@ -65,7 +80,7 @@ pub async fn series(
     req: SeriesRequest,
 ) -> Result<Vec<SeriesGroup>, StoreError> {
     let tz = org_tz(org);
-    let buckets = timebucket::bucket_starts(tz, req.bucket, req.from_micros, req.to_micros);
+    let buckets = buckets_off_runtime(tz, req.bucket, req.from_micros, req.to_micros).await?;
     let query = AggregateQuery {
         org_id: org.id,
         metric: Some(req.metric.clone()),
@@ -161,7 +176,7 @@ pub async fn overview(
         .metrics
         .read(move |c| Ok((metrics::aggregate(c, &query)?, metrics::latest(c, org_id)?)))
         .await?;
-    let buckets = timebucket::bucket_starts(tz, bucket, from_micros, to_micros);
+    let buckets = buckets_off_runtime(tz, bucket, from_micros, to_micros).await?;
     let mut by_metric: HashMap<&str, HashMap<i64, &AggRow>> = HashMap::new();
     for r in &rows {
         by_metric

@@ -3,6 +3,7 @@
 mod alerts;
 mod browser;
 mod common;
+mod hardening;
 mod hooks;
 mod hubspot;
 mod import;

@@ -79,15 +79,16 @@ pub async fn health_history(
     for (name, value) in parse_query(raw.as_deref().unwrap_or(""))? {
         match name.as_str() {
             "from" => {
-                from = Some(timebucket::parse_time(&value, tz).ok_or_else(|| {
-                    ApiError::bad_request("from", "must be RFC 3339 or YYYY-MM-DD")
-                })?)
+                from =
+                    Some(timebucket::parse_time(&value, tz).ok_or_else(|| {
+                        ApiError::bad_request("from", timebucket::TIME_PARAM_RULE)
+                    })?)
             }
             "to" => {
-                to =
-                    Some(timebucket::parse_time(&value, tz).ok_or_else(|| {
-                        ApiError::bad_request("to", "must be RFC 3339 or YYYY-MM-DD")
-                    })?)
+                to = Some(
+                    timebucket::parse_time(&value, tz)
+                        .ok_or_else(|| ApiError::bad_request("to", timebucket::TIME_PARAM_RULE))?,
+                )
             }
             "bucket" if value == "raw" => bucket = None,
             "bucket" => {

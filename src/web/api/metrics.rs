@@ -16,8 +16,8 @@ use crate::domain::roles::Scope;
 use crate::services::query::{self, SeriesRequest};
 use crate::store::meta::{audit, custom_metrics};
 use crate::store::metrics;
-use crate::web::api::json_body;
 use crate::web::api::reads::{self, ReadParams};
+use crate::web::api::{json_body, json_bytes, parse_json};
 use crate::web::auth::ApiKeyAuth;
 use crate::web::error::ApiError;
 
@@ -30,15 +30,18 @@ pub async fn ingest(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Write)?;
-    let body = json_body(&headers, body)?;
-    ingest_value(&app, auth.org.id, body).await
+    let body = json_bytes(&headers, body)?;
+    ingest_body(&app, auth.org.id, body).await
 }
 
-/// Validates and stores a metric batch for `org_id` (the API and the inbound webhooks).
-pub(crate) async fn ingest_value(
+/// Parses, validates and stores a metric batch for `org_id` (the API and the inbound webhooks).
+/// Parsing and validating up to `ingest.max_body_bytes` of JSON and
+/// `ingest.max_points_per_request` points is CPU work that grows with the request: it runs on
+/// the blocking pool, so a few maximal batches never hold up the async runtime.
+pub(crate) async fn ingest_body(
     app: &App,
     org_id: i64,
-    body: Value,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let app = app.clone();
     let known: HashSet<String> = app
@@ -53,44 +56,57 @@ pub(crate) async fn ingest_value(
         max_future_micros: app.config.ingest.max_future_secs as i64 * 1_000_000,
         max_points: app.config.ingest.max_points_per_request as usize,
     };
-    let points =
-        ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(|e| match e {
-            BatchError::Shape(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", m),
-            BatchError::Empty => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "empty_batch",
-                "the batch holds no points",
-            )
-            .field("points"),
-            BatchError::TooMany { count, max } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!("the batch holds {count} points; at most {max} are accepted per request"),
-            )
-            .field("points"),
-            BatchError::Items(items) => {
-                let first = &items[0];
-                let message = format!(
-                    "{} of the points are invalid; nothing was stored. First: points[{}].{}: {}",
-                    items.len(),
-                    first.index,
-                    first.field,
-                    first.reason
-                );
-                let field = if first.field.is_empty() {
-                    format!("points[{}]", first.index)
-                } else {
-                    format!("points[{}].{}", first.index, first.field)
-                };
-                let mut err =
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_points", message)
-                        .field(field);
-                err.details = items;
-                err
-            }
-        })?;
+    let points = tokio::task::spawn_blocking(move || {
+        let body = parse_json(&body)?;
+        ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(batch_error)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "ingest parsing task failed");
+        ApiError::from(crate::store::StoreError::internal(e))
+    })??;
     let (stored, touched) = app.store_points(org_id, points).await?;
     Ok(Json(json!({ "accepted": stored, "metrics": touched })))
+}
+
+/// A refused batch as the API answers it: the first bad point named in `field`, all in
+/// `details`.
+fn batch_error(e: BatchError) -> ApiError {
+    match e {
+        BatchError::Shape(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", m),
+        BatchError::Empty => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_batch",
+            "the batch holds no points",
+        )
+        .field("points"),
+        BatchError::TooMany { count, max } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("the batch holds {count} points; at most {max} are accepted per request"),
+        )
+        .field("points"),
+        BatchError::Items(items) => {
+            let first = &items[0];
+            let message = format!(
+                "{} of the points are invalid; nothing was stored. First: points[{}].{}: {}",
+                items.len(),
+                first.index,
+                first.field,
+                first.reason
+            );
+            let field = if first.field.is_empty() {
+                format!("points[{}]", first.index)
+            } else {
+                format!("points[{}].{}", first.index, first.field)
+            };
+            let mut err =
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_points", message)
+                    .field(field);
+            err.details = items;
+            err
+        }
+    }
 }
 
 fn metric_json(def: &MetricDef, latest: Option<&metrics::Latest>) -> Value {
@@ -291,6 +307,6 @@ pub async fn inbound_hook(
             ),
             other => ApiError::from(other),
         })?;
-    let body = json_body(&headers, body)?;
-    ingest_value(&app, hook.org_id, body).await
+    let body = json_bytes(&headers, body)?;
+    ingest_body(&app, hook.org_id, body).await
 }

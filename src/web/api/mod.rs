@@ -46,8 +46,17 @@ pub(crate) fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, ApiError> {
+    parse_json(&json_bytes(headers, body)?)
+}
+
+/// The bytes of a JSON body (its content type checked, size errors named), not yet parsed: a
+/// large body is parsed off the async runtime by the caller.
+pub(crate) fn json_bytes(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     require_json(headers)?;
-    let bytes = body.map_err(|rejection| {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -57,8 +66,12 @@ pub(crate) fn json_body(
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "the request body could not be read")
         }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    })
+}
+
+/// Parses JSON bytes, naming what is wrong.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",

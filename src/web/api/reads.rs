@@ -81,9 +81,8 @@ pub fn parse_read_params(
         }
         match family {
             "from" | "to" => {
-                let t = timebucket::parse_time(&value, tz).ok_or_else(|| {
-                    ApiError::bad_request(&name, "must be RFC 3339 or YYYY-MM-DD")
-                })?;
+                let t = timebucket::parse_time(&value, tz)
+                    .ok_or_else(|| ApiError::bad_request(&name, timebucket::TIME_PARAM_RULE))?;
                 if family == "from" {
                     from = Some(t);
                 } else {

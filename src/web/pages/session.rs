@@ -46,13 +46,9 @@ async fn start_session(app: &App, user_id: i64, to: &str) -> Result<Response, Pa
     Ok(response)
 }
 
-/// Only same-site paths may be a login's destination.
+/// Only a clean same-site path may be a login's destination; anything else goes home.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/"
-    }
+    crate::domain::url::same_site_path(next).unwrap_or("/")
 }
 // Setup, login, logout, home.
 

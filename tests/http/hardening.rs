@@ -1,0 +1,101 @@
+//! Requests built to stall, crash or trick the server (#13): each gets a clear 4xx naming the
+//! field and leaves the server answering.
+
+use reqwest::StatusCode;
+
+use crate::common::*;
+
+/// Chrono parses years from −262,143 to +262,142. Across that range the bucket estimate used to
+/// overflow past the 20,000-bucket cap and building the buckets ran for minutes on the runtime.
+/// Now every time parameter outside 1970-01-01 .. 2200-01-01 is refused by name, on every read
+/// endpoint that takes one, and the largest accepted span is refused by the bucket cap:
+/// 1970–2200 in hours is about 2.0 M buckets (230 y × 8,766 h), far above 20,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_ranges_beyond_1970_to_2200_are_refused_by_name() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Acme", "Europe/Berlin").await;
+    let key = api_key(&server, &a, &["read"]).await;
+    let extremes = "from=-262143-01-02&to=%2B262142-11-15";
+    for path in [
+        format!("/api/v1/metrics/revenue/series?bucket=month&{extremes}"),
+        format!("/api/v1/metrics/revenue/points?{extremes}"),
+        format!("/api/v1/overview?bucket=month&{extremes}"),
+        format!("/api/v1/health/score/history?bucket=month&{extremes}"),
+    ] {
+        let (status, body) = get_json(&server, &key, &path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["field"], "from", "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("1970-01-01")),
+            "{body}"
+        );
+    }
+    // `to` alone past the end, and the last accepted instant's neighbour.
+    let (status, body) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?bucket=day&from=2026-01-01&to=2200-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "to", "{body}");
+    // The widest accepted span in hours: refused by the cap, naming the bucket.
+    let (status, body) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?bucket=hour&from=1970-01-02&to=2199-12-31",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "bucket", "{body}");
+    // In months the same span is 2,760 buckets: answered, every bucket present and empty.
+    let (status, body) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?bucket=month&from=1970-01-02&to=2199-12-31",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["series"][0]["points"].as_array().map(Vec::len),
+        Some(2_760)
+    );
+    let (status, _) = get_json(&server, &key, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+/// A login's `next` that a browser would turn into another site (`/\t/evil.example` loses its
+/// tab and becomes `//evil.example`; `\` reads as `/`) or that breaks the header (CR LF) sends
+/// the user home instead; a clean same-site path is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_next_stays_on_the_site() {
+    let server = TestServer::start().await;
+    setup(&server, "Acme", "UTC").await;
+    let cases = [
+        ("/\t/evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("\\/evil.example", "/"),
+        ("/x\r\nSet-Cookie: stolen=1", "/"),
+        ("https://evil.example/", "/"),
+        ("/o/acme/alerts?state=firing", "/o/acme/alerts?state=firing"),
+    ];
+    for (next, expected) in cases {
+        let r = no_redirects()
+            .post(server.url("/login"))
+            .form(&[
+                ("email", OWNER_EMAIL),
+                ("password", PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(r.headers()["location"], expected, "{next:?}");
+        assert!(r.headers().get("set-cookie").is_some(), "{next:?} signs in");
+    }
+    server.stop().await;
+}
