@@ -397,6 +397,9 @@ impl Silence {
 /// Parses label matchers written as `key=value, key=value` (an empty text matches everything).
 pub fn parse_matchers(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
+    if text.len() > MAX_MATCHER_TEXT {
+        return Err(format!("is longer than {MAX_MATCHER_TEXT} characters"));
+    }
     for part in text
         .split([',', '\n'])
         .map(str::trim)
@@ -410,9 +413,17 @@ pub fn parse_matchers(text: &str) -> Result<Vec<(String, String)>, String> {
             return Err(format!("{part:?} needs both a key and a value"));
         }
         out.push((k.to_string(), v.to_string()));
+        if out.len() > MAX_MATCHERS {
+            return Err(format!("names more than {MAX_MATCHERS} labels"));
+        }
     }
     Ok(out)
 }
+
+/// Labels one silence or mute window may match on, and the length of their text: every alert
+/// is compared with every matcher of every active silence, so both are bounded.
+pub const MAX_MATCHERS: usize = 20;
+pub const MAX_MATCHER_TEXT: usize = 2_000;
 
 /// Parses days as `mon,tue,…`, `weekdays`, `weekend` or `every day`.
 pub fn parse_days(text: &str) -> Result<Vec<Weekday>, String> {

@@ -99,3 +99,118 @@ async fn login_next_stays_on_the_site() {
     }
     server.stop().await;
 }
+
+/// Lists a request controls are bounded, each refusal naming what it bounds:
+/// - 9 `dim.*` filters (a point has at most 8 dimensions): 400 naming the ninth, while 8 pass;
+/// - a silence on 21 labels (at most 20): 422 naming `matchers`;
+/// - an integration schedule every 10 s or every minute (at most every 5 minutes): 400 naming
+///   `schedule`, checked before the integration is even looked up;
+/// - the 501st custom metric of an org (at most 500): 409, while another org may still add one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_controlled_lists_are_bounded_by_name() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key = api_key(&server, &a, &["read", "write", "admin"]).await;
+    let key_b = api_key(&server, &b, &["read", "write", "admin"]).await;
+    let filters = |n: usize| {
+        (0..n)
+            .map(|i| format!("dim.k{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let (status, body) = get_json(
+        &server,
+        &key,
+        &format!("/api/v1/metrics/revenue/points?{}", filters(8)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = get_json(
+        &server,
+        &key,
+        &format!("/api/v1/metrics/revenue/points?{}", filters(9)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "dim.k8", "{body}");
+
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, key: &str, body: serde_json::Value| {
+        client
+            .request(method, server.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let labels: serde_json::Map<String, serde_json::Value> =
+        (0..21).map(|i| (format!("l{i}"), "x".into())).collect();
+    let r = send(
+        reqwest::Method::POST,
+        "/api/v1/silences",
+        &key,
+        serde_json::json!({"matchers": labels, "duration": "1h"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "matchers", "{body}");
+
+    for schedule in ["*/10 * * * * *", "0 * * * * *"] {
+        let r = send(
+            reqwest::Method::PUT,
+            "/api/v1/integrations/1",
+            &key,
+            serde_json::json!({"schedule": schedule}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{schedule}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "schedule", "{body}");
+    }
+
+    let metric = |i: usize| serde_json::json!({"key": format!("m{i}"), "name": format!("M {i}"), "category": "growth"});
+    for i in 0..500 {
+        let r = send(
+            reqwest::Method::POST,
+            "/api/v1/custom-metrics",
+            &key,
+            metric(i),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "metric {i}");
+    }
+    let r = send(
+        reqwest::Method::POST,
+        "/api/v1/custom-metrics",
+        &key,
+        metric(500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("500 custom metrics")),
+        "{body}"
+    );
+    let r = send(
+        reqwest::Method::POST,
+        "/api/v1/custom-metrics",
+        &key_b,
+        metric(500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "another org is not affected"
+    );
+    server.stop().await;
+}

@@ -6,11 +6,25 @@ use super::unique_conflict;
 use crate::domain::catalog::{self, Aggregation, Category, MetricDef, Unit};
 use crate::store::{StoreError, now_secs};
 
+/// Custom metrics one org may define: each is read by every overview, score and detection run.
+pub const MAX_PER_ORG: i64 = 500;
+
 pub fn create(conn: &Connection, org_id: i64, def: &MetricDef) -> Result<(), StoreError> {
     if catalog::is_builtin(&def.key) {
         return Err(StoreError::Conflict(format!(
             "`{}` is a built-in metric",
             def.key
+        )));
+    }
+    let defined: i64 = conn.query_row(
+        "SELECT count(*) FROM custom_metrics WHERE org_id = ?1",
+        [org_id],
+        |r| r.get(0),
+    )?;
+    if defined >= MAX_PER_ORG {
+        return Err(StoreError::Conflict(format!(
+            "the organisation already has {MAX_PER_ORG} custom metrics, the most allowed; \
+             remove unused ones first"
         )));
     }
     conn.execute(

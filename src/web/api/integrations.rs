@@ -317,7 +317,7 @@ pub async fn update(
             "is required (a cron expression, or empty)",
         ));
     };
-    crate::domain::schedule::parse_schedule(&schedule)
+    crate::domain::schedule::parse_sync_schedule(&schedule)
         .map_err(|m| ApiError::bad_request("schedule", m))?;
     let org_id = auth.org.id;
     find(&app, org_id, id).await?;

@@ -120,6 +120,18 @@ pub fn parse_read_params(
             _ => {
                 let key = &name["dim.".len()..];
                 ingest::validate_dimension_key(key).map_err(|m| ApiError::bad_request(&name, m))?;
+                // A point has at most this many dimensions, so more filters can match nothing;
+                // each one is a SQL predicate, so they are bounded.
+                if params.filters.len() == ingest::MAX_DIMENSIONS {
+                    return Err(ApiError::bad_request(
+                        &name,
+                        format!(
+                            "at most {} dim.* filters per request (a point has at most {} dimensions)",
+                            ingest::MAX_DIMENSIONS,
+                            ingest::MAX_DIMENSIONS
+                        ),
+                    ));
+                }
                 params.filters.push((key.to_string(), value));
             }
         }
