@@ -127,6 +127,10 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Seconds before a request is answered with 408.
     pub request_timeout_secs: u64,
+    /// Live-update streams (SSE) one login session may hold open at once (one per open page).
+    pub max_streams_per_session: u64,
+    /// Live-update streams all members of one organisation may hold open at once.
+    pub max_streams_per_org: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +183,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: String::new(),
             request_timeout_secs: 30,
+            max_streams_per_session: 8,
+            max_streams_per_org: 200,
         }
     }
 }
@@ -494,6 +500,20 @@ impl Config {
         if self.server.request_timeout_secs == 0 {
             return bad("server.request_timeout_secs", "must be at least 1".into());
         }
+        for (key, value) in [
+            (
+                "server.max_streams_per_session",
+                self.server.max_streams_per_session,
+            ),
+            (
+                "server.max_streams_per_org",
+                self.server.max_streams_per_org,
+            ),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return bad(key, "must be between 1 and 100000".into());
+            }
+        }
         if !(1..=256).contains(&self.storage.duckdb_threads) {
             return bad("storage.duckdb_threads", "must be between 1 and 256".into());
         }
@@ -742,6 +762,19 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
+        for (text, key) in [
+            (
+                "[server]\nmax_streams_per_session = 0\n",
+                "server.max_streams_per_session",
+            ),
+            (
+                "[server]\nmax_streams_per_org = 1000000\n",
+                "server.max_streams_per_org",
+            ),
+        ] {
+            let err = resolve(Some(("c.toml", text)), env(&[]), &Overrides::default()).unwrap_err();
+            assert_eq!(err.key, key);
+        }
         let err = resolve(
             Some(("c.toml", "[server]\nlisten = 8080\n")),
             env(&[]),

@@ -263,6 +263,7 @@ pub fn router(services: Services) -> Router {
         )
         .nest("/api/v1", api)
         .route("/assets/{*path}", get(assets::asset))
+        .layer(axum::Extension(sse::StreamSlots::default()))
         .layer(middleware::from_fn(same_origin_forms))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(

@@ -4,7 +4,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Extension;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -13,8 +18,85 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::app::App;
 use crate::web::auth::OrgMember;
 
-pub async fn events(State(app): State<App>, m: OrgMember) -> Response {
-    let stream = org_stream(&app, m.org.id);
+/// Open streams per login session and per org. Each stream holds a slot until it ends (the page
+/// closes or the server stops), so neither one session nor one org can hold unbounded
+/// connections and broadcast receivers.
+#[derive(Clone, Default)]
+pub struct StreamSlots {
+    open: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// A held slot; dropping it frees it.
+pub struct StreamSlot {
+    open: Arc<Mutex<HashMap<String, u64>>>,
+    keys: [String; 2],
+}
+
+impl StreamSlots {
+    /// Takes a slot for the session and the org, or names the setting that is exhausted.
+    fn take(&self, session: &str, org_id: i64, app: &App) -> Result<StreamSlot, &'static str> {
+        let keys = [format!("session:{session}"), format!("org:{org_id}")];
+        let limits = [
+            (
+                app.config.server.max_streams_per_session,
+                "server.max_streams_per_session",
+            ),
+            (
+                app.config.server.max_streams_per_org,
+                "server.max_streams_per_org",
+            ),
+        ];
+        let mut open = self.open.lock().map_err(|_| "server.max_streams_per_org")?;
+        for (key, (limit, setting)) in keys.iter().zip(limits) {
+            if open.get(key).copied().unwrap_or(0) >= limit {
+                return Err(setting);
+            }
+        }
+        for key in &keys {
+            *open.entry(key.clone()).or_default() += 1;
+        }
+        Ok(StreamSlot {
+            open: self.open.clone(),
+            keys,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock() {
+            for key in &self.keys {
+                if let Some(n) = open.get_mut(key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        open.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn events(
+    State(app): State<App>,
+    Extension(slots): Extension<StreamSlots>,
+    m: OrgMember,
+) -> Response {
+    // The CSRF token is per session: it keys the session's slots without keeping its secret.
+    let slot = match slots.take(&crate::security::sha256_hex(&m.csrf), m.org.id, &app) {
+        Ok(slot) => slot,
+        Err(setting) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many live-update connections are open ({setting}); close some pages."),
+            )
+                .into_response();
+        }
+    };
+    let stream = org_stream(&app, m.org.id).map(move |event| {
+        let _held = &slot;
+        event
+    });
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

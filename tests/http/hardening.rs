@@ -214,3 +214,56 @@ async fn request_controlled_lists_are_bounded_by_name() {
     );
     server.stop().await;
 }
+
+/// Live-update streams are bounded per session and per org (here 2 and 3): a session's third
+/// stream gets 429 naming `server.max_streams_per_session`; a second session of the org gets one
+/// more (3 in the org), then 429 naming `server.max_streams_per_org`; closing a stream frees
+/// its slot for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_bounded_per_session_and_per_org() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.server.max_streams_per_session = 2;
+        c.server.max_streams_per_org = 3;
+    })
+    .await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let url = server.url(&format!("/o/{}/events", a.slug));
+    let open = |client: &reqwest::Client| client.get(&url).send();
+    let first = open(&a.client).await.unwrap();
+    let second = open(&a.client).await.unwrap();
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let refused = open(&a.client).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("server.max_streams_per_session")
+    );
+
+    let other = login(&server, OWNER_EMAIL, PASSWORD).await;
+    let third = open(&other).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+    let refused = open(&other).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("server.max_streams_per_org")
+    );
+
+    drop(first);
+    let reopened = wait_until("a closed stream's slot to be freed", || async {
+        let r = open(&other).await.unwrap();
+        (r.status() == StatusCode::OK).then_some(r)
+    })
+    .await;
+    drop((second, third, reopened));
+    server.stop().await;
+}
