@@ -68,6 +68,9 @@ pub struct App {
     pub metrics: MetricStore,
     pub events: broadcast::Sender<OrgEvent>,
     pub throttle: Arc<Mutex<LoginThrottle>>,
+    /// Password hashes (argon2: about 19 MiB and tens of milliseconds each) running at once are
+    /// bounded, so a flood of logins cannot exhaust memory or the blocking pool.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server should stop; open event streams end on it.
     pub shutdown: CancellationToken,
     /// What writers and services announce to the services (see [`Signal`]).
@@ -127,6 +130,7 @@ impl App {
             metrics,
             events,
             throttle: Arc::new(Mutex::new(throttle)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             shutdown: CancellationToken::new(),
             signals,
             bound_url: Arc::new(std::sync::OnceLock::new()),
@@ -165,6 +169,22 @@ impl App {
         Ok((stored, touched))
     }
 
+    /// Runs password hashing or verification on the blocking pool, at most
+    /// [`MAX_CONCURRENT_PASSWORD_CHECKS`] at once (the others wait their turn).
+    pub async fn password_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(StoreError::internal)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(StoreError::internal)
+    }
+
     /// Tells the services; nobody listening is fine.
     pub fn announce(&self, signal: Signal) {
         let _ = self.signals.send(signal);
@@ -191,6 +211,9 @@ impl App {
         self.metrics.shutdown();
     }
 }
+
+/// Password hashes computed at once: two per core of this appliance's usual machine.
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
 
 /// Validated input for a new organisation.
 #[derive(Debug, Clone)]

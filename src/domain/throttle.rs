@@ -35,6 +35,31 @@ impl LoginThrottle {
         wait
     }
 
+    /// Takes an attempt for `keys` before the password is checked: refused with the wait when any
+    /// key has used up its failures, else counted as a failure at `now` straight away, so that
+    /// parallel attempts cannot all pass the check before any of them is recorded. A successful
+    /// attempt gives its count back with [`LoginThrottle::attempt_succeeded`].
+    pub fn begin_attempt(&mut self, keys: &[String], now: Instant) -> Result<(), Duration> {
+        if let Some(wait) = self.blocked(keys, now) {
+            return Err(wait);
+        }
+        self.record_failure(keys, now);
+        Ok(())
+    }
+
+    /// The attempt begun at `began` succeeded: the account's failures are forgotten and the
+    /// attempt no longer counts against the other keys (the client address).
+    pub fn attempt_succeeded(&mut self, keys: &[String], account_key: &str, began: Instant) {
+        for key in keys.iter().filter(|k| k.as_str() != account_key) {
+            if let Some(q) = self.failures.get_mut(key)
+                && let Some(i) = q.iter().rposition(|t| *t == began)
+            {
+                q.remove(i);
+            }
+        }
+        self.record_success(account_key);
+    }
+
     pub fn record_failure(&mut self, keys: &[String], now: Instant) {
         for key in keys {
             self.failures.entry(key.clone()).or_default().push_back(now);
@@ -69,6 +94,27 @@ impl LoginThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With 3 allowed, 10 attempts begun at once (none finished) admit exactly 3; a success
+    /// gives the address its count back and clears the account, so the same address may try a
+    /// fourth time for another account.
+    #[test]
+    fn attempts_are_reserved_before_the_check() {
+        let mut t = LoginThrottle::new(3, Duration::from_secs(60));
+        let keys = vec!["user:a@x".to_string(), "ip:1.2.3.4".to_string()];
+        let now = Instant::now();
+        let admitted = (0..10)
+            .filter(|_| t.begin_attempt(&keys, now).is_ok())
+            .count();
+        assert_eq!(admitted, 3);
+        t.attempt_succeeded(&keys, &keys[0], now);
+        let other = vec!["user:b@x".to_string(), "ip:1.2.3.4".to_string()];
+        assert!(
+            t.begin_attempt(&other, now).is_ok(),
+            "2 of 3 used by the address"
+        );
+        assert!(t.begin_attempt(&other, now).is_err(), "3 of 3");
+    }
 
     #[test]
     fn blocks_after_max_failures_until_the_window_passes() {

@@ -267,3 +267,42 @@ async fn live_streams_are_bounded_per_session_and_per_org() {
     drop((second, third, reopened));
     server.stop().await;
 }
+
+/// Fifty wrong passwords for one account sent at once, with five failures allowed: the attempt
+/// is counted before the password is hashed, so exactly 5 are checked (401) and 45 refused
+/// (429). Before, every one passed the check before any failure was recorded: 50 × 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_passwords_get_no_more_checks_than_allowed() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.auth.login_max_failures = 5;
+    })
+    .await;
+    setup(&server, "Acme", "UTC").await;
+    let attempts = (0..50).map(|_| {
+        let url = server.url("/login");
+        async move {
+            no_redirects()
+                .post(url)
+                .form(&[
+                    ("email", OWNER_EMAIL),
+                    ("password", "wrong-password!"),
+                    ("next", "/"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 45), "{statuses:?}");
+    server.stop().await;
+}

@@ -135,9 +135,8 @@ pub async fn members_add(
             return form.invalid(&members_page(&app, &m, errors, values, String::new()).await?);
         }
         Some(
-            tokio::task::spawn_blocking(move || security::hash_password(&password))
-                .await
-                .map_err(|_| PageError::Internal)?
+            app.password_work(move || security::hash_password(&password))
+                .await?
                 .map_err(|_| PageError::Internal)?,
         )
     } else {

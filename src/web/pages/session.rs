@@ -161,9 +161,9 @@ pub async fn setup_submit(
         );
     };
     let password = form.get("password").to_string();
-    let hash = tokio::task::spawn_blocking(move || security::hash_password(&password))
-        .await
-        .map_err(|_| PageError::Internal)?
+    let hash = app
+        .password_work(move || security::hash_password(&password))
+        .await?
         .map_err(|_| PageError::Internal)?;
     let (org, user) = app
         .meta
@@ -216,14 +216,12 @@ pub async fn login_submit(
     let ip = peer.ip().to_string();
     let keys = vec![format!("user:{}", email.to_lowercase()), format!("ip:{ip}")];
     let now = std::time::Instant::now();
-    let blocked = app
-        .throttle
+    // Counted before the (slow) password check, so parallel guesses cannot all get through.
+    app.throttle
         .lock()
         .map_err(|_| PageError::Internal)?
-        .blocked(&keys, now);
-    if let Some(wait) = blocked {
-        return Err(PageError::TooManyRequests(wait.as_secs().max(1)));
-    }
+        .begin_attempt(&keys, now)
+        .map_err(|wait| PageError::TooManyRequests(wait.as_secs().max(1)))?;
     let lookup = email.clone();
     let found = match app.meta.call(move |c| users::credentials(c, &lookup)).await {
         Ok(f) => Some(f),
@@ -232,20 +230,20 @@ pub async fn login_submit(
     };
     let password = form.get("password").to_string();
     let stored = found.as_ref().map(|(_, h)| h.clone());
-    let ok = tokio::task::spawn_blocking(move || match stored {
-        Some(h) => security::verify_password(&password, &h),
-        None => {
-            // Same cost as a real check, so timing does not reveal which emails exist.
-            security::verify_password(&password, security::dummy_hash());
-            false
-        }
-    })
-    .await
-    .map_err(|_| PageError::Internal)?;
+    let ok = app
+        .password_work(move || match stored {
+            Some(h) => security::verify_password(&password, &h),
+            None => {
+                // Same cost as a real check, so timing does not reveal which emails exist.
+                security::verify_password(&password, security::dummy_hash());
+                false
+            }
+        })
+        .await?;
     match (ok, found) {
         (true, Some((user, _))) => {
             if let Ok(mut t) = app.throttle.lock() {
-                t.record_success(&keys[0]);
+                t.attempt_succeeded(&keys, &keys[0], now);
             }
             let (uid, actor) = (user.id, format!("user:{}", user.email));
             let ip2 = ip.clone();
@@ -260,9 +258,7 @@ pub async fn login_submit(
             start_session(&app, user.id, &next).await
         }
         (_, found) => {
-            if let Ok(mut t) = app.throttle.lock() {
-                t.record_failure(&keys, now);
-            }
+            // The attempt was counted as a failure when it began.
             if let Some((user, _)) = found {
                 let (uid, actor) = (user.id, format!("user:{}", user.email));
                 app.meta
