@@ -574,10 +574,16 @@ pub fn validate(
 
     let labels = r.string_map("labels");
     let filters = r.string_map("dimensions");
+    // Dimension keys reach SQL: the ingest rule for keys applies, before anything else.
+    for key in filters.keys() {
+        if let Err(m) = crate::domain::ingest::validate_dimension_key(key) {
+            r.problem(&format!("dimensions.{key}"), m);
+        }
+    }
     let group_by = r.string("group_by");
     if let Some(g) = &group_by {
-        if !valid_label_key(g) {
-            r.problem("group_by", "must be a dimension key");
+        if let Err(m) = crate::domain::ingest::validate_dimension_key(g) {
+            r.problem("group_by", format!("must be a dimension key: {m}"));
         } else if matches!(kind, RuleKind::Score | RuleKind::Integration) {
             r.problem("group_by", "a score or integration rule has no dimensions");
         } else if filters.contains_key(g) {
@@ -870,6 +876,32 @@ mod tests {
         assert_eq!(format_duration(5_400), "90m");
         assert_eq!(format_duration(0), "0s");
         assert_eq!(format_duration(61), "61s");
+    }
+
+    /// `group_by` and dimension filter keys follow the ingest key rule (1-32 lowercase letters,
+    /// digits, underscores) before they can reach SQL: `Region-X` and `a.b` are refused by
+    /// field, `region` passes.
+    #[test]
+    fn dimension_keys_of_rules_follow_the_ingest_rule() {
+        let rule = |group_by: &str, dims: serde_json::Value| {
+            json!({
+                "name": "Revenue low", "kind": "threshold", "metric": "revenue",
+                "window": "1d", "condition": {"op": "below", "threshold": 1000},
+                "group_by": group_by, "dimensions": dims
+            })
+        };
+        let fields = |input: serde_json::Value| -> Vec<String> {
+            match validate(&input, &cat(), |_| true) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.into_iter().map(|p| p.field).collect(),
+            }
+        };
+        assert_eq!(fields(rule("region", json!({}))), Vec::<String>::new());
+        assert_eq!(fields(rule("Region-X", json!({}))), vec!["group_by"]);
+        assert_eq!(
+            fields(rule("region", json!({"a.b": "x"}))),
+            vec!["dimensions.a.b"]
+        );
     }
 
     #[test]

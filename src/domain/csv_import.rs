@@ -294,6 +294,14 @@ pub fn parse(
             .find_map(|n| find(n).ok())
             .unwrap_or(0),
     };
+    // The API's rules for dimensions hold for files too.
+    if mapping.dimension_columns.len() > ingest::MAX_DIMENSIONS {
+        return Err(format!(
+            "{} dimension columns; a point has at most {}",
+            mapping.dimension_columns.len(),
+            ingest::MAX_DIMENSIONS
+        ));
+    }
     let dim_cols: Vec<(usize, String)> = mapping
         .dimension_columns
         .iter()
@@ -388,6 +396,8 @@ pub fn parse(
                     "{key} is longer than {} characters",
                     ingest::MAX_DIMENSION_VALUE_LEN
                 ));
+            } else if v.chars().any(char::is_control) {
+                bad_dim = Some(format!("{key} holds a control character"));
             } else if !v.is_empty() {
                 dims.insert(key.clone(), v.to_string());
             }
@@ -461,6 +471,38 @@ mod tests {
 
     fn run(text: &str, mapping: &Mapping) -> Parsed {
         parse(text, mapping, known, NOW, 0).expect("parsed")
+    }
+
+    /// Files follow the API's dimension rules: nine dimension columns are refused for the file
+    /// (a point has at most 8); a control character in a value refuses its row, naming it.
+    #[test]
+    fn dimensions_follow_the_api_rules() {
+        let cols: Vec<(String, String)> =
+            (0..9).map(|i| (format!("d{i}"), format!("d{i}"))).collect();
+        let header = format!(
+            "date,revenue,{}",
+            (0..9)
+                .map(|i| format!("d{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let text = format!("{header}\n2024-03-01,1,{}\n", ["x"; 9].join(","));
+        let nine = Mapping {
+            dimension_columns: cols,
+            ..Mapping::default()
+        };
+        let err = parse(&text, &nine, known, NOW, 0).expect_err("refused");
+        assert!(err.to_string().contains("at most 8"), "{err}");
+        let one = Mapping {
+            dimension_columns: vec![("region".into(), "region".into())],
+            ..Mapping::default()
+        };
+        let parsed = run(
+            "date,revenue,region\n2024-03-01,1,eu\u{7}\n2024-03-02,2,us\n",
+            &one,
+        );
+        assert_eq!(parsed.points.len(), 1);
+        assert!(parsed.problems[0].reason.contains("control character"));
     }
 
     #[test]
