@@ -336,10 +336,10 @@ async fn same_origin_forms(req: Request, next: Next) -> Response {
                 h.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
                 h.get(header::HOST).and_then(|v| v.to_str().ok()),
             ) {
-                (Some(origin), Some(host)) => {
-                    origin != "null" && origin.split("://").nth(1) != Some(host)
-                }
-                (Some("null"), None) => true,
+                // An opaque origin (`null`: sandboxed frames, some cross-site redirects) is
+                // never this site.
+                (Some("null"), _) => true,
+                (Some(origin), Some(host)) => origin.split("://").nth(1) != Some(host),
                 _ => false,
             },
         };

@@ -306,3 +306,35 @@ async fn parallel_wrong_passwords_get_no_more_checks_than_allowed() {
     assert_eq!((checked, refused), (5, 45), "{statuses:?}");
     server.stop().await;
 }
+
+/// A cookie-authenticated form from an opaque origin (`Origin: null`, no `Sec-Fetch-Site`, as
+/// a sandboxed frame sends it) is refused before any handler runs; the same form from this
+/// site's origin goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_from_an_opaque_origin_are_refused() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let url = server.url(&format!("/o/{}/api-keys", a.slug));
+    let token = csrf(&a.client, &url).await;
+    let form = [("csrf", token.as_str()), ("name", "k"), ("scopes", "read")];
+    let r = a
+        .client
+        .post(&url)
+        .header("origin", "null")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let origin = server.base.clone();
+    let r = a
+        .client
+        .post(&url)
+        .header("origin", origin)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    server.stop().await;
+}
