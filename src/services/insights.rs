@@ -24,7 +24,7 @@ use crate::domain::catalog::{self, MetricDef};
 use crate::domain::forecast::{self, Forecast};
 use crate::domain::timebucket::{self, Bucket};
 use crate::services::query;
-use crate::services::signals::{Debouncer, Heard, subscribe};
+use crate::services::signals::Debouncer;
 use crate::store::meta::anomalies::{self, AnomalyRow};
 use crate::store::meta::orgs::{self, Org};
 use crate::store::meta::{custom_metrics, health_scores, org_settings};
@@ -622,7 +622,6 @@ pub struct Insights {
     /// Each org's forecast cards and when they were computed (seconds); detection after
     /// ingest refreshes them.
     outlooks: Arc<Mutex<HashMap<i64, OutlookSlot>>>,
-    pending: Debouncer,
 }
 
 impl Insights {
@@ -630,7 +629,6 @@ impl Insights {
         Insights {
             app,
             outlooks: Arc::new(Mutex::new(HashMap::new())),
-            pending: Debouncer::default(),
         }
     }
 
@@ -658,27 +656,16 @@ impl Insights {
     /// Detects an org's anomalies two seconds after points are stored for it (a burst of
     /// batches is analysed once), until shutdown.
     pub fn listen(&self, signals: broadcast::Receiver<Signal>) {
-        const DELAY: Duration = Duration::from_secs(2);
-        let work = {
-            let this = self.clone();
-            move |org: Org| {
-                let this = this.clone();
-                async move {
-                    if let Err(e) = this.detect(&org).await {
-                        tracing::error!(org_id = org.id, error = %e, "anomaly detection after ingest failed");
-                    }
+        let detector = self.clone();
+        let work = move |org: Org| {
+            let this = detector.clone();
+            async move {
+                if let Err(e) = this.detect(&org).await {
+                    tracing::error!(org_id = org.id, error = %e, "anomaly detection after ingest failed");
                 }
             }
         };
-        let this = self.clone();
-        subscribe(&self.app, signals, move |heard| match heard {
-            Heard::Signal(Signal::PointsStored { org_id, .. }) => {
-                this.pending
-                    .schedule(&this.app, org_id, DELAY, work.clone())
-            }
-            Heard::Signal(_) => {}
-            Heard::Missed => this.pending.schedule_all(&this.app, DELAY, work.clone()),
-        });
+        Debouncer::default().after_points_stored(&self.app, signals, Duration::from_secs(2), work);
     }
 
     /// Cash runway, MRR in 3 and 12 months, and this month's revenue against its target: from

@@ -13,7 +13,7 @@ use crate::app::{App, OrgEvent, Signal};
 use crate::domain::catalog::{self, MetricDef};
 use crate::domain::health::{self, CategoryScore, Coverage, MetricScore, Reading};
 use crate::services::query::{self, Range};
-use crate::services::signals::{Debouncer, Heard, subscribe};
+use crate::services::signals::Debouncer;
 use crate::store::StoreError;
 use crate::store::meta::orgs::{self, Org};
 use crate::store::meta::{custom_metrics, health_scores, org_settings};
@@ -267,25 +267,14 @@ pub async fn recompute_all(app: &App) -> Result<usize, StoreError> {
 /// Recomputes an org's score a second after points are stored for it (a burst of ingests causes
 /// one recomputation), until shutdown.
 pub fn listen(app: App, signals: broadcast::Receiver<Signal>) {
-    const DELAY: Duration = Duration::from_secs(1);
-    let pending = Debouncer::default();
-    let work = {
-        let app = app.clone();
-        move |org: Org| {
-            let app = app.clone();
-            async move {
-                if let Err(e) = recompute(&app, &org).await {
-                    tracing::error!(org_id = org.id, error = %e, "score recomputation after ingest failed");
-                }
+    let scorer = app.clone();
+    let work = move |org: Org| {
+        let app = scorer.clone();
+        async move {
+            if let Err(e) = recompute(&app, &org).await {
+                tracing::error!(org_id = org.id, error = %e, "score recomputation after ingest failed");
             }
         }
     };
-    let subscriber = app.clone();
-    subscribe(&subscriber, signals, move |heard| match heard {
-        Heard::Signal(Signal::PointsStored { org_id, .. }) => {
-            pending.schedule(&app, org_id, DELAY, work.clone())
-        }
-        Heard::Signal(_) => {}
-        Heard::Missed => pending.schedule_all(&app, DELAY, work.clone()),
-    });
+    Debouncer::default().after_points_stored(&app, signals, Duration::from_secs(1), work);
 }

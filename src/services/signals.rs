@@ -90,6 +90,28 @@ impl Debouncer {
         });
     }
 
+    /// Runs `work` for an org `delay` after points are stored for it (once per burst), until
+    /// shutdown; after missed signals, for every org.
+    pub fn after_points_stored<F, Fut>(
+        &self,
+        app: &App,
+        signals: broadcast::Receiver<Signal>,
+        delay: Duration,
+        work: F,
+    ) where
+        F: Fn(Org) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (this, target) = (self.clone(), app.clone());
+        subscribe(app, signals, move |heard| match heard {
+            Heard::Signal(Signal::PointsStored { org_id, .. }) => {
+                this.schedule(&target, org_id, delay, work.clone())
+            }
+            Heard::Signal(_) => {}
+            Heard::Missed => this.schedule_all(&target, delay, work.clone()),
+        });
+    }
+
     /// Schedules `work` for every org (after a subscriber missed signals).
     pub fn schedule_all<F, Fut>(&self, app: &App, delay: Duration, work: F)
     where

@@ -5,6 +5,19 @@ use reqwest::StatusCode;
 
 use crate::common::*;
 
+/// GETs `path` and checks that it is refused with 400 naming `field`; returns the body.
+async fn refused_naming(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    field: &str,
+) -> serde_json::Value {
+    let (status, body) = get_json(server, key, path).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    body
+}
+
 /// Chrono parses years from −262,143 to +262,142. Across that range the bucket estimate used to
 /// overflow past the 20,000-bucket cap and building the buckets ran for minutes on the runtime.
 /// Now every time parameter outside 1970-01-01 .. 2200-01-01 is refused by name, on every read
@@ -22,9 +35,7 @@ async fn time_ranges_beyond_1970_to_2200_are_refused_by_name() {
         format!("/api/v1/overview?bucket=month&{extremes}"),
         format!("/api/v1/health/score/history?bucket=month&{extremes}"),
     ] {
-        let (status, body) = get_json(&server, &key, &path).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert_eq!(body["error"]["field"], "from", "{path}: {body}");
+        let body = refused_naming(&server, &key, &path, "from").await;
         assert!(
             body["error"]["message"]
                 .as_str()
@@ -33,23 +44,12 @@ async fn time_ranges_beyond_1970_to_2200_are_refused_by_name() {
         );
     }
     // `to` alone past the end, and the last accepted instant's neighbour.
-    let (status, body) = get_json(
-        &server,
-        &key,
-        "/api/v1/metrics/revenue/series?bucket=day&from=2026-01-01&to=2200-01-01T00:00:00Z",
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["field"], "to", "{body}");
+    let past_the_end =
+        "/api/v1/metrics/revenue/series?bucket=day&from=2026-01-01&to=2200-01-01T00:00:00Z";
+    refused_naming(&server, &key, past_the_end, "to").await;
     // The widest accepted span in hours: refused by the cap, naming the bucket.
-    let (status, body) = get_json(
-        &server,
-        &key,
-        "/api/v1/metrics/revenue/series?bucket=hour&from=1970-01-02&to=2199-12-31",
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["field"], "bucket", "{body}");
+    let hourly = "/api/v1/metrics/revenue/series?bucket=hour&from=1970-01-02&to=2199-12-31";
+    refused_naming(&server, &key, hourly, "bucket").await;
     // In months the same span is 2,760 buckets: answered, every bucket present and empty.
     let (status, body) = get_json(
         &server,
@@ -126,14 +126,8 @@ async fn request_controlled_lists_are_bounded_by_name() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = get_json(
-        &server,
-        &key,
-        &format!("/api/v1/metrics/revenue/points?{}", filters(9)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["field"], "dim.k8", "{body}");
+    let nine = format!("/api/v1/metrics/revenue/points?{}", filters(9));
+    refused_naming(&server, &key, &nine, "dim.k8").await;
 
     let client = reqwest::Client::new();
     let send = |method: reqwest::Method, path: &str, key: &str, body: serde_json::Value| {

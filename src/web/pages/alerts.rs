@@ -6,7 +6,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::TimeZone;
 use serde_json::json;
 
@@ -24,11 +24,7 @@ use crate::store::meta::custom_metrics;
 use crate::store::{StoreError, now_secs};
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
-use crate::web::pages::{FormAction, FormData, Nav, nav};
-
-pub(crate) fn html(t: &impl Template, status: StatusCode) -> Result<Response, PageError> {
-    Ok((status, Html(t.render()?)).into_response())
-}
+use crate::web::pages::{FormAction, FormData, Nav, nav, render_status};
 
 pub(crate) fn local_time(m: &OrgMember, at: i64) -> String {
     query::org_tz(&m.org)
@@ -176,7 +172,8 @@ pub async fn alerts_page(
 ) -> Result<Response, PageError> {
     let (list, state, severity, category) =
         alert_list(&app, &m, raw.as_deref().unwrap_or("")).await?;
-    html(
+    render_status(
+        StatusCode::OK,
         &AlertsPage {
             nav: nav(&app, &m, "alerts").await?,
             list,
@@ -189,7 +186,6 @@ pub async fn alerts_page(
                 .map(|c| (c.as_str(), c.title()))
                 .collect(),
         },
-        StatusCode::OK,
     )
 }
 
@@ -200,7 +196,7 @@ pub async fn alerts_fragment(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let (list, ..) = alert_list(&app, &m, raw.as_deref().unwrap_or("")).await?;
-    html(&list, StatusCode::OK)
+    render_status(StatusCode::OK, &list)
 }
 
 fn action_error(e: AlertActionError) -> PageError {
@@ -221,7 +217,7 @@ async fn after_action(
 ) -> Result<Response, PageError> {
     if headers.contains_key("hx-request") && form.get("from") == "list" {
         let (list, ..) = alert_list(app, m, form.get("query")).await?;
-        return html(&list, StatusCode::OK);
+        return render_status(StatusCode::OK, &list);
     }
     Ok(Redirect::to(&format!("/o/{}/alerts/{id}", m.org.slug)).into_response())
 }
@@ -372,7 +368,8 @@ pub async fn alert_page(
             chart = json!({"x": x, "series": series, "unit": def.unit.as_str()});
         }
     }
-    html(
+    render_status(
+        StatusCode::OK,
         &AlertPage {
             nav: nav(&app, &m, "alerts").await?,
             slug: m.org.slug.clone(),
@@ -398,6 +395,5 @@ pub async fn alert_page(
                 .collect(),
             item,
         },
-        StatusCode::OK,
     )
 }

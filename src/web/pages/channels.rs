@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::alerts::{html, local_time, not_found};
+use super::alerts::{local_time, not_found};
+use super::render_status;
 use super::rules::{form_values, problems_map};
 use crate::app::App;
 use crate::domain::notify::mask_secret;
@@ -187,9 +188,9 @@ async fn channels_page(
 
 /// `GET /o/{slug}/channels`.
 pub async fn channels_list(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
-    html(
-        &channels_page(&app, &m, None, None, HashMap::new(), String::new()).await?,
+    render_status(
         StatusCode::OK,
+        &channels_page(&app, &m, None, None, HashMap::new(), String::new()).await?,
     )
 }
 
@@ -199,9 +200,9 @@ pub async fn channel_detail(
     m: OrgMember,
     Path((_, id)): Path<(String, i64)>,
 ) -> Result<Response, PageError> {
-    html(
-        &channels_page(&app, &m, Some(id), None, HashMap::new(), String::new()).await?,
+    render_status(
         StatusCode::OK,
+        &channels_page(&app, &m, Some(id), None, HashMap::new(), String::new()).await?,
     )
 }
 
@@ -234,9 +235,9 @@ async fn save_channel_from_form(
                 ),
                 None => "Saved.".into(),
             };
-            html(
-                &channels_page(app, m, Some(row.id), None, HashMap::new(), notice).await?,
+            render_status(
                 StatusCode::OK,
+                &channels_page(app, m, Some(row.id), None, HashMap::new(), notice).await?,
             )
         }
         Err(SaveError::Invalid(problems)) => {
@@ -297,7 +298,7 @@ pub async fn test_channel(
     Path((_, id)): Path<(String, i64)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
-    let _form = FormAction::accept(&m, form, Permission::WriteData)?;
+    FormAction::accept(&m, form, Permission::WriteData)?;
     let org_id = m.org.id;
     let row = app
         .meta
@@ -309,8 +310,8 @@ pub async fn test_channel(
         Err(StoreError::Conflict(reason)) => format!("Test message NOT delivered: {reason}"),
         Err(e) => return Err(e.into()),
     };
-    html(
-        &channels_page(&app, &m, Some(id), None, HashMap::new(), notice).await?,
+    render_status(
         StatusCode::OK,
+        &channels_page(&app, &m, Some(id), None, HashMap::new(), notice).await?,
     )
 }

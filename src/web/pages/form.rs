@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use rusqlite::Transaction;
 
 use crate::app::App;
@@ -97,7 +97,7 @@ impl<'a> FormAction<'a> {
 
     /// Bad input: the page again, with its messages, as 422.
     pub fn invalid(&self, page: &impl Template) -> Result<Response, PageError> {
-        Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+        super::render_status(StatusCode::UNPROCESSABLE_ENTITY, page)
     }
 }
 

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use chrono::TimeZone;
 
 use crate::app::App;
@@ -14,7 +14,7 @@ use crate::services::query;
 use crate::store::meta::inbound_hooks;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
-use crate::web::pages::{FormAction, Nav, nav};
+use crate::web::pages::{FormAction, Nav, nav, render_status};
 
 #[derive(Template)]
 #[template(path = "hooks.html")]
@@ -72,14 +72,10 @@ async fn page(
     })
 }
 
-fn html(status: StatusCode, p: &HooksPage) -> Result<Response, PageError> {
-    Ok((status, Html(p.render()?)).into_response())
-}
-
 /// `GET /o/{slug}/hooks`.
 pub async fn hooks_list(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
     m.require(Permission::ManageApiKeys)?;
-    html(
+    render_status(
         StatusCode::OK,
         &page(&app, &m, String::new(), String::new()).await?,
     )
@@ -106,7 +102,7 @@ pub async fn hooks_create(
     })
     .await?;
     let url = format!("{}/hooks/{token}", app.base_url());
-    html(StatusCode::OK, &page(&app, &m, url, String::new()).await?)
+    render_status(StatusCode::OK, &page(&app, &m, url, String::new()).await?)
 }
 
 /// `POST /o/{slug}/hooks/{id}/revoke`.

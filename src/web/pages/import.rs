@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use askama::Template;
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 
 use crate::app::App;
 use crate::domain::roles::Permission;
@@ -18,7 +18,7 @@ use crate::services::query;
 use crate::web::api::import::{mapping_from_pairs, run_import};
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
-use crate::web::pages::{Nav, nav};
+use crate::web::pages::{Nav, nav, render_status};
 
 #[derive(Template)]
 #[template(path = "import.html")]
@@ -80,16 +80,12 @@ fn empty_page(nav: Nav, values: HashMap<String, String>) -> ImportPage {
     }
 }
 
-fn html(status: StatusCode, page: &ImportPage) -> Result<Response, PageError> {
-    Ok((status, Html(page.render()?)).into_response())
-}
-
 /// `GET /o/{slug}/import`.
 pub async fn import_form(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
     m.require(Permission::WriteData)?;
     let mut values = HashMap::new();
     values.insert("time_zone".to_string(), m.org.time_zone.clone());
-    html(
+    render_status(
         StatusCode::OK,
         &empty_page(nav(&app, &m, "import").await?, values),
     )
@@ -185,14 +181,14 @@ pub async fn import_submit(
     };
     if !valid_token(&token) {
         page.error = "Choose a CSV file to upload.".into();
-        return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let path = dir.join(format!("{token}.csv"));
     let bytes = match tokio::fs::read(&path).await {
         Ok(b) => b,
         Err(_) => {
             page.error = "The uploaded file is no longer here (uploads are kept for a day); upload it again.".into();
-            return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
     page.upload = token;
@@ -204,7 +200,7 @@ pub async fn import_submit(
                 "The file is not UTF-8 text (byte {}); save it as “CSV UTF-8” and upload it again.",
                 e.utf8_error().valid_up_to()
             );
-            return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
     let mut pairs: Vec<(String, String)> = values.into_iter().collect();
@@ -213,7 +209,7 @@ pub async fn import_submit(
         Ok(x) => x,
         Err((field, message)) => {
             page.error = format!("{}: {message}", field.replace('_', " "));
-            return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
     let store = action == "import" || action == "import_valid";
@@ -222,7 +218,7 @@ pub async fn import_submit(
         Ok(o) => o,
         Err(file_problem) => {
             page.error = file_problem;
-            return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
     page.show_report = true;
@@ -284,7 +280,7 @@ pub async fn import_submit(
                 )
             }
         );
-        return html(StatusCode::OK, &page);
+        return render_status(StatusCode::OK, &page);
     }
     if store && o.refused {
         page.error = format!(
@@ -292,7 +288,7 @@ pub async fn import_submit(
             o.parsed.problems.len(),
             o.parsed.rows
         );
-        return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
-    html(StatusCode::OK, &page)
+    render_status(StatusCode::OK, &page)
 }

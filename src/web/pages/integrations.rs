@@ -7,7 +7,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::TimeZone;
 
 use crate::app::App;
@@ -18,7 +18,7 @@ use crate::store::meta::{audit, integrations as store};
 use crate::web::api::integrations::connect;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
-use crate::web::pages::{FormAction, Nav, nav};
+use crate::web::pages::{FormAction, Nav, nav, render_status};
 
 #[derive(Template)]
 #[template(path = "integrations.html")]
@@ -99,10 +99,6 @@ async fn page(
     })
 }
 
-fn html(status: StatusCode, p: &IntegrationsPage) -> Result<Response, PageError> {
-    Ok((status, Html(p.render()?)).into_response())
-}
-
 /// `GET /o/{slug}/integrations`.
 pub async fn list(
     State(app): State<App>,
@@ -110,7 +106,7 @@ pub async fn list(
     m: OrgMember,
 ) -> Result<Response, PageError> {
     m.require(Permission::ManageOrg)?;
-    html(
+    render_status(
         StatusCode::OK,
         &page(
             &app,
@@ -162,7 +158,7 @@ pub async fn create(
             } else {
                 e.status
             };
-            html(status, &p)
+            render_status(status, &p)
         }
     }
 }
@@ -222,7 +218,7 @@ pub async fn hubspot_connect(
             String::new(),
         )
         .await?;
-        return html(StatusCode::UNPROCESSABLE_ENTITY, &p);
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &p);
     }
     let state = crate::security::random_token();
     let (verifier, challenge) = crate::services::integrations::hubspot::pkce_pair();

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-use super::alerts::{html, local_time, not_found};
+use super::alerts::{local_time, not_found};
+use super::render_status;
 use crate::app::App;
 use crate::domain::alert_rules::{FieldProblem, RuleKind};
 use crate::domain::alerts::{Severity, parse_matchers};
@@ -83,14 +84,14 @@ pub async fn rules_page(State(app): State<App>, m: OrgMember) -> Result<Response
             }
         })
         .collect();
-    html(
+    render_status(
+        StatusCode::OK,
         &RulesPage {
             nav: nav(&app, &m, "alert-rules").await?,
             slug: m.org.slug.clone(),
             rules: items,
             can_edit: m.role.allows(Permission::WriteData),
         },
-        StatusCode::OK,
     )
 }
 
@@ -319,7 +320,7 @@ pub async fn new_rule_form(State(app): State<App>, m: OrgMember) -> Result<Respo
         String::new(),
     )
     .await?;
-    html(&page, StatusCode::OK)
+    render_status(StatusCode::OK, &page)
 }
 
 /// `GET /o/{slug}/alert-rules/{id}`.
@@ -345,7 +346,7 @@ pub async fn edit_rule_form(
         String::new(),
     )
     .await?;
-    html(&page, StatusCode::OK)
+    render_status(StatusCode::OK, &page)
 }
 
 pub(crate) fn form_values(form: &FormData) -> HashMap<String, String> {
@@ -456,31 +457,31 @@ pub async fn test_rule(
     m.check_csrf(form.get("csrf"))?;
     let (input, problems) = rule_json_from_form(&form);
     if !problems.is_empty() {
-        return html(
+        return render_status(
+            StatusCode::OK,
             &RuleTestFragment {
                 errors: problems,
                 rows: vec![],
             },
-            StatusCode::OK,
         );
     }
     match crate::web::api::alerts::draft_rule(&app, m.org.id, &input).await {
         Ok(rule) => {
             let rows = alerting::test_rule(&app, &m.org, &rule, now_secs()).await?;
-            html(
+            render_status(
+                StatusCode::OK,
                 &RuleTestFragment {
                     errors: vec![],
                     rows,
                 },
-                StatusCode::OK,
             )
         }
-        Err(SaveError::Invalid(errors)) => html(
+        Err(SaveError::Invalid(errors)) => render_status(
+            StatusCode::OK,
             &RuleTestFragment {
                 errors,
                 rows: vec![],
             },
-            StatusCode::OK,
         ),
         Err(SaveError::Store(e)) => Err(e.into()),
     }

@@ -237,7 +237,7 @@ pub async fn settings_recompute_history(
     m: OrgMember,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
-    let _form = FormAction::accept(&m, form, Permission::ManageOrg)?;
+    FormAction::accept(&m, form, Permission::ManageOrg)?;
     let days = crate::services::scoring::backfill(&app, &m.org, 90).await?;
     crate::services::scoring::recompute(&app, &m.org).await?;
     let org_id = m.org.id;

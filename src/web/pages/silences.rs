@@ -8,7 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::alerts::{html, local_time, not_found};
+use super::alerts::{local_time, not_found};
+use super::render_status;
 use super::rules::form_values;
 use crate::app::App;
 use crate::domain::roles::Permission;
@@ -128,9 +129,9 @@ async fn silences_page(
 
 /// `GET /o/{slug}/silences`.
 pub async fn silences_list(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
-    html(
-        &silences_page(&app, &m, HashMap::new(), HashMap::new()).await?,
+    render_status(
         StatusCode::OK,
+        &silences_page(&app, &m, HashMap::new(), HashMap::new()).await?,
     )
 }
 
@@ -187,7 +188,7 @@ async fn silence_outcome(
                 .map(|p| (format!("{prefix}{}", p.field), p.message.clone()))
                 .collect();
             let page = silences_page(app, m, form_values(form), errors).await?;
-            html(&page, StatusCode::UNPROCESSABLE_ENTITY)
+            render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(SaveError::Store(e)) => Err(e.into()),
     }
