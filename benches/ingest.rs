@@ -36,6 +36,10 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = Config::default();
     config.storage.data_dir = dir.path().display().to_string();
+    // Budgets on (their cost is measured) but above anything this bench sends.
+    config.rate_limits.api_per_minute = 1_000_000;
+    config.rate_limits.ingest_per_minute = 1_000_000;
+    config.rate_limits.pages_per_minute = 1_000_000;
     let app = App::open(config)?;
     let demo = app::seed_demo(&app)?;
     let org = NewOrg::validate("Bench", "bench", "UTC", "USD")

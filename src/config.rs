@@ -23,6 +23,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub integrations: IntegrationsConfig,
     pub log: LogConfig,
+    pub rate_limits: RateLimitConfig,
 }
 
 /// Pulling data from outside services.
@@ -166,6 +167,30 @@ pub struct IngestConfig {
     pub max_future_secs: u64,
     /// Largest accepted CSV file (`POST /api/v1/imports/csv`, the import page).
     pub max_import_bytes: u64,
+}
+
+/// Request budgets (GCRA: the whole budget may be spent at once, then it refills evenly over
+/// the minute). 0 turns a budget off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests a minute one API key may make to the JSON API, ingest aside.
+    pub api_per_minute: u64,
+    /// Requests a minute one API key or inbound webhook may make to ingest
+    /// (`POST /api/v1/metrics`, `POST /api/v1/imports/csv`, `POST /hooks/…`).
+    pub ingest_per_minute: u64,
+    /// Requests a minute one login session may make to pages (each live-updated card counts).
+    pub pages_per_minute: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            api_per_minute: 100,
+            ingest_per_minute: 1_000,
+            pages_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -512,6 +537,27 @@ impl Config {
         ] {
             if !(1..=100_000).contains(&value) {
                 return bad(key, "must be between 1 and 100000".into());
+            }
+        }
+        for (key, value) in [
+            (
+                "rate_limits.api_per_minute",
+                self.rate_limits.api_per_minute,
+            ),
+            (
+                "rate_limits.ingest_per_minute",
+                self.rate_limits.ingest_per_minute,
+            ),
+            (
+                "rate_limits.pages_per_minute",
+                self.rate_limits.pages_per_minute,
+            ),
+        ] {
+            if value > 1_000_000 {
+                return bad(
+                    key,
+                    "must be at most 1000000 (0 turns the limit off)".into(),
+                );
             }
         }
         if !(1..=256).contains(&self.storage.duckdb_threads) {

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 use super::error::{ApiError, PageError};
+use super::rate_limit::{self, RouteClass};
 use crate::app::App;
 use crate::domain::roles::{Permission, Role, Scope};
 use crate::security;
@@ -83,11 +84,15 @@ where
         let token_hash = security::sha256_hex(&token);
         let lookup = token_hash.clone();
         match app.meta.call(move |c| sessions::get(c, &lookup)).await {
-            Ok(s) => Ok(CurrentUser {
-                user: s.user,
-                csrf: s.csrf_token,
-                token_hash,
-            }),
+            Ok(s) => {
+                rate_limit::charge(&parts.extensions, RouteClass::Pages, &token_hash)
+                    .map_err(|e| PageError::RateLimited(e.message))?;
+                Ok(CurrentUser {
+                    user: s.user,
+                    csrf: s.csrf_token,
+                    token_hash,
+                })
+            }
             Err(StoreError::NotFound) => Err(PageError::Login { next }),
             Err(e) => Err(e.into()),
         }
@@ -194,6 +199,20 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// Writing points draws on the ingest budget; every other API call on the API budget.
+fn api_class(parts: &Parts) -> RouteClass {
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str());
+    let writes_points = matches!(route, Some("/api/v1/metrics" | "/api/v1/imports/csv"));
+    if parts.method == axum::http::Method::POST && writes_points {
+        RouteClass::Ingest
+    } else {
+        RouteClass::Api
+    }
+}
+
 impl<S> FromRequestParts<S> for ApiKeyAuth
 where
     App: FromRef<S>,
@@ -231,6 +250,11 @@ where
         if !key.is_active(now_secs()) {
             return Err(ApiError::unauthorized("the API key has expired"));
         }
+        rate_limit::charge(
+            &parts.extensions,
+            api_class(parts),
+            &format!("key:{}", key.id),
+        )?;
         let (key_id, org_id) = (key.id, key.org_id);
         let org = app
             .meta

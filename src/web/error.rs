@@ -101,6 +101,8 @@ pub enum PageError {
     Forbidden(String),
     BadRequest(String),
     TooManyRequests(u64),
+    /// Over the session's request budget; the rate-limit layer adds `Retry-After`.
+    RateLimited(String),
     Internal,
 }
 
@@ -170,6 +172,11 @@ impl IntoResponse for PageError {
                 }
                 r
             }
+            PageError::RateLimited(m) => error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                &format!("This session sent {m}."),
+            ),
             PageError::Internal => error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

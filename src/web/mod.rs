@@ -5,6 +5,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod pages;
+pub mod rate_limit;
 pub mod sse;
 
 use std::time::Duration;
@@ -264,6 +265,10 @@ pub fn router(services: Services) -> Router {
         .nest("/api/v1", api)
         .route("/assets/{*path}", get(assets::asset))
         .layer(axum::Extension(sse::StreamSlots::default()))
+        .layer(axum::Extension(rate_limit::RateLimits::new(
+            &app.config.rate_limits,
+        )))
+        .layer(middleware::from_fn(rate_limit::rate_limit_headers))
         .layer(middleware::from_fn(same_origin_forms))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(

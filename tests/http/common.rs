@@ -58,6 +58,10 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.storage.duckdb_threads = 1;
     config.storage.duckdb_memory_limit = "256MB".into();
     config.server.listen = "127.0.0.1:0".into();
+    // Tests poll and ingest faster than a person; the budgets have their own tests.
+    config.rate_limits.api_per_minute = 0;
+    config.rate_limits.ingest_per_minute = 0;
+    config.rate_limits.pages_per_minute = 0;
     config
 }
 

@@ -332,3 +332,119 @@ async fn forms_from_an_opaque_origin_are_refused() {
     assert_eq!(r.status(), StatusCode::OK);
     server.stop().await;
 }
+
+fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
+    r.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// Budgets per key and per session, with 5 API requests, 8 ingest requests and 6 page requests
+/// a minute (GCRA: the whole budget at once, then one more every 60/n s).
+/// - Key A's five reads answer 200 with `RateLimit-Limit: 5` and `RateLimit-Remaining`
+///   4, 3, 2, 1, 0; the sixth is 429 naming `rate_limits.api_per_minute`, with `Retry-After`
+///   between 1 and 12 s (one cell: 60 / 5) and `RateLimit-Remaining: 0`.
+/// - Key A's ingest has its own budget (limit 8, remaining 7 after the first write), and
+///   key B's reads are untouched (remaining 4 after its first).
+/// - Ingest: eight one-point batches are stored, the ninth is 429 and writes nothing, so the
+///   metric holds exactly 8 points.
+/// - A fresh login session reads its remaining page budget from the first page and spends
+///   it to 0; the next page is a 429 page with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_and_sessions_have_request_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir, |c| {
+        c.rate_limits.api_per_minute = 5;
+        c.rate_limits.ingest_per_minute = 8;
+        c.rate_limits.pages_per_minute = 0;
+    })
+    .await;
+    let a = setup(&server, "Acme", "UTC").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &a, &["read"]).await;
+    let client = reqwest::Client::new();
+    let read = |key: &str| {
+        client
+            .get(server.url("/api/v1/metrics"))
+            .bearer_auth(key)
+            .send()
+    };
+
+    let mut remaining = Vec::new();
+    for _ in 0..5 {
+        let r = read(&key_a).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header_u64(&r, "ratelimit-limit"), Some(5));
+        remaining.push(header_u64(&r, "ratelimit-remaining").unwrap());
+    }
+    assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
+    let refused = read(&key_a).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry = header_u64(&refused, "retry-after").expect("Retry-After");
+    assert!((1..=12).contains(&retry), "Retry-After {retry}");
+    assert_eq!(header_u64(&refused, "ratelimit-remaining"), Some(0));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["error"]["field"], "rate_limits.api_per_minute",
+        "{body}"
+    );
+
+    let r = read(&key_b).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header_u64(&r, "ratelimit-remaining"), Some(4));
+
+    let batch = |i: i64| {
+        serde_json::json!({"points": [
+            {"metric": "revenue", "timestamp": 1_767_225_600 + i * 3600, "value": 1.0}
+        ]})
+    };
+    for i in 0..8 {
+        let r = client
+            .post(server.url("/api/v1/metrics"))
+            .bearer_auth(&key_a)
+            .json(&batch(i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "batch {i}");
+        assert_eq!(header_u64(&r, "ratelimit-limit"), Some(8));
+        assert_eq!(header_u64(&r, "ratelimit-remaining"), Some(7 - i as u64));
+    }
+    let (status, body) = post_points(&server, &key_a, &batch(8)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["field"], "rate_limits.ingest_per_minute");
+    let (status, body) = get_json(
+        &server,
+        &key_b,
+        "/api/v1/metrics/revenue/points?from=2026-01-01&to=2026-01-02",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["points"].as_array().map(Vec::len), Some(8), "{body}");
+    server.stop().await;
+
+    // Pages: a server whose sessions get 6 requests a minute.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir, |c| c.rate_limits.pages_per_minute = 6).await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let fresh = login(&server, OWNER_EMAIL, PASSWORD).await;
+    let overview = server.url(&format!("/o/{}/", s.slug));
+    let first = fresh.get(&overview).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header_u64(&first, "ratelimit-limit"), Some(6));
+    let left = header_u64(&first, "ratelimit-remaining").unwrap();
+    assert!(left < 6, "the first page was charged");
+    for n in (0..left).rev() {
+        let r = fresh.get(&overview).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header_u64(&r, "ratelimit-remaining"), Some(n));
+    }
+    let refused = fresh.get(&overview).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(header_u64(&refused, "retry-after").is_some_and(|s| (1..=10).contains(&s)));
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("rate_limits.pages_per_minute")
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
@@ -20,6 +20,7 @@ use crate::web::api::reads::{self, ReadParams};
 use crate::web::api::{json_body, json_bytes, parse_json};
 use crate::web::auth::ApiKeyAuth;
 use crate::web::error::ApiError;
+use crate::web::rate_limit::{RateLimits, RouteClass, VerdictSlot, charge_with};
 
 /// `POST /api/v1/metrics`: one point, a list, or `{"points": [...]}`. All or nothing: any bad
 /// item rejects the whole batch with every problem listed.
@@ -292,6 +293,8 @@ impl ApiError {
 /// Zapier-style tools); the body and its validation are those of `POST /api/v1/metrics`.
 pub async fn inbound_hook(
     State(app): State<App>,
+    Extension(limits): Extension<std::sync::Arc<RateLimits>>,
+    Extension(slot): Extension<VerdictSlot>,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -307,6 +310,12 @@ pub async fn inbound_hook(
             ),
             other => ApiError::from(other),
         })?;
+    charge_with(
+        &limits,
+        &slot,
+        RouteClass::Ingest,
+        &format!("hook:{}", hook.id),
+    )?;
     let body = json_bytes(&headers, body)?;
     ingest_body(&app, hook.org_id, body).await
 }
