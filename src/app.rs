@@ -79,9 +79,32 @@ pub struct App {
     /// `server.public_url` when set, else this.
     pub bound_url: Arc<std::sync::OnceLock<String>>,
     /// Outbound HTTP (webhooks, Slack).
-    pub http: reqwest::Client,
+    /// Outbound HTTP (notifications, integrations): public addresses only unless
+    /// `outbound.allow_private_targets` lists them; no redirects.
+    pub http: crate::outbound::Outbound,
     /// Seals integration credentials at rest.
     pub secrets: crate::secrets::SecretBox,
+}
+
+/// Channel secrets written before they were sealed (schema 12) are sealed once, at start.
+fn seal_legacy_channel_secrets(
+    meta: &MetaStore,
+    secrets: &crate::secrets::SecretBox,
+) -> anyhow::Result<()> {
+    use crate::store::meta::channels;
+    meta.call_blocking(|c| {
+        let tx = c.transaction()?;
+        for (id, plain) in channels::unsealed(&tx)? {
+            let secret = channels::StoredSecret {
+                sealed: &secrets.seal(&plain),
+                hint: &crate::domain::notify::mask_secret(&plain),
+            };
+            channels::store_sealed(&tx, id, &secret)?;
+        }
+        tx.commit()?;
+        Ok(())
+    })
+    .context("while sealing channel secrets")
 }
 
 impl App {
@@ -101,25 +124,27 @@ impl App {
         )
         .with_context(|| format!("while opening {}", dir.join("metrics.duckdb").display()))?;
         let sealed = meta
-            .call_blocking(|c| crate::store::meta::integrations::count_all(c))
-            .context("while counting integrations")?;
+            .call_blocking(|c| {
+                Ok(crate::store::meta::integrations::count_all(c)?
+                    + crate::store::meta::channels::count_sealed(c)?)
+            })
+            .context("while counting sealed secrets")?;
         let key_file = match config.integrations.secret_key_file.trim() {
             "" => dir.join("secret.key"),
             path => PathBuf::from(path),
         };
         let secrets = crate::secrets::SecretBox::open_file(&key_file, sealed)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        seal_legacy_channel_secrets(&meta, &secrets)?;
         let (events, _) = broadcast::channel(1024);
         // A subscriber that falls this far behind is told so and treats every org as changed.
         let (signals, _) = broadcast::channel(4096);
         // rustls needs its crypto provider chosen once per process; a second call is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("Vitals/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("while building the HTTP client")?;
+        let policy = crate::outbound::TargetPolicy::new(&config.outbound.allow_private_targets)
+            .map_err(|m| anyhow::anyhow!("outbound.allow_private_targets: {m}"))?;
+        let http =
+            crate::outbound::Outbound::new(policy).context("while building the HTTP client")?;
         let throttle = LoginThrottle::new(
             config.auth.login_max_failures as usize,
             Duration::from_secs(config.auth.login_window_secs),

@@ -24,6 +24,7 @@ pub struct Config {
     pub integrations: IntegrationsConfig,
     pub log: LogConfig,
     pub rate_limits: RateLimitConfig,
+    pub outbound: OutboundConfig,
 }
 
 /// Pulling data from outside services.
@@ -167,6 +168,16 @@ pub struct IngestConfig {
     pub max_future_secs: u64,
     /// Largest accepted CSV file (`POST /api/v1/imports/csv`, the import page).
     pub max_import_bytes: u64,
+}
+
+/// Where outbound requests to user-given and provider addresses may go.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Loopback, private, link-local and other non-public ranges that webhook and Slack
+    /// channels, SMTP hosts and integration bases may reach anyway (CIDR ranges or single
+    /// addresses). Empty: public addresses only.
+    pub allow_private_targets: Vec<String>,
 }
 
 /// Request budgets (GCRA: the whole budget may be spent at once, then it refills evenly over
@@ -442,6 +453,16 @@ fn coerce_same_type(default: &toml::Value, value: toml::Value) -> Result<toml::V
         | (toml::Value::Boolean(_), toml::Value::Boolean(_))
         | (toml::Value::Float(_), toml::Value::Float(_)) => Ok(value),
         (toml::Value::Float(_), toml::Value::Integer(i)) => Ok(toml::Value::Float(*i as f64)),
+        // Every list setting is a list of strings.
+        (toml::Value::Array(_), toml::Value::Array(items)) => {
+            match items.iter().find(|i| !i.is_str()) {
+                Some(other) => Err(format!(
+                    "must be a list of strings, got a list holding {}",
+                    type_name(other)
+                )),
+                None => Ok(value),
+            }
+        }
         _ => Err(format!(
             "must be {}, got {}",
             type_name(default),
@@ -471,6 +492,14 @@ fn parse_env_value(default: &toml::Value, raw: &str) -> Result<toml::Value, Stri
             "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
             _ => Err(format!("must be true or false, got {raw:?}")),
         },
+        // A list from the environment is comma-separated: `10.0.0.0/8,127.0.0.1`.
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )),
         toml::Value::Float(_) => raw
             .trim()
             .parse::<f64>()
@@ -559,6 +588,10 @@ impl Config {
                     "must be at most 1000000 (0 turns the limit off)".into(),
                 );
             }
+        }
+        if let Err(m) = crate::domain::net::TargetPolicy::new(&self.outbound.allow_private_targets)
+        {
+            return bad("outbound.allow_private_targets", m);
         }
         if !(1..=256).contains(&self.storage.duckdb_threads) {
             return bad("storage.duckdb_threads", "must be between 1 and 256".into());
@@ -766,6 +799,33 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:9200");
         assert_eq!(c.storage.data_dir, "/from/flag");
         assert_eq!(c.storage.duckdb_threads, 4);
+    }
+
+    /// A list setting comes from the file as a TOML list of strings, or from the environment
+    /// comma-separated (spaces and empty items dropped); a non-string item or a bad range is
+    /// named.
+    #[test]
+    fn list_settings_come_from_file_and_environment() {
+        let file = "[outbound]\nallow_private_targets = [\"10.0.0.0/8\"]\n";
+        let c = resolve(Some(("c.toml", file)), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.outbound.allow_private_targets, vec!["10.0.0.0/8"]);
+        let e = env(&[(
+            "VITALS_OUTBOUND__ALLOW_PRIVATE_TARGETS",
+            "192.168.0.0/16, 127.0.0.1,",
+        )]);
+        let c = resolve(Some(("c.toml", file)), e, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.outbound.allow_private_targets,
+            vec!["192.168.0.0/16", "127.0.0.1"]
+        );
+        for bad in [
+            "[outbound]\nallow_private_targets = [1]\n",
+            "[outbound]\nallow_private_targets = \"10.0.0.0/8\"\n",
+            "[outbound]\nallow_private_targets = [\"10.0.0.0/40\"]\n",
+        ] {
+            let err = resolve(Some(("c.toml", bad)), env(&[]), &Overrides::default()).unwrap_err();
+            assert_eq!(err.key, "outbound.allow_private_targets", "{bad}");
+        }
     }
 
     #[test]

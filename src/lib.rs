@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod outbound;
 pub mod secrets;
 pub mod security;
 pub mod services;

@@ -10,6 +10,7 @@ pub mod forecast;
 pub mod health;
 pub mod ingest;
 pub mod nab;
+pub mod net;
 pub mod notify;
 pub mod roles;
 pub mod saas_metrics;

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::app::{App, Signal};
 use crate::domain::notify::{self, Notice, NoticeKind};
+use crate::outbound;
 use crate::security;
 use crate::store::meta::channels::{self, ChannelRow, OutboxRow};
 use crate::store::meta::orgs::Org;
@@ -125,11 +126,15 @@ async fn deliver(app: App, row: OutboxRow) {
 /// Sends one notice on one channel, within the configured timeout.
 pub async fn send(app: &App, channel: &ChannelRow, notice: &Notice) -> Result<(), String> {
     let timeout = Duration::from_secs(app.config.alerts.send_timeout_secs);
+    let secret = app
+        .secrets
+        .open_sealed(&channel.sealed_secret)
+        .map_err(|e| format!("the channel's secret: {e}"))?;
     let attempt = async {
         match channel.kind.as_str() {
-            "webhook" => send_webhook(app, channel, notice).await,
-            "slack" => send_slack(app, channel, notice).await,
-            "email" => send_email(channel, notice, timeout).await,
+            "webhook" => send_webhook(app, channel, &secret, notice).await,
+            "slack" => send_slack(app, &secret, notice).await,
+            "email" => send_email(app, channel, secret.clone(), notice, timeout).await,
             other => Err(format!("unknown channel kind {other:?}")),
         }
     };
@@ -138,27 +143,41 @@ pub async fn send(app: &App, channel: &ChannelRow, notice: &Notice) -> Result<()
         .unwrap_or_else(|_| Err(format!("timed out after {}s", timeout.as_secs())))
 }
 
-async fn check_response(response: reqwest::Response) -> Result<(), String> {
+/// Success is a 2xx. Anything else is reported by its status alone: the body is the
+/// receiver's, and a redirect (never followed) says only where it points.
+fn check_response(response: reqwest::Response) -> Result<(), String> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(200).collect();
-    Err(format!("HTTP {}: {}", status.as_u16(), body.trim()))
+    let hint = if status.is_redirection() {
+        " (redirects are not followed: give the final URL)"
+    } else {
+        ""
+    };
+    let reason = status
+        .canonical_reason()
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
+    Err(format!("HTTP {}{reason}{hint}", status.as_u16()))
 }
 
-async fn send_webhook(app: &App, channel: &ChannelRow, notice: &Notice) -> Result<(), String> {
+async fn send_webhook(
+    app: &App,
+    channel: &ChannelRow,
+    signing_secret: &str,
+    notice: &Notice,
+) -> Result<(), String> {
     let url = channel
         .settings
         .get("url")
         .and_then(|u| u.as_str())
         .ok_or("the channel has no URL")?;
     let body = serde_json::to_vec(&notify::webhook_body(notice)).map_err(|e| e.to_string())?;
-    let signature = security::sign_payload(&channel.secret, now_secs(), &body);
+    let signature = security::sign_payload(signing_secret, now_secs(), &body);
     let response = app
         .http
-        .post(url)
+        .post(url)?
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("X-Vitals-Signature", signature)
         .header("X-Vitals-Event", notice.kind.as_str())
@@ -166,19 +185,20 @@ async fn send_webhook(app: &App, channel: &ChannelRow, notice: &Notice) -> Resul
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
-    check_response(response).await
+        .map_err(|e| format!("request failed: {}", outbound::describe(e)))?;
+    check_response(response)
 }
 
-async fn send_slack(app: &App, channel: &ChannelRow, notice: &Notice) -> Result<(), String> {
+/// The Slack incoming-webhook URL is the channel's secret.
+async fn send_slack(app: &App, url: &str, notice: &Notice) -> Result<(), String> {
     let response = app
         .http
-        .post(&channel.secret)
+        .post(url)?
         .json(&notify::slack_body(notice))
         .send()
         .await
-        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
-    check_response(response).await
+        .map_err(|e| format!("request failed: {}", outbound::describe(e)))?;
+    check_response(response)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -192,12 +212,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn send_email(
+    app: &App,
     channel: &ChannelRow,
+    password: String,
     notice: &Notice,
     timeout: Duration,
 ) -> Result<(), String> {
     use lettre::message::{Mailbox, header::ContentType};
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
     use lettre::{Message, SmtpTransport, Transport};
 
     let s = &channel.settings;
@@ -226,15 +249,26 @@ async fn send_email(
     let message = builder
         .body(rendered.text)
         .map_err(|e| format!("could not build the message: {e}"))?;
-    let password = channel.secret.clone();
+    // The connection goes to an address checked here, not to whatever a second lookup of the
+    // name gives; TLS still verifies the certificate against the name.
+    let address = outbound::resolve_permitted(app.http.policy(), &host, port)
+        .await
+        .map_err(|e| format!("SMTP: {e}"))?
+        .first()
+        .map(|a| a.ip().to_string())
+        .ok_or("SMTP: the host has no address")?;
     // lettre's SMTP client is blocking: run it off the async runtime.
     tokio::task::spawn_blocking(move || {
-        let builder = match security.as_str() {
-            "plain" => SmtpTransport::builder_dangerous(&host),
-            "tls" => SmtpTransport::relay(&host).map_err(|e| e.to_string())?,
-            _ => SmtpTransport::starttls_relay(&host).map_err(|e| e.to_string())?,
+        let tls = |host: String| TlsParameters::new(host).map_err(|e| format!("SMTP: {e}"));
+        let tls = match security.as_str() {
+            "plain" => Tls::None,
+            "tls" => Tls::Wrapper(tls(host)?),
+            _ => Tls::Required(tls(host)?),
         };
-        let mut builder = builder.port(port).timeout(Some(timeout));
+        let mut builder = SmtpTransport::builder_dangerous(address)
+            .tls(tls)
+            .port(port)
+            .timeout(Some(timeout));
         if !username.is_empty() {
             builder = builder.credentials(Credentials::new(username, password));
         }

@@ -62,6 +62,8 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.rate_limits.api_per_minute = 0;
     config.rate_limits.ingest_per_minute = 0;
     config.rate_limits.pages_per_minute = 0;
+    // The fakes of outside services listen on loopback; the refusal has its own tests.
+    config.outbound.allow_private_targets = vec!["127.0.0.1".into()];
     config
 }
 

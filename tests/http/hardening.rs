@@ -448,3 +448,361 @@ async fn api_keys_and_sessions_have_request_budgets() {
             .contains("rate_limits.pages_per_minute")
     );
 }
+
+/// A loopback listener that answers every connection with `answer` and counts connections.
+struct Target {
+    url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Target {
+    async fn start(answer: &'static str) -> Target {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Target { url, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn api_post(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// With the default `outbound.allow_private_targets = []`:
+/// - saving a webhook to `127.0.0.1`, to `localhost` (a name resolving to loopback), to the
+///   cloud metadata address `169.254.169.254`, a Slack URL on `[::1]` and an SMTP host
+///   `localhost` is refused with 422 naming the field and the setting;
+/// - channels saved while loopback was allowed (first server) are refused when delivering
+///   after a restart without the allowance: the test delivery says why and the listener sees
+///   no connection, for the literal address and for the name;
+/// - a Stripe base on loopback is refused before any connection.
+/// With loopback allowed, a receiver answering 302 is not followed (the redirect target sees
+/// nothing) and a 500's body (`internal-detail-xyz`) is not reported, only its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_never_reach_inward_addresses() {
+    let receiver = Target::start("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let port = receiver.url.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir, |_| {}).await; // loopback allowed (test_config)
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write", "admin"]).await;
+    let mut saved = Vec::new();
+    for url in [
+        format!("{}/hook", receiver.url),
+        format!("http://localhost:{port}/hook"),
+    ] {
+        let (status, body) = api_post(
+            &server,
+            &key,
+            "/api/v1/channels",
+            serde_json::json!({"name": "h", "kind": "webhook", "settings": {"url": url}}),
+        )
+        .await;
+        // `localhost` may resolve to ::1 first, which the test config does not allow: either
+        // it saves (127.0.0.1 is allowed) or the refusal names the field.
+        if status == StatusCode::OK || status == StatusCode::CREATED {
+            saved.push(body["id"].as_i64().unwrap());
+        } else {
+            assert_eq!(body["error"]["field"], "settings.url", "{body}");
+        }
+    }
+    assert!(!saved.is_empty());
+    let dir = server.stop().await;
+
+    let server = TestServer::start_with(dir, |c| {
+        c.outbound.allow_private_targets = vec![];
+        c.integrations.stripe_api_base = receiver.url.clone();
+    })
+    .await;
+    for id in &saved {
+        let (status, body) = api_post(
+            &server,
+            &key,
+            &format!("/api/v1/channels/{id}/test"),
+            serde_json::json!({}),
+        )
+        .await;
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("outbound.allow_private_targets"), "{body}");
+    }
+    for (body, field) in [
+        (
+            serde_json::json!({"name": "a", "kind": "webhook", "settings": {"url": format!("{}/x", receiver.url)}}),
+            "settings.url",
+        ),
+        (
+            serde_json::json!({"name": "b", "kind": "webhook", "settings": {"url": format!("http://localhost:{port}/x")}}),
+            "settings.url",
+        ),
+        (
+            serde_json::json!({"name": "c", "kind": "webhook", "settings": {"url": "http://169.254.169.254/latest/meta-data/"}}),
+            "settings.url",
+        ),
+        (
+            serde_json::json!({"name": "d", "kind": "slack", "secret": format!("http://[::1]:{port}/services/x")}),
+            "secret",
+        ),
+        (
+            serde_json::json!({"name": "e", "kind": "email", "settings": {"host": "localhost", "port": port, "security": "plain", "from": "a@example.com", "to": "b@example.com"}}),
+            "settings.host",
+        ),
+    ] {
+        let (status, answer) = api_post(&server, &key, "/api/v1/channels", body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} → {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("outbound.allow_private_targets")),
+            "{answer}"
+        );
+    }
+    let (status, body) = api_post(
+        &server,
+        &key,
+        "/api/v1/integrations",
+        serde_json::json!({"provider": "stripe", "api_key": "rk_test_anything"}),
+    )
+    .await;
+    assert!(!status.is_success(), "{body}");
+    assert!(
+        body.to_string().contains("outbound.allow_private_targets"),
+        "{body}"
+    );
+    assert_eq!(receiver.hits(), 0, "nothing reached the loopback listener");
+    server.stop().await;
+
+    // Loopback allowed: a redirect is reported, not followed; a body is not reported.
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write", "admin"]).await;
+    let redirect_answer: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: {}/elsewhere\r\ncontent-length: 0\r\n\r\n",
+            receiver.url
+        )
+        .into_boxed_str(),
+    );
+    let redirecting = Target::start(redirect_answer).await;
+    let failing = Target::start(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 19\r\n\r\ninternal-detail-xyz",
+    )
+    .await;
+    for (target, expected) in [
+        (&redirecting, "HTTP 302 Found (redirects are not followed"),
+        (&failing, "HTTP 500 Internal Server Error"),
+    ] {
+        let (_, ch) = api_post(
+            &server,
+            &key,
+            "/api/v1/channels",
+            serde_json::json!({"name": "h", "kind": "webhook", "settings": {"url": format!("{}/hook", target.url)}}),
+        )
+        .await;
+        let id = ch["id"].as_i64().expect("saved");
+        let (_, body) = api_post(
+            &server,
+            &key,
+            &format!("/api/v1/channels/{id}/test"),
+            serde_json::json!({}),
+        )
+        .await;
+        let text = body.to_string();
+        assert!(text.contains(expected), "{text}");
+        assert!(!text.contains("internal-detail-xyz"), "{text}");
+        assert_eq!(target.hits(), 1);
+    }
+    assert_eq!(receiver.hits(), 0, "the redirect was not followed");
+}
+
+/// A channel's target is its secret (Slack) or names the network (webhook URL, SMTP host). An
+/// Admin creates a Slack channel and a webhook to a port with nothing listening, then sends a
+/// test on each, so both have a stored error. A read key and a Viewer see the channels' names,
+/// kinds and failure times, but no URL, host, masked secret or error text, in the API list,
+/// the API detail (with its deliveries) and both pages; an admin key still sees the URL.
+/// The stored error never carries the URL, even for the Admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_targets_and_errors_are_for_admins_only() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let admin = api_key(&server, &s, &["read", "write", "admin"]).await;
+    let reader = api_key(&server, &s, &["read"]).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let slack_url = format!("{dead}/services/T000/B000/sekrit-token-abc");
+    let hook_url = format!("{dead}/internal-hook-path");
+    let mut ids = Vec::new();
+    for body in [
+        serde_json::json!({"name": "Team Slack", "kind": "slack", "secret": slack_url}),
+        serde_json::json!({"name": "Ops hook", "kind": "webhook", "settings": {"url": hook_url}}),
+    ] {
+        let (status, ch) = api_post(&server, &admin, "/api/v1/channels", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{ch}");
+        let id = ch["id"].as_i64().unwrap();
+        let (_, tested) = api_post(
+            &server,
+            &admin,
+            &format!("/api/v1/channels/{id}/test"),
+            serde_json::json!({}),
+        )
+        .await;
+        assert!(tested.to_string().contains("request failed"), "{tested}");
+        assert!(!tested.to_string().contains("sekrit"), "{tested}");
+        ids.push(id);
+    }
+    let leaks = |text: &str| {
+        [
+            "sekrit-token-abc",
+            "internal-hook-path",
+            "127.0.0.1",
+            "request failed",
+            "••••",
+        ]
+        .into_iter()
+        .filter(|needle| text.contains(needle))
+        .collect::<Vec<_>>()
+    };
+    let (_, list) = get_json(&server, &reader, "/api/v1/channels").await;
+    assert_eq!(list["channels"].as_array().map(Vec::len), Some(2), "{list}");
+    assert!(leaks(&list.to_string()).is_empty(), "{list}");
+    assert!(list["channels"][0]["last_failure_at"].is_string(), "{list}");
+    for id in &ids {
+        let (_, one) = get_json(&server, &reader, &format!("/api/v1/channels/{id}")).await;
+        assert_eq!(one["deliveries"].as_array().map(Vec::len), Some(0));
+        assert!(leaks(&one.to_string()).is_empty(), "{one}");
+    }
+    let (_, as_admin) = get_json(&server, &admin, &format!("/api/v1/channels/{}", ids[1])).await;
+    assert_eq!(as_admin["settings"]["url"], hook_url.as_str());
+    let error = as_admin["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("request failed") && !error.contains("internal-hook-path"),
+        "{error}"
+    );
+
+    add_member(&server, &s, "viewer@acme.test", "viewer").await;
+    let viewer = login(&server, "viewer@acme.test", PASSWORD).await;
+    for path in [
+        format!("/o/{}/channels", s.slug),
+        format!("/o/{}/channels/{}", s.slug, ids[0]),
+        format!("/o/{}/channels/{}", s.slug, ids[1]),
+    ] {
+        let r = viewer.get(server.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("Ops hook") && html.contains("Team Slack"),
+            "{path}"
+        );
+        assert!(leaks(&html).is_empty(), "{path}: {:?}", leaks(&html));
+    }
+}
+
+/// Channel secrets are sealed in `meta.sqlite`: after saving a Slack channel (its URL is the
+/// secret) and a webhook with a signing secret, neither plaintext is in the database file.
+/// A row written before sealing (plaintext, `sealed = 0`, put back by hand) is sealed at the
+/// next start and still delivers: its test send reaches the receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_secrets_are_sealed_at_rest() {
+    let receiver = Target::start("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let admin = api_key(&server, &s, &["read", "write", "admin"]).await;
+    let slack = format!("{}/services/T1/B1/plain-slack-token", receiver.url);
+    let (_, a) = api_post(
+        &server,
+        &admin,
+        "/api/v1/channels",
+        serde_json::json!({"name": "s", "kind": "slack", "secret": slack}),
+    )
+    .await;
+    let (_, b) = api_post(
+        &server,
+        &admin,
+        "/api/v1/channels",
+        serde_json::json!({"name": "w", "kind": "webhook", "settings": {"url": format!("{}/w", receiver.url)},
+                           "secret": "plain-signing-secret-0123"}),
+    )
+    .await;
+    assert_eq!(a["secret"], "••••oken", "{a}");
+    let hook_id = b["id"].as_i64().unwrap();
+    let dir = server.stop().await;
+    let db = dir.path().join("meta.sqlite");
+    // The database and its write-ahead log, whichever holds the rows now.
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes.extend(std::fs::read(dir.path().join("meta.sqlite-wal")).unwrap_or_default());
+    let holds = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        holds("••••oken"),
+        "the hint is stored, so the rows were read"
+    );
+    assert!(!holds("plain-slack-token") && !holds("plain-signing-secret-0123"));
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE notification_channels SET secret = 'legacy-signing-secret-42', sealed = 0 WHERE id = ?1",
+        [hook_id],
+    )
+    .unwrap();
+    drop(conn);
+    let server = TestServer::start_with(dir, |_| {}).await;
+    let (status, body) = api_post(
+        &server,
+        &admin,
+        &format!("/api/v1/channels/{hook_id}/test"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(receiver.hits(), 1);
+    let (_, one) = get_json(&server, &admin, &format!("/api/v1/channels/{hook_id}")).await;
+    assert_eq!(one["secret"], "••••t-42", "{one}");
+    let dir = server.stop().await;
+    let conn = rusqlite::Connection::open(dir.path().join("meta.sqlite")).unwrap();
+    let (stored, sealed): (String, i64) = conn
+        .query_row(
+            "SELECT secret, sealed FROM notification_channels WHERE id = ?1",
+            [hook_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(sealed, 1);
+    assert!(!stored.contains("legacy-signing-secret-42"));
+}

@@ -88,6 +88,7 @@ fn each_layer_names_only_the_layers_below_it() {
         ),
         ("store", &["app", "services", "web", "cli", "config"]),
         ("config", &["app", "services", "web", "cli", "store"]),
+        ("outbound", &["app", "services", "web", "cli", "store"]),
         ("app", &["services", "web", "cli"]),
         ("services", &["web", "cli"]),
         ("web::api", &["web::pages", "cli"]),

@@ -4,6 +4,7 @@
 use super::catalog_of;
 use crate::app::App;
 use crate::domain::alert_rules::{self};
+use crate::outbound;
 use crate::store::meta::alerts::{self, RuleRow};
 use crate::store::meta::channels;
 use crate::store::{StoreError, now_secs};
@@ -104,17 +105,34 @@ pub async fn save_channel(
         Some(id) => Some(app.meta.call(move |c| channels::get(c, org_id, id)).await?),
         None => None,
     };
+    // A secret that cannot be opened (the key file was replaced) counts as absent: the form
+    // then asks for it again.
+    let existing_secret = existing
+        .as_ref()
+        .and_then(|c| app.secrets.open_sealed(&c.sealed_secret).ok());
     let mut generated = None;
-    let spec = crate::domain::notify::validate_channel(
-        &input,
-        existing.as_ref().map(|c| c.secret.as_str()),
-        || {
-            let s = format!("whsec_{}", crate::security::random_token());
-            generated = Some(s.clone());
-            s
-        },
-    )
+    let spec = crate::domain::notify::validate_channel(&input, existing_secret.as_deref(), || {
+        let s = format!("whsec_{}", crate::security::random_token());
+        generated = Some(s.clone());
+        s
+    })
     .map_err(SaveError::Invalid)?;
+    let (field, target) = match spec.kind.as_str() {
+        "webhook" => (
+            "settings.url",
+            spec.settings["url"].as_str().map(outbound::Target::Url),
+        ),
+        "slack" => ("secret", Some(outbound::Target::Url(spec.secret.as_str()))),
+        _ => (
+            "settings.host",
+            spec.settings["host"].as_str().map(outbound::Target::Host),
+        ),
+    };
+    if let Some(target) = target
+        && let Err(m) = outbound::check_target(app.http.policy(), target).await
+    {
+        return Err(problem(field, &m));
+    }
     if let Some(e) = &existing
         && e.kind != spec.kind
         && input
@@ -130,9 +148,15 @@ pub async fn save_channel(
     }
     let actor = actor.to_string();
     let now = now_secs();
+    let sealed = app.secrets.seal(&spec.secret);
+    let hint = crate::domain::notify::mask_secret(&spec.secret);
     let row = app
         .meta
         .call(move |c| {
+            let secret = channels::StoredSecret {
+                sealed: &sealed,
+                hint: &hint,
+            };
             let tx = c.transaction()?;
             let id = match id {
                 Some(id) => {
@@ -143,7 +167,7 @@ pub async fn save_channel(
                         &spec.name,
                         &spec.kind,
                         &spec.settings,
-                        &spec.secret,
+                        &secret,
                         now,
                     )?;
                     id
@@ -154,7 +178,7 @@ pub async fn save_channel(
                     &spec.name,
                     &spec.kind,
                     &spec.settings,
-                    &spec.secret,
+                    &secret,
                     now,
                 )?,
             };

@@ -69,7 +69,7 @@ pub enum OAuthError {
 }
 
 async fn token_request(
-    http: &reqwest::Client,
+    http: &crate::outbound::Outbound,
     config: &IntegrationsConfig,
     form: &[(&str, &str)],
 ) -> Result<Tokens, OAuthError> {
@@ -79,14 +79,15 @@ async fn token_request(
     ];
     all.extend_from_slice(form);
     let r = http
-        .post(format!(
+        .post(&format!(
             "{}/oauth/v1/token",
             config.hubspot_api_base.trim_end_matches('/')
         ))
+        .map_err(OAuthError::Failed)?
         .form(&all)
         .send()
         .await
-        .map_err(|e| OAuthError::Failed(e.to_string()))?;
+        .map_err(|e| OAuthError::Failed(crate::outbound::describe(e)))?;
     let status = r.status();
     let body: Value = r.json().await.unwrap_or(Value::Null);
     let message = || {
@@ -116,7 +117,7 @@ async fn token_request(
 
 /// Exchanges the authorisation code (with the PKCE verifier) for tokens.
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    http: &crate::outbound::Outbound,
     config: &IntegrationsConfig,
     code: &str,
     redirect_uri: &str,
@@ -137,7 +138,7 @@ pub async fn exchange_code(
 
 /// New tokens from the refresh token.
 pub async fn refresh(
-    http: &reqwest::Client,
+    http: &crate::outbound::Outbound,
     config: &IntegrationsConfig,
     refresh_token: &str,
 ) -> Result<Tokens, OAuthError> {
@@ -155,7 +156,7 @@ pub async fn refresh(
 /// Contacts created since `since` (unix seconds): their creation times, following HubSpot's
 /// `paging.next.after` cursor.
 pub async fn contacts_created(
-    http: &reqwest::Client,
+    http: &crate::outbound::Outbound,
     config: &IntegrationsConfig,
     access_token: &str,
     since: i64,
@@ -171,15 +172,16 @@ pub async fn contacts_created(
             query.push(("after".into(), a.clone()));
         }
         let r = http
-            .get(format!(
+            .get(&format!(
                 "{}/crm/v3/objects/contacts",
                 config.hubspot_api_base.trim_end_matches('/')
             ))
+            .map_err(OAuthError::Failed)?
             .bearer_auth(access_token)
             .query(&query)
             .send()
             .await
-            .map_err(|e| OAuthError::Failed(e.to_string()))?;
+            .map_err(|e| OAuthError::Failed(crate::outbound::describe(e)))?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         if status == reqwest::StatusCode::UNAUTHORIZED {

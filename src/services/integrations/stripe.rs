@@ -30,7 +30,7 @@ pub enum StripeError {
 }
 
 pub struct Client {
-    http: reqwest::Client,
+    http: crate::outbound::Outbound,
     base: String,
     key: String,
 }
@@ -43,7 +43,7 @@ fn error_message(body: &Value) -> String {
 }
 
 impl Client {
-    pub fn new(http: reqwest::Client, base: &str, key: &str) -> Client {
+    pub fn new(http: crate::outbound::Outbound, base: &str, key: &str) -> Client {
         Client {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -59,7 +59,8 @@ impl Client {
             attempt += 1;
             let sent = self
                 .http
-                .get(format!("{}{path}", self.base))
+                .get(&format!("{}{path}", self.base))
+                .map_err(StripeError::Network)?
                 .bearer_auth(&self.key)
                 .header("Stripe-Version", STRIPE_VERSION)
                 .query(query)
@@ -72,11 +73,12 @@ impl Client {
             let response = match sent {
                 Ok(r) => r,
                 Err(e) if attempt < MAX_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "Stripe request failed; retrying");
+                    let error = crate::outbound::describe(e);
+                    tracing::warn!(%error, attempt, "Stripe request failed; retrying");
                     tokio::time::sleep(backoff()).await;
                     continue;
                 }
-                Err(e) => return Err(StripeError::Network(e.to_string())),
+                Err(e) => return Err(StripeError::Network(crate::outbound::describe(e))),
             };
             let status = response.status().as_u16();
             let retry_after = response

@@ -17,9 +17,12 @@ pub struct ChannelRow {
     pub kind: String,
     /// Non-secret settings (JSON object).
     pub settings: Value,
-    /// The secret (SMTP password, Slack URL, webhook signing secret). Never serialised.
+    /// The secret (SMTP password, Slack URL, webhook signing secret), sealed with the data
+    /// directory's key (`App::secrets`). Never serialised.
     #[serde(skip)]
-    pub secret: String,
+    pub sealed_secret: String,
+    /// The secret masked to its last four characters, for display.
+    pub secret_hint: String,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_success_at: Option<i64>,
@@ -27,7 +30,7 @@ pub struct ChannelRow {
     pub last_error: String,
 }
 
-const CHANNEL_COLUMNS: &str = "id, org_id, name, kind, settings, secret, created_at, updated_at, last_success_at, last_failure_at, last_error";
+const CHANNEL_COLUMNS: &str = "id, org_id, name, kind, settings, secret, created_at, updated_at, last_success_at, last_failure_at, last_error, secret_hint";
 
 fn channel_row(r: &Row) -> rusqlite::Result<ChannelRow> {
     let settings: String = r.get(4)?;
@@ -37,13 +40,45 @@ fn channel_row(r: &Row) -> rusqlite::Result<ChannelRow> {
         name: r.get(2)?,
         kind: r.get(3)?,
         settings: serde_json::from_str(&settings).unwrap_or(Value::Null),
-        secret: r.get(5)?,
+        sealed_secret: r.get(5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
         last_success_at: r.get(8)?,
         last_failure_at: r.get(9)?,
         last_error: r.get(10)?,
+        secret_hint: r.get(11)?,
     })
+}
+
+/// A secret as stored: sealed, with its display hint.
+pub struct StoredSecret<'a> {
+    pub sealed: &'a str,
+    pub hint: &'a str,
+}
+
+/// Channels whose secret predates sealing (schema 12): `(id, plaintext)`.
+pub fn unsealed(conn: &Connection) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, secret FROM notification_channels WHERE sealed = 0")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Replaces a pre-sealing plaintext secret with its sealed form.
+pub fn store_sealed(conn: &Connection, id: i64, secret: &StoredSecret) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE notification_channels SET secret = ?1, secret_hint = ?2, sealed = 1 WHERE id = ?3",
+        params![secret.sealed, secret.hint, id],
+    )?;
+    Ok(())
+}
+
+/// Channels with a sealed secret, which a lost key file would make unreadable.
+pub fn count_sealed(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM notification_channels WHERE sealed = 1",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as usize)
 }
 
 pub fn insert(
@@ -52,13 +87,13 @@ pub fn insert(
     name: &str,
     kind: &str,
     settings: &Value,
-    secret: &str,
+    secret: &StoredSecret,
     now: i64,
 ) -> Result<i64, StoreError> {
     conn.execute(
-        "INSERT INTO notification_channels (org_id, name, kind, settings, secret, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![org_id, name, kind, settings.to_string(), secret, now],
+        "INSERT INTO notification_channels (org_id, name, kind, settings, secret, secret_hint, sealed, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+        params![org_id, name, kind, settings.to_string(), secret.sealed, secret.hint, now],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -71,13 +106,23 @@ pub fn update(
     name: &str,
     kind: &str,
     settings: &Value,
-    secret: &str,
+    secret: &StoredSecret,
     now: i64,
 ) -> Result<(), StoreError> {
     let n = conn.execute(
-        "UPDATE notification_channels SET name = ?1, kind = ?2, settings = ?3, secret = ?4, updated_at = ?5
-         WHERE id = ?6 AND org_id = ?7",
-        params![name, kind, settings.to_string(), secret, now, id, org_id],
+        "UPDATE notification_channels SET name = ?1, kind = ?2, settings = ?3, secret = ?4,
+                secret_hint = ?5, sealed = 1, updated_at = ?6
+         WHERE id = ?7 AND org_id = ?8",
+        params![
+            name,
+            kind,
+            settings.to_string(),
+            secret.sealed,
+            secret.hint,
+            now,
+            id,
+            org_id
+        ],
     )?;
     if n == 0 {
         return Err(StoreError::NotFound);

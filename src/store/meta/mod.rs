@@ -302,6 +302,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE integrations ADD COLUMN schedule TEXT NOT NULL DEFAULT '0 0 * * * *';
     "#,
+    // 12: channel secrets sealed at rest like integration credentials. Rows written before
+    // stay `sealed = 0` until App::open seals them (the key lives outside the database);
+    // `secret_hint` is the masked tail shown on pages, so showing one needs no key.
+    r#"
+    ALTER TABLE notification_channels ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notification_channels ADD COLUMN secret_hint TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

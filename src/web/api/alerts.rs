@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::domain::alert_rules::FieldProblem;
 use crate::domain::ingest::ItemError;
-use crate::domain::notify::mask_secret;
 use crate::domain::roles::Scope;
 use crate::services::Alerting;
 use crate::services::alerting::{self, AlertActionError, SaveError};
@@ -67,17 +66,27 @@ pub fn rule_json(r: &RuleRow) -> Value {
     v
 }
 
-pub fn channel_json(c: &ChannelRow) -> Value {
-    json!({
+/// A channel as the API shows it. Where it delivers (URL, SMTP host and recipients), its
+/// masked secret and its error texts are for admin keys only (`reveal`): a target can carry
+/// a secret, and an error can describe the network behind it.
+pub fn channel_json(c: &ChannelRow, reveal: bool) -> Value {
+    let mut v = json!({
         "id": c.id,
         "name": c.name,
         "kind": c.kind,
-        "settings": c.settings,
-        "secret": mask_secret(&c.secret),
         "last_success_at": iso_opt(c.last_success_at),
         "last_failure_at": iso_opt(c.last_failure_at),
-        "last_error": c.last_error,
-    })
+    });
+    if reveal {
+        v["settings"] = c.settings.clone();
+        v["secret"] = json!(c.secret_hint);
+        v["last_error"] = json!(c.last_error);
+    }
+    v
+}
+
+fn reveals_targets(auth: &ApiKeyAuth) -> bool {
+    Scope::satisfied_by(Scope::Admin, &auth.key.scopes)
 }
 
 fn invalid(problems: Vec<FieldProblem>) -> ApiError {
@@ -445,7 +454,7 @@ pub async fn list_channels(
     let org_id = auth.org.id;
     let rows = app.meta.call(move |c| channels::list(c, org_id)).await?;
     Ok(Json(
-        json!({ "channels": rows.iter().map(channel_json).collect::<Vec<_>>() }),
+        json!({ "channels": rows.iter().map(|c| channel_json(c, reveals_targets(&auth))).collect::<Vec<_>>() }),
     ))
 }
 
@@ -461,7 +470,7 @@ pub async fn create_channel(
     let body = json_body(&headers, body)?;
     let (row, generated) =
         alerting::save_channel(&app, auth.org.id, None, body, &actor(&auth)).await?;
-    let mut v = channel_json(&row);
+    let mut v = channel_json(&row, true);
     if let Some(secret) = generated {
         v["signing_secret"] = json!(secret);
     }
@@ -485,12 +494,14 @@ pub async fn get_channel(
         })
         .await
         .map_err(|e| not_found_as(e, "channel", id))?;
-    let mut v = channel_json(&row);
+    let reveal = reveals_targets(&auth);
+    let mut v = channel_json(&row, reveal);
     v["deliveries"] = json!(recent
         .iter()
         .map(|d| json!({
             "id": d.id, "alert_id": d.alert_id, "idempotency_key": d.idempotency_key,
-            "state": d.state, "attempts": d.attempts, "last_error": d.last_error,
+            "state": d.state, "attempts": d.attempts,
+            "last_error": if reveal { json!(d.last_error) } else { Value::Null },
             "created_at": iso(d.created_at), "sent_at": iso_opt(d.sent_at),
             "next_attempt_at": if d.state == "queued" { iso(d.next_attempt_at) } else { Value::Null },
         }))
@@ -514,7 +525,7 @@ pub async fn update_channel(
             SaveError::Store(s) => not_found_as(s, "channel", id),
             other => other.into(),
         })?;
-    Ok(Json(channel_json(&row)))
+    Ok(Json(channel_json(&row, true)))
 }
 
 pub async fn delete_channel(

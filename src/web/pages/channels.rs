@@ -13,7 +13,6 @@ use super::alerts::{local_time, not_found};
 use super::render_status;
 use super::rules::{form_values, problems_map};
 use crate::app::App;
-use crate::domain::notify::mask_secret;
 use crate::domain::roles::Permission;
 use crate::services::alerting::{self, SaveError};
 use crate::store::StoreError;
@@ -33,8 +32,12 @@ pub struct ChannelItem {
     pub last_error: String,
 }
 
+/// Where a channel delivers, its masked secret and its errors are shown to Admins only (a
+/// target can carry a secret; an error can describe the network behind it).
 fn channel_item(m: &OrgMember, c: &ChannelRow) -> ChannelItem {
+    let reveal = m.role.allows(Permission::ManageOrg);
     let target = match c.kind.as_str() {
+        _ if !reveal => "(shown to Admins)".to_string(),
         "email" => format!(
             "{} via {}:{}",
             c.settings["to"]
@@ -56,7 +59,11 @@ fn channel_item(m: &OrgMember, c: &ChannelRow) -> ChannelItem {
         name: c.name.clone(),
         kind: c.kind.clone(),
         target,
-        secret: mask_secret(&c.secret),
+        secret: if reveal {
+            c.secret_hint.clone()
+        } else {
+            String::new()
+        },
         last_success: c
             .last_success_at
             .map(|t| local_time(m, t))
@@ -65,7 +72,11 @@ fn channel_item(m: &OrgMember, c: &ChannelRow) -> ChannelItem {
             .last_failure_at
             .map(|t| local_time(m, t))
             .unwrap_or_default(),
-        last_error: c.last_error.clone(),
+        last_error: if reveal {
+            c.last_error.clone()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -175,7 +186,11 @@ async fn channels_page(
                 } else {
                     String::new()
                 },
-                error: d.last_error.clone(),
+                error: if m.role.allows(Permission::ManageOrg) {
+                    d.last_error.clone()
+                } else {
+                    String::new()
+                },
                 alert_id: d.alert_id,
             })
             .collect(),
