@@ -149,8 +149,10 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// How long a login session lasts.
+    /// How long a login session lasts at most.
     pub session_ttl_hours: u64,
+    /// A session unused this long ends (sign in again).
+    pub session_idle_hours: u64,
     /// Failed logins allowed per account or address within `login_window_secs`.
     pub login_max_failures: u64,
     /// Window (and lock-out time) for login throttling.
@@ -239,6 +241,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             session_ttl_hours: 24 * 14,
+            session_idle_hours: 12,
             login_max_failures: 5,
             login_window_secs: 15 * 60,
         }
@@ -616,6 +619,9 @@ impl Config {
         }
         if self.auth.session_ttl_hours == 0 {
             return bad("auth.session_ttl_hours", "must be at least 1".into());
+        }
+        if self.auth.session_idle_hours == 0 {
+            return bad("auth.session_idle_hours", "must be at least 1".into());
         }
         if self.auth.login_max_failures == 0 {
             return bad("auth.login_max_failures", "must be at least 1".into());

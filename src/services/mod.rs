@@ -103,12 +103,13 @@ impl Services {
                 run: Arc::new(move || {
                     let meta = housekeeping_meta.clone();
                     let app = housekeeping_app.clone();
+                    let idle_secs = app.config.auth.session_idle_hours as i64 * 3600;
                     Box::pin(async move {
                         let (alerts, deliveries) = crate::services::alerting::purge_history(&app)
                             .await
                             .map_err(|e| e.to_string())?;
                         meta.call(move |c| {
-                        let sessions = crate::store::meta::sessions::delete_expired(c)?;
+                        let sessions = crate::store::meta::sessions::delete_expired(c, idle_secs)?;
                         let runs = job_runs::prune(c, Utc::now().timestamp() - 30 * 86_400)?;
                         // Score history: every recomputation for a week, then each day's closing score.
                         let week_ago = Utc::now().timestamp() - 7 * 86_400;

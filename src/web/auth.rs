@@ -83,7 +83,12 @@ where
         };
         let token_hash = security::sha256_hex(&token);
         let lookup = token_hash.clone();
-        match app.meta.call(move |c| sessions::get(c, &lookup)).await {
+        let idle = app.config.auth.session_idle_hours as i64 * 3600;
+        match app
+            .meta
+            .call(move |c| sessions::use_session(c, &lookup, idle))
+            .await
+        {
             Ok(s) => {
                 rate_limit::charge(&parts.extensions, RouteClass::Pages, &token_hash)
                     .map_err(|e| PageError::RateLimited(e.message))?;

@@ -123,6 +123,8 @@ pub fn router(services: Services) -> Router {
             get(pages::session::login_form).post(pages::session::login_submit),
         )
         .route("/logout", post(pages::session::logout))
+        .route("/account", get(pages::account::account_page))
+        .route("/account/password", post(pages::account::change_password))
         .route("/orgs/new", get(pages::session::new_org_form))
         .route("/orgs", post(pages::session::new_org_submit))
         .route("/admin/jobs", get(pages::jobs::jobs_page))

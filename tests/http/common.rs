@@ -134,9 +134,11 @@ pub const PASSWORD: &str = "a-long-password-1";
 /// Runs first-time setup (org + Owner) through the setup form.
 pub async fn setup(server: &TestServer, org_name: &str, time_zone: &str) -> Session {
     let client = browser();
+    let token = csrf(&client, &server.url("/setup")).await;
     let r = client
         .post(server.url("/setup"))
         .form(&[
+            ("csrf", token.as_str()),
             ("org_name", org_name),
             ("time_zone", time_zone),
             ("currency", "EUR"),
@@ -159,9 +161,15 @@ pub async fn setup(server: &TestServer, org_name: &str, time_zone: &str) -> Sess
 
 pub async fn login(server: &TestServer, email: &str, password: &str) -> Client {
     let client = browser();
+    let token = csrf(&client, &server.url("/login")).await;
     let r = client
         .post(server.url("/login"))
-        .form(&[("email", email), ("password", password), ("next", "/")])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", email),
+            ("password", password),
+            ("next", "/"),
+        ])
         .send()
         .await
         .unwrap();

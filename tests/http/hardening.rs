@@ -83,9 +83,12 @@ async fn login_next_stays_on_the_site() {
         ("/o/acme/alerts?state=firing", "/o/acme/alerts?state=firing"),
     ];
     for (next, expected) in cases {
-        let r = no_redirects()
+        let client = no_redirects();
+        let token = csrf(&client, &server.url("/login")).await;
+        let r = client
             .post(server.url("/login"))
             .form(&[
+                ("csrf", token.as_str()),
                 ("email", OWNER_EMAIL),
                 ("password", PASSWORD),
                 ("next", next),
@@ -272,12 +275,15 @@ async fn parallel_wrong_passwords_get_no_more_checks_than_allowed() {
     })
     .await;
     setup(&server, "Acme", "UTC").await;
+    let client = no_redirects();
+    let token = csrf(&client, &server.url("/login")).await;
     let attempts = (0..50).map(|_| {
-        let url = server.url("/login");
+        let (url, client, token) = (server.url("/login"), client.clone(), token.clone());
         async move {
-            no_redirects()
+            client
                 .post(url)
                 .form(&[
+                    ("csrf", token.as_str()),
                     ("email", OWNER_EMAIL),
                     ("password", "wrong-password!"),
                     ("next", "/"),
@@ -805,4 +811,157 @@ async fn channel_secrets_are_sealed_at_rest() {
         .unwrap();
     assert_eq!(sealed, 1);
     assert!(!stored.contains("legacy-signing-secret-42"));
+}
+
+/// The login form carries a CSRF token (double submit: cookie and field): a post without the
+/// cookie, or with a token from another browser, is 403 and signs nobody in; the same form
+/// from the page works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_forms_need_their_csrf_token() {
+    let server = TestServer::start().await;
+    setup(&server, "Acme", "UTC").await;
+    let fields = |token: &str| {
+        vec![
+            ("csrf", token.to_string()),
+            ("email", OWNER_EMAIL.to_string()),
+            ("password", PASSWORD.to_string()),
+            ("next", "/".to_string()),
+        ]
+    };
+    let other = no_redirects();
+    let foreign = csrf(&other, &server.url("/login")).await;
+    let victim = no_redirects();
+    let own = csrf(&victim, &server.url("/login")).await;
+    assert_ne!(own, foreign);
+    for (client, token) in [
+        (&no_redirects(), foreign.as_str()),
+        (&victim, foreign.as_str()),
+        (&victim, ""),
+    ] {
+        let r = client
+            .post(server.url("/login"))
+            .form(&fields(token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+    let r = victim
+        .post(server.url("/login"))
+        .form(&fields(&own))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+/// Idle sessions end: with `auth.session_idle_hours = 1`, a session whose last use is moved
+/// 3,601 s into the past (written into meta.sqlite: the test cannot wait an hour) is sent to
+/// the login page, while one last used 3,500 s ago still works and is marked as seen again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.sqlite");
+    let server = TestServer::start_with(dir, |c| c.auth.session_idle_hours = 1).await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let overview = server.url(&format!("/o/{}/", s.slug));
+    let age_sessions = |secs: i64| {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "UPDATE sessions SET last_seen_at = CAST(strftime('%s','now') AS INTEGER) - ?1",
+            [secs],
+        )
+        .unwrap();
+    };
+    age_sessions(3_500);
+    let r = s.client.get(&overview).send().await.unwrap();
+    assert_eq!(r.url().path(), format!("/o/{}/", s.slug), "still signed in");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let idle: i64 = conn
+        .query_row(
+            "SELECT CAST(strftime('%s','now') AS INTEGER) - last_seen_at FROM sessions",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(idle < 60, "the use was recorded ({idle} s ago)");
+    age_sessions(3_601);
+    let r = s.client.get(&overview).send().await.unwrap();
+    assert_eq!(r.url().path(), "/login", "an idle session is over");
+}
+
+/// Changing the password ends the user's other sessions and keeps the one that changed it:
+/// two browsers sign in as the owner; a wrong current password is 422 and changes nothing;
+/// after browser A changes it, B is sent to the login page, A still sees the overview, the
+/// old password no longer signs in and the new one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_the_other_sessions() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let a = login(&server, OWNER_EMAIL, PASSWORD).await;
+    let b = login(&server, OWNER_EMAIL, PASSWORD).await;
+    let overview = server.url(&format!("/o/{}/", s.slug));
+    let change = |client: &reqwest::Client, current: &str| {
+        let (client, current) = (client.clone(), current.to_string());
+        let url = server.url("/account/password");
+        let page = server.url("/account");
+        async move {
+            let token = csrf(&client, &page).await;
+            client
+                .post(url)
+                .form(&[
+                    ("csrf", token.as_str()),
+                    ("current_password", current.as_str()),
+                    ("new_password", "a-brand-new-password-2"),
+                    ("confirm_password", "a-brand-new-password-2"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = change(&a, "not-the-password").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("The current password is wrong.")
+    );
+    assert_eq!(
+        b.get(&overview).send().await.unwrap().url().path(),
+        format!("/o/{}/", s.slug)
+    );
+
+    let r = change(&a, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("2 other session(s) signed out"), "{html}");
+    assert_eq!(
+        b.get(&overview).send().await.unwrap().url().path(),
+        "/login"
+    );
+    assert_eq!(
+        s.client.get(&overview).send().await.unwrap().url().path(),
+        "/login"
+    );
+    assert_eq!(
+        a.get(&overview).send().await.unwrap().url().path(),
+        format!("/o/{}/", s.slug)
+    );
+    let old = no_redirects();
+    let token = csrf(&old, &server.url("/login")).await;
+    let r = old
+        .post(server.url("/login"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", OWNER_EMAIL),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    login(&server, OWNER_EMAIL, "a-brand-new-password-2").await;
 }

@@ -710,10 +710,13 @@ async fn setup_happens_once_then_login_is_required_and_throttled() {
     assert_eq!(r.headers()["location"], "/setup");
     let r = anon.get(server.url("/setup")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let token = extract(&html, "name=\"csrf\" value=\"", "\"").expect("setup form token");
     // Bad setup input names the field and creates nothing.
     let r = anon
         .post(server.url("/setup"))
         .form(&[
+            ("csrf", token.as_str()),
             ("org_name", "Acme"),
             ("time_zone", "Mars/Olympus"),
             ("currency", "EUR"),
@@ -751,10 +754,15 @@ async fn setup_happens_once_then_login_is_required_and_throttled() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Wrong passwords: 401 five times, then 429 even with the right one.
+    let token = csrf(&anon, &server.url("/login")).await;
     for _ in 0..5 {
         let r = anon
             .post(server.url("/login"))
-            .form(&[("email", OWNER_EMAIL), ("password", "wrong-password!")])
+            .form(&[
+                ("csrf", token.as_str()),
+                ("email", OWNER_EMAIL),
+                ("password", "wrong-password!"),
+            ])
             .send()
             .await
             .unwrap();
@@ -762,7 +770,11 @@ async fn setup_happens_once_then_login_is_required_and_throttled() {
     }
     let r = anon
         .post(server.url("/login"))
-        .form(&[("email", OWNER_EMAIL), ("password", PASSWORD)])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", OWNER_EMAIL),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -771,9 +783,12 @@ async fn setup_happens_once_then_login_is_required_and_throttled() {
 
     // Session cookie flags.
     let fresh = TestServer::start().await;
-    let r = no_redirects()
+    let client = no_redirects();
+    let token = csrf(&client, &fresh.url("/setup")).await;
+    let r = client
         .post(fresh.url("/setup"))
         .form(&[
+            ("csrf", token.as_str()),
             ("org_name", "Acme"),
             ("time_zone", "UTC"),
             ("currency", "EUR"),

@@ -97,6 +97,24 @@ fn config(data_dir: &Path) -> Config {
     config
 }
 
+/// The login form's CSRF token (its cookie lands in `client`'s cookie store).
+async fn login_form_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let html = client
+        .get(format!("{base}/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .map(|i| i + "name=\"csrf\" value=\"".len())
+        .ok_or_else(|| anyhow::anyhow!("no CSRF token on /login"))?;
+    let end = html[start..]
+        .find('"')
+        .ok_or_else(|| anyhow::anyhow!("no CSRF token on /login"))?;
+    Ok(html[start..start + end].to_string())
+}
+
 /// The Vitals server process.
 pub struct Server {
     pub process: ChildServer,
@@ -217,9 +235,11 @@ pub struct ApiClient {
 impl ApiClient {
     pub async fn new(base: &str, fleet: &Fleet, q: &Questions) -> anyhow::Result<ApiClient> {
         let session = reqwest::Client::builder().cookie_store(true).build()?;
+        let token = login_form_token(&session, base).await?;
         let r = session
             .post(format!("{base}/login"))
             .form(&[
+                ("csrf", token.as_str()),
                 ("email", ADMIN_EMAIL),
                 ("password", ADMIN_PASSWORD),
                 ("next", "/"),
@@ -353,11 +373,15 @@ impl ApiClient {
 
     /// A session cookie of `email`, for wrk.
     pub async fn session_cookie(&self, email: &str) -> anyhow::Result<String> {
-        let r = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
-            .build()?
+            .build()?;
+        let token = login_form_token(&client, &self.base).await?;
+        let r = client
             .post(format!("{}/login", self.base))
             .form(&[
+                ("csrf", token.as_str()),
                 ("email", email),
                 ("password", ADMIN_PASSWORD),
                 ("next", "/"),

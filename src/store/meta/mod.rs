@@ -309,6 +309,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE notification_channels ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE notification_channels ADD COLUMN secret_hint TEXT NOT NULL DEFAULT '';
     "#,
+    // 13: sessions end after a configurable idle time; sessions open at the upgrade count as
+    // seen then.
+    r#"
+    ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET last_seen_at = CAST(strftime('%s', 'now') AS INTEGER);
+    "#,
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

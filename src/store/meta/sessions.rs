@@ -22,19 +22,30 @@ pub fn create(
 ) -> Result<(), StoreError> {
     let now = now_secs();
     conn.execute(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
         params![token_hash, user_id, csrf_token, now, now + ttl_secs],
     )?;
     Ok(())
 }
 
-/// The live session for a token hash; expired sessions are NotFound.
-pub fn get(conn: &Connection, token_hash: &str) -> Result<Session, StoreError> {
-    conn.query_row(
-        "SELECT u.id, u.email, u.name, u.is_server_admin, u.created_at, s.csrf_token, s.expires_at
-         FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-        params![token_hash, now_secs()],
+/// Seen-times are written at most this often, so a busy session is not a write per request.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// The live session for a token hash, marked as seen now. A session past its absolute expiry
+/// or unused for `idle_secs` is NotFound.
+pub fn use_session(
+    conn: &Connection,
+    token_hash: &str,
+    idle_secs: i64,
+) -> Result<Session, StoreError> {
+    let now = now_secs();
+    let session = conn
+        .query_row(
+            "SELECT u.id, u.email, u.name, u.is_server_admin, u.created_at, s.csrf_token, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3",
+            params![token_hash, now, idle_secs],
         |r| {
             Ok(Session {
                 user: User {
@@ -49,7 +60,20 @@ pub fn get(conn: &Connection, token_hash: &str) -> Result<Session, StoreError> {
             })
         },
     )
-    .found()
+    .found()?;
+    conn.execute(
+        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1 AND last_seen_at <= ?2 - ?3",
+        params![token_hash, now, TOUCH_EVERY_SECS],
+    )?;
+    Ok(session)
+}
+
+/// Ends every session of `user_id` except `keep` (the one that asked).
+pub fn delete_others(conn: &Connection, user_id: i64, keep: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
+        params![user_id, keep],
+    )?)
 }
 
 pub fn delete(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
@@ -57,6 +81,10 @@ pub fn delete(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn delete_expired(conn: &Connection) -> Result<usize, StoreError> {
-    Ok(conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now_secs()])?)
+/// Removes sessions past their expiry or idle for `idle_secs`.
+pub fn delete_expired(conn: &Connection, idle_secs: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2",
+        params![now_secs(), idle_secs],
+    )?)
 }

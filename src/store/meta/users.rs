@@ -74,11 +74,14 @@ pub fn count(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
+/// Sets a new password hash and ends every session of the user but `keep` (the session that
+/// changed it, if any). Returns how many sessions were ended.
 pub fn set_password(
     conn: &Connection,
     user_id: i64,
     password_hash: &str,
-) -> Result<(), StoreError> {
+    keep: Option<&str>,
+) -> Result<usize, StoreError> {
     let n = conn.execute(
         "UPDATE users SET password_hash = ?2 WHERE id = ?1",
         params![user_id, password_hash],
@@ -86,7 +89,5 @@ pub fn set_password(
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    // A new password ends every existing session.
-    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
-    Ok(())
+    super::sessions::delete_others(conn, user_id, keep.unwrap_or(""))
 }

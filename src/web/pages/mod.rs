@@ -1,6 +1,7 @@
 //! Server-rendered pages (askama + htmx). Every page renders its data without JavaScript; htmx
 //! swaps fragments for the range picker and live updates.
 
+pub mod account;
 pub mod alerts;
 pub mod audit;
 pub mod catalog;

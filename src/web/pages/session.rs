@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{FormData, render, render_status};
@@ -15,7 +15,7 @@ use crate::store::StoreError;
 use crate::store::meta::audit::{self};
 use crate::store::meta::orgs::{self};
 use crate::store::meta::{sessions, users};
-use crate::web::auth::{CurrentUser, SESSION_COOKIE};
+use crate::web::auth::{CurrentUser, SESSION_COOKIE, cookie_value};
 use crate::web::error::PageError;
 
 fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> HeaderValue {
@@ -46,6 +46,45 @@ async fn start_session(app: &App, user_id: i64, to: &str) -> Result<Response, Pa
     Ok(response)
 }
 
+/// The login and setup forms are posted before any session exists, so their CSRF token is a
+/// double-submit pair: a random value in a `SameSite=Strict` cookie and the same value in the
+/// form. A cross-site post carries neither the cookie nor a way to read it.
+const FORM_CSRF_COOKIE: &str = "vitals_form_csrf";
+
+/// The pre-session token for a form page, and the cookie to set when the browser has none.
+fn form_csrf(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(token) = cookie_value(headers, FORM_CSRF_COOKIE).filter(|t| t.len() == 43) {
+        return (token, None);
+    }
+    let token = security::random_token();
+    let secure = if app.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{FORM_CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    (token.clone(), HeaderValue::from_str(&cookie).ok())
+}
+
+fn check_form_csrf(headers: &HeaderMap, form: &FormData) -> Result<(), PageError> {
+    let cookie = cookie_value(headers, FORM_CSRF_COOKIE).unwrap_or_default();
+    if !cookie.is_empty() && security::constant_time_eq(&cookie, form.get("csrf")) {
+        Ok(())
+    } else {
+        Err(PageError::Forbidden(
+            "The form has expired or came from another site. Reload the page and try again.".into(),
+        ))
+    }
+}
+
+/// A form page with its CSRF cookie set when new.
+fn with_form_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(c) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
 /// Only a clean same-site path may be a login's destination; anything else goes home.
 fn safe_next(next: &str) -> &str {
     crate::domain::url::same_site_path(next).unwrap_or("/")
@@ -74,6 +113,7 @@ pub async fn home(
 #[derive(Template, Default)]
 #[template(path = "setup.html")]
 pub struct SetupPage {
+    pub csrf: String,
     pub values: HashMap<&'static str, String>,
     pub errors: HashMap<&'static str, String>,
     pub zones: Vec<&'static str>,
@@ -83,22 +123,26 @@ fn zones() -> Vec<&'static str> {
     chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect()
 }
 
-pub async fn setup_form(State(app): State<App>) -> Result<Response, PageError> {
+pub async fn setup_form(State(app): State<App>, headers: HeaderMap) -> Result<Response, PageError> {
     if app.meta.call(|c| users::count(c)).await? > 0 {
         return Ok(Redirect::to("/login").into_response());
     }
     let mut values = HashMap::new();
     values.insert("time_zone", "UTC".to_string());
     values.insert("currency", "USD".to_string());
-    render(&SetupPage {
+    let (csrf, cookie) = form_csrf(&app, &headers);
+    let page = render(&SetupPage {
+        csrf,
         values,
         zones: zones(),
         ..Default::default()
-    })
+    })?;
+    Ok(with_form_cookie(page, cookie))
 }
 
 pub async fn setup_submit(
     State(app): State<App>,
+    headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let form = FormData(form);
@@ -107,6 +151,7 @@ pub async fn setup_submit(
             "Setup is already done. Log in instead.".into(),
         ));
     }
+    check_form_csrf(&headers, &form)?;
     let fields = [
         "org_name",
         "time_zone",
@@ -154,6 +199,7 @@ pub async fn setup_submit(
         return render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             &SetupPage {
+                csrf: form.get("csrf").to_string(),
                 values,
                 errors,
                 zones: zones(),
@@ -181,6 +227,7 @@ pub async fn setup_submit(
 #[derive(Template, Default)]
 #[template(path = "login.html")]
 pub struct LoginPage {
+    pub csrf: String,
     pub email: String,
     pub next: String,
     pub error: String,
@@ -194,23 +241,29 @@ pub struct NextParam {
 
 pub async fn login_form(
     State(app): State<App>,
+    headers: HeaderMap,
     Query(q): Query<NextParam>,
 ) -> Result<Response, PageError> {
     if app.meta.call(|c| users::count(c)).await? == 0 {
         return Ok(Redirect::to("/setup").into_response());
     }
-    render(&LoginPage {
+    let (csrf, cookie) = form_csrf(&app, &headers);
+    let page = render(&LoginPage {
+        csrf,
         next: q.next,
         ..Default::default()
-    })
+    })?;
+    Ok(with_form_cookie(page, cookie))
 }
 
 pub async fn login_submit(
     State(app): State<App>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let form = FormData(form);
+    check_form_csrf(&headers, &form)?;
     let email = form.get("email").trim().to_string();
     let next = safe_next(form.get("next")).to_string();
     let ip = peer.ip().to_string();
@@ -280,6 +333,7 @@ pub async fn login_submit(
             render_status(
                 StatusCode::UNAUTHORIZED,
                 &LoginPage {
+                    csrf: form.get("csrf").to_string(),
                     email,
                     next,
                     error: "The email or password is wrong.".into(),
