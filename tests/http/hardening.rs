@@ -965,3 +965,74 @@ async fn a_password_change_ends_the_other_sessions() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     login(&server, OWNER_EMAIL, "a-brand-new-password-2").await;
 }
+
+/// Every answer (page, API, error, asset) carries the strict CSP with `frame-ancestors 'none'`,
+/// `nosniff`, `Referrer-Policy` and `X-Frame-Options`; pages and API answers are `no-store`
+/// (the API-keys page shows a new key once), assets keep their own caching. HSTS appears only
+/// when `server.public_url` is https.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_are_on_every_answer() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read"]).await;
+    let client = reqwest::Client::new();
+    let answers = [
+        s.client
+            .get(server.url(&format!("/o/{}/api-keys", s.slug)))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(server.url("/api/v1/metrics"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(server.url("/api/v1/metrics"))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(server.url("/no-such-page"))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(server.url("/assets/app.js"))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for r in &answers {
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "same-origin");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(h.get("strict-transport-security").is_none());
+    }
+    for r in &answers[..4] {
+        assert_eq!(r.headers()["cache-control"], "no-store", "{}", r.url());
+    }
+    assert!(
+        answers[4].headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir, |c| {
+        c.server.public_url = "https://vitals.example.com".into()
+    })
+    .await;
+    let r = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+}
