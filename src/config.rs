@@ -153,6 +153,8 @@ pub struct AuthConfig {
     pub session_ttl_hours: u64,
     /// A session unused this long ends (sign in again).
     pub session_idle_hours: u64,
+    /// How long an invitation link to join an org works.
+    pub invitation_ttl_hours: u64,
     /// Failed logins allowed per account or address within `login_window_secs`.
     pub login_max_failures: u64,
     /// Window (and lock-out time) for login throttling.
@@ -242,6 +244,7 @@ impl Default for AuthConfig {
         AuthConfig {
             session_ttl_hours: 24 * 14,
             session_idle_hours: 12,
+            invitation_ttl_hours: 24 * 7,
             login_max_failures: 5,
             login_window_secs: 15 * 60,
         }
@@ -619,6 +622,12 @@ impl Config {
         }
         if self.auth.session_ttl_hours == 0 {
             return bad("auth.session_ttl_hours", "must be at least 1".into());
+        }
+        if !(1..=24 * 90).contains(&self.auth.invitation_ttl_hours) {
+            return bad(
+                "auth.invitation_ttl_hours",
+                "must be between 1 and 2160".into(),
+            );
         }
         if self.auth.session_idle_hours == 0 {
             return bad("auth.session_idle_hours", "must be at least 1".into());

@@ -148,7 +148,15 @@ pub fn router(services: Services) -> Router {
         )
         .route(
             "/o/{slug}/members",
-            get(pages::members::members_list).post(pages::members::members_add),
+            get(pages::members::members_list).post(pages::members::members_invite),
+        )
+        .route(
+            "/o/{slug}/invitations/{id}/revoke",
+            post(pages::members::invitation_revoke),
+        )
+        .route(
+            "/invite/{token}",
+            get(pages::invitations::invitation_page).post(pages::invitations::accept_invitation),
         )
         .route(
             "/o/{slug}/members/{user_id}/role",

@@ -226,24 +226,44 @@ pub async fn create_org(server: &TestServer, s: &Session, name: &str, slug: &str
     }
 }
 
-/// Adds a member with a role through the members page.
-pub async fn add_member(server: &TestServer, s: &Session, email: &str, role: &str) {
+/// Invites `email` with `role` through the members page; returns the link shown once.
+pub async fn invite(server: &TestServer, s: &Session, email: &str, role: &str) -> String {
     let page = server.url(&format!("/o/{}/members", s.slug));
     let token = csrf(&s.client, &page).await;
     let r = s
         .client
         .post(&page)
+        .form(&[("csrf", token.as_str()), ("email", email), ("role", role)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "invite {email}");
+    let html = r.text().await.unwrap();
+    extract(&html, "data-testid=\"invite-link\">", "<").expect("invitation link shown")
+}
+
+/// Adds a member who has no account yet: an invitation, accepted by creating the account
+/// (name "Member", password [`PASSWORD`]) through the link in a fresh browser.
+pub async fn add_member(server: &TestServer, s: &Session, email: &str, role: &str) {
+    let link = invite(server, s, email, role).await;
+    let invitee = browser();
+    let token = csrf(&invitee, &link).await;
+    let r = invitee
+        .post(&link)
         .form(&[
             ("csrf", token.as_str()),
-            ("email", email),
-            ("role", role),
             ("name", "Member"),
             ("password", PASSWORD),
         ])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "add member {email}");
+    assert_eq!(r.status(), StatusCode::OK, "{email} accepts");
+    assert_eq!(
+        r.url().path(),
+        format!("/o/{}/", s.slug),
+        "{email} lands in the org"
+    );
 }
 
 pub async fn post_points(server: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {

@@ -1036,3 +1036,151 @@ async fn security_headers_are_on_every_answer() {
     let r = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
 }
+
+/// Nobody joins an org without accepting. Bea, Admin of Beta, invites Carl, who already has
+/// an account (a Viewer of Acme):
+/// - invited but not yet accepted, Carl cannot open Beta (404);
+/// - without a session the link sends to the login page and back; another signed-in user
+///   (Bea) gets 403 and no join form, and her post is refused; Carl's "Join" adds him with the
+///   invited role (Analyst);
+/// - the link then no longer works (single use), a revoked link does not work, and an
+///   expired one (its expiry moved 8 days back in meta.sqlite) does not either;
+/// - Acme's owner cannot revoke Beta's invitation through Acme (404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_join_only_by_accepting_an_invitation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.sqlite");
+    let server = TestServer::start_with(dir, |_| {}).await;
+    let acme = setup(&server, "Acme", "UTC").await;
+    let beta = create_org(&server, &acme, "Beta", "beta").await;
+    add_member(&server, &beta, "bea@beta.test", "admin").await;
+    add_member(&server, &acme, "carl@acme.test", "viewer").await;
+    let bea = Session {
+        client: login(&server, "bea@beta.test", PASSWORD).await,
+        slug: "beta".into(),
+    };
+    let carl = login(&server, "carl@acme.test", PASSWORD).await;
+    let beta_home = server.url("/o/beta/");
+    assert_eq!(
+        carl.get(&beta_home).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let link = invite(&server, &bea, "carl@acme.test", "analyst").await;
+    assert_eq!(
+        carl.get(&beta_home).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "invited is not joined"
+    );
+    let path = link.trim_start_matches(&server.url(""));
+    let anon = no_redirects().get(&link).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::SEE_OTHER);
+    let to = anon.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with("/login?next=") && to.contains("invite"),
+        "{to}"
+    );
+
+    // Someone else, signed in, cannot use it.
+    let other = login(&server, "bea@beta.test", PASSWORD).await;
+    let r = other.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let token = extract(&r.text().await.unwrap(), "name=\"csrf\" value=\"", "\"");
+    assert!(token.is_none(), "no join form for the wrong user");
+    let bea_csrf = csrf(&other, &server.url("/account")).await;
+    let r = other
+        .post(&link)
+        .form(&[("csrf", bea_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Carl accepts through the login page's `next`.
+    let html = carl.get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("Join Beta") && html.contains("Analyst"),
+        "{html}"
+    );
+    let token = extract(&html, "name=\"csrf\" value=\"", "\"").unwrap();
+    let r = carl
+        .post(&link)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/o/beta/");
+    assert_eq!(
+        carl.get(&beta_home).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let members = bea
+        .client
+        .get(server.url("/o/beta/members"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(members.contains("carl@acme.test"), "{members}");
+    // Single use.
+    let r = carl
+        .post(&link)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+
+    // Revoked and expired links.
+    let revoked = invite(&server, &bea, "dora@beta.test", "viewer").await;
+    let page = bea
+        .client
+        .get(server.url("/o/beta/members"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let id = extract(&page, "/o/beta/invitations/", "/revoke").expect("pending invitation listed");
+    let acme_csrf = csrf(&acme.client, &server.url("/o/acme/members")).await;
+    let r = acme
+        .client
+        .post(server.url(&format!("/o/acme/invitations/{id}/revoke")))
+        .form(&[("csrf", acme_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "another org's invitation"
+    );
+    let bea_token = csrf(&bea.client, &server.url("/o/beta/members")).await;
+    bea.client
+        .post(server.url(&format!("/o/beta/invitations/{id}/revoke")))
+        .form(&[("csrf", bea_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let fresh = browser();
+    assert_eq!(
+        fresh.get(&revoked).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let expiring = invite(&server, &bea, "erin@beta.test", "viewer").await;
+    assert_eq!(
+        fresh.get(&expiring).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE invitations SET expires_at = expires_at - 8 * 86400 WHERE email = 'erin@beta.test'", [])
+        .unwrap();
+    assert_eq!(
+        fresh.get(&expiring).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+}

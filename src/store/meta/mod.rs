@@ -11,6 +11,7 @@ pub mod custom_metrics;
 pub mod health_scores;
 pub mod inbound_hooks;
 pub mod integrations;
+pub mod invitations;
 pub mod job_runs;
 pub mod org_settings;
 pub mod orgs;
@@ -314,6 +315,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER NOT NULL DEFAULT 0;
     UPDATE sessions SET last_seen_at = CAST(strftime('%s', 'now') AS INTEGER);
+    "#,
+    // 14: invitations to join an org: a single-use, expiring link the invitee accepts (only
+    // a SHA-256 of its token is kept).
+    r#"
+    CREATE TABLE invitations (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        email TEXT NOT NULL COLLATE NOCASE,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        invited_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        accepted_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE INDEX invitations_org ON invitations(org_id);
     "#,
 ];
 

@@ -118,5 +118,6 @@ macro_rules! form_helpers {
 form_helpers!(
     super::session::SetupPage,
     super::session::NewOrgPage,
-    super::members::MembersPage
+    super::members::MembersPage,
+    super::invitations::InvitationPage
 );

@@ -12,8 +12,8 @@ use crate::app::{self, App};
 use crate::domain::roles::{Permission, Role};
 use crate::security;
 use crate::store::StoreError;
+use crate::store::meta::invitations;
 use crate::store::meta::orgs::{self, Member};
-use crate::store::meta::users;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
 
@@ -38,6 +38,17 @@ pub struct MembersPage {
     pub errors: HashMap<&'static str, String>,
     pub values: HashMap<&'static str, String>,
     pub notice: String,
+    pub pending: Vec<PendingView>,
+    /// Just created: (email, role title, link), shown once.
+    pub invite_link: Option<(String, &'static str, String)>,
+}
+
+pub struct PendingView {
+    pub id: i64,
+    pub email: String,
+    pub role_title: &'static str,
+    pub invited_by: String,
+    pub expires: String,
 }
 
 async fn members_page(
@@ -48,7 +59,10 @@ async fn members_page(
     notice: String,
 ) -> Result<MembersPage, PageError> {
     let org_id = m.org.id;
-    let members: Vec<Member> = app.meta.call(move |c| orgs::members(c, org_id)).await?;
+    let (members, pending): (Vec<Member>, _) = app
+        .meta
+        .call(move |c| Ok((orgs::members(c, org_id)?, invitations::pending(c, org_id)?)))
+        .await?;
     let can_manage = m.role.allows(Permission::ManageMembers);
     Ok(MembersPage {
         nav: nav(app, m, "members").await?,
@@ -74,6 +88,17 @@ async fn members_page(
         errors,
         values,
         notice,
+        pending: pending
+            .into_iter()
+            .map(|i| PendingView {
+                id: i.id,
+                email: i.email,
+                role_title: i.role.title(),
+                invited_by: i.invited_by.trim_start_matches("user:").to_string(),
+                expires: super::alerts::local_time(m, i.expires_at),
+            })
+            .collect(),
+        invite_link: None,
     })
 }
 
@@ -82,13 +107,16 @@ pub async fn members_list(State(app): State<App>, m: OrgMember) -> Result<Respon
     render(&members_page(&app, &m, HashMap::new(), HashMap::new(), String::new()).await?)
 }
 
-pub async fn members_add(
+/// `POST /o/{slug}/members`: invites an email address with a role. Nobody is added here: the
+/// person with that address accepts the link (shown once) while signed in as themselves, or
+/// creates their account through it.
+pub async fn members_invite(
     State(app): State<App>,
     m: OrgMember,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let form = FormAction::accept(&m, form, Permission::ManageMembers)?;
-    let values: HashMap<&'static str, String> = ["email", "name", "role"]
+    let values: HashMap<&'static str, String> = ["email", "role"]
         .iter()
         .map(|f| (*f, form.get(f).to_string()))
         .collect();
@@ -107,64 +135,33 @@ pub async fn members_add(
             None
         }
     };
-    let name = form.get("name").trim().to_string();
-    let password = form.get("password").to_string();
     let (Some(email), Some(role), true) = (email, role, errors.is_empty()) else {
         return form.invalid(&members_page(&app, &m, errors, values, String::new()).await?);
     };
-    let lookup = email.clone();
-    let existing = match app.meta.call(move |c| users::by_email(c, &lookup)).await {
-        Ok(u) => Some(u),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let hash = if existing.is_none() {
-        if name.is_empty() || name.chars().count() > 100 {
-            errors.insert(
-                "name",
-                "a new user needs a name (1 to 100 characters)".into(),
-            );
-        }
-        if let Err(e) = security::validate_password(&password) {
-            errors.insert(
-                "password",
-                format!("a new user needs an initial password that {e}"),
-            );
-        }
-        if !errors.is_empty() {
-            return form.invalid(&members_page(&app, &m, errors, values, String::new()).await?);
-        }
-        Some(
-            app.password_work(move || security::hash_password(&password))
-                .await?
-                .map_err(|_| PageError::Internal)?,
-        )
-    } else {
-        None
-    };
-    let em = email.clone();
+    let token = security::random_token();
+    let token_hash = security::sha256_hex(&token);
+    let ttl = app.config.auth.invitation_ttl_hours as i64 * 3600;
+    let (em, inviter) = (email.clone(), m.actor());
     let result = form
-        .record(&app, "member.add", move |tx, org_id| {
-            let user = match (&existing, &hash) {
-                (Some(u), _) => u.clone(),
-                (None, Some(h)) => users::create(tx, &em, &name, h, false)?,
-                (None, None) => return Err(StoreError::internal("no password hash")),
-            };
-            orgs::add_member(tx, org_id, user.id, role)?;
-            Ok(((), format!("{} as {}", user.email, role.as_str())))
+        .record(&app, "member.invite", move |tx, org_id| {
+            let already = orgs::members(tx, org_id)?
+                .iter()
+                .any(|x| x.email.eq_ignore_ascii_case(&em));
+            if already {
+                return Err(StoreError::Conflict("is already a member".into()));
+            }
+            invitations::create(tx, org_id, &em, role, &token_hash, &inviter, ttl)?;
+            Ok(((), format!("{em} as {}", role.as_str())))
         })
         .await;
     match result {
-        Ok(()) => render(
-            &members_page(
-                &app,
-                &m,
-                HashMap::new(),
-                HashMap::new(),
-                format!("{email} was added as {}.", role.title()),
-            )
-            .await?,
-        ),
+        Ok(()) => {
+            let link = format!("{}/invite/{token}", app.base_url());
+            let mut page =
+                members_page(&app, &m, HashMap::new(), HashMap::new(), String::new()).await?;
+            page.invite_link = Some((email, role.title(), link));
+            render(&page)
+        }
         Err(StoreError::Conflict(msg)) => {
             let page = members_page(
                 &app,
@@ -178,6 +175,22 @@ pub async fn members_add(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /o/{slug}/invitations/{id}/revoke`: the link stops working.
+pub async fn invitation_revoke(
+    State(app): State<App>,
+    m: OrgMember,
+    Path((_, id)): Path<(String, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let form = FormAction::accept(&m, form, Permission::ManageMembers)?;
+    form.record(&app, "member.invite.revoke", move |c, org_id| {
+        let revoked = invitations::revoke(c, org_id, id)?;
+        Ok(((), revoked.email))
+    })
+    .await?;
+    form.done("members")
 }
 
 pub async fn members_set_role(

@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod import;
 pub mod insights;
 pub mod integrations;
+pub mod invitations;
 pub mod jobs;
 pub mod keys;
 pub mod members;

@@ -31,7 +31,11 @@ fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> HeaderValue {
 }
 
 /// Starts a session and redirects; used by setup and login.
-async fn start_session(app: &App, user_id: i64, to: &str) -> Result<Response, PageError> {
+pub(crate) async fn start_session(
+    app: &App,
+    user_id: i64,
+    to: &str,
+) -> Result<Response, PageError> {
     let token = security::random_token();
     let hash = security::sha256_hex(&token);
     let csrf = security::random_token();
@@ -52,7 +56,7 @@ async fn start_session(app: &App, user_id: i64, to: &str) -> Result<Response, Pa
 const FORM_CSRF_COOKIE: &str = "vitals_form_csrf";
 
 /// The pre-session token for a form page, and the cookie to set when the browser has none.
-fn form_csrf(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub(crate) fn form_csrf(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     if let Some(token) = cookie_value(headers, FORM_CSRF_COOKIE).filter(|t| t.len() == 43) {
         return (token, None);
     }
@@ -66,7 +70,7 @@ fn form_csrf(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     (token.clone(), HeaderValue::from_str(&cookie).ok())
 }
 
-fn check_form_csrf(headers: &HeaderMap, form: &FormData) -> Result<(), PageError> {
+pub(crate) fn check_form_csrf(headers: &HeaderMap, form: &FormData) -> Result<(), PageError> {
     let cookie = cookie_value(headers, FORM_CSRF_COOKIE).unwrap_or_default();
     if !cookie.is_empty() && security::constant_time_eq(&cookie, form.get("csrf")) {
         Ok(())
@@ -78,7 +82,7 @@ fn check_form_csrf(headers: &HeaderMap, form: &FormData) -> Result<(), PageError
 }
 
 /// A form page with its CSRF cookie set when new.
-fn with_form_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+pub(crate) fn with_form_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
     if let Some(c) = cookie {
         response.headers_mut().append(header::SET_COOKIE, c);
     }
