@@ -15,6 +15,7 @@ pub mod query;
 pub mod scheduler;
 pub mod scoring;
 pub mod signals;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -108,6 +109,11 @@ impl Services {
                         let (alerts, deliveries) = crate::services::alerting::purge_history(&app)
                             .await
                             .map_err(|e| e.to_string())?;
+                        let uploads_app = app.clone();
+                        let uploads =
+                            tokio::task::spawn_blocking(move || uploads::prune_all(&uploads_app))
+                                .await
+                                .unwrap_or(0);
                         meta.call(move |c| {
                         let sessions = crate::store::meta::sessions::delete_expired(c, idle_secs)?;
                         let runs = job_runs::prune(c, Utc::now().timestamp() - 30 * 86_400)?;
@@ -122,7 +128,8 @@ impl Services {
                         }
                         Ok(format!(
                             "removed {sessions} expired sessions, {runs} old job runs, {scores} intraday scores older than a week, \
-                             {alerts} closed alerts and {deliveries} notifications past the alert retention"
+                             {alerts} closed alerts and {deliveries} notifications past the alert retention, \
+                             {uploads} CSV uploads never imported"
                         ))
                     })
                     .await

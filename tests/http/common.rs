@@ -67,6 +67,18 @@ pub fn test_config(dir: &TempDir) -> Config {
     config
 }
 
+/// A server the helpers can talk to: the in-process [`TestServer`], or a `vitals serve`
+/// process when a test measures the process itself.
+pub trait Served {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Served for TestServer {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(tempfile::tempdir().expect("tempdir"), |_| {}).await
@@ -132,7 +144,7 @@ pub const OWNER_EMAIL: &str = "owner@acme.test";
 pub const PASSWORD: &str = "a-long-password-1";
 
 /// Runs first-time setup (org + Owner) through the setup form.
-pub async fn setup(server: &TestServer, org_name: &str, time_zone: &str) -> Session {
+pub async fn setup(server: &impl Served, org_name: &str, time_zone: &str) -> Session {
     let client = browser();
     let token = csrf(&client, &server.url("/setup")).await;
     let r = client
@@ -190,7 +202,7 @@ pub fn extract(html: &str, before: &str, after: &str) -> Option<String> {
 }
 
 /// Creates an API key through the API keys page and returns it.
-pub async fn api_key(server: &TestServer, s: &Session, scopes: &[&str]) -> String {
+pub async fn api_key(server: &impl Served, s: &Session, scopes: &[&str]) -> String {
     let page = server.url(&format!("/o/{}/api-keys", s.slug));
     let token = csrf(&s.client, &page).await;
     let mut form = vec![("csrf", token.as_str()), ("name", "test key")];

@@ -1,10 +1,10 @@
 //! The CSV import page: upload a file, set the column mapping, preview what it becomes (the first
 //! points and every problem with its line), then import it whole, or its valid rows only.
-//! The uploaded file is kept under `data_dir/uploads` between preview and import (so it is sent
-//! once) and removed after the import or after a day.
+//! The uploaded file is written to `data_dir/uploads/<org>` as it arrives (never held in memory)
+//! and kept there between preview and import, so it is sent once; it is removed after the
+//! import, after a day, or when the org has more than `MAX_UPLOADS_PER_ORG` waiting.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use askama::Template;
 use axum::extract::{Multipart, State};
@@ -15,7 +15,8 @@ use crate::app::App;
 use crate::domain::roles::Permission;
 use crate::domain::timebucket;
 use crate::services::query;
-use crate::web::api::import::{mapping_from_pairs, run_import};
+use crate::services::uploads::{MAX_UPLOADS_PER_ORG, prune_uploads, uploads_dir};
+use crate::web::api::import::{SpoolError, mapping_from_pairs, run_import, spool};
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
 use crate::web::pages::{Nav, nav, render_status};
@@ -56,10 +57,6 @@ const FIELDS: [&str; 9] = [
     "delimiter",
     "decimal",
 ];
-
-fn uploads_dir(app: &App) -> PathBuf {
-    app.data_dir().join("uploads")
-}
 
 fn empty_page(nav: Nav, values: HashMap<String, String>) -> ImportPage {
     ImportPage {
@@ -106,8 +103,15 @@ pub async fn import_submit(
     mut multipart: Multipart,
 ) -> Result<Response, PageError> {
     m.require(Permission::WriteData)?;
+    let dir = uploads_dir(&app, m.org.id);
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+        tracing::error!(error = %e, "while creating the uploads directory");
+        PageError::Internal
+    })?;
+    let limit = app.config.ingest.max_import_bytes;
     let mut fields: Vec<(String, String)> = Vec::new();
-    let mut file: Option<(String, Vec<u8>)> = None;
+    // A new upload: (token, file name), already on disk.
+    let mut uploaded: Option<(String, String)> = None;
     while let Some(field) = multipart
         .next_field()
         .await
@@ -116,12 +120,24 @@ pub async fn import_submit(
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
             let file_name = field.file_name().unwrap_or("upload.csv").to_string();
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| PageError::BadRequest(format!("the file could not be read: {e}")))?;
-            if !bytes.is_empty() {
-                file = Some((file_name, bytes.to_vec()));
+            let token = crate::security::random_token();
+            let path = dir.join(format!("{token}.csv"));
+            let size = spool(field, &path, limit).await.map_err(|e| match e {
+                SpoolError::TooLarge => PageError::BadRequest(
+                    "The file is larger than ingest.max_import_bytes; split it.".into(),
+                ),
+                SpoolError::Read(m) => {
+                    PageError::BadRequest(format!("the file could not be read: {m}"))
+                }
+                SpoolError::Io(e) => {
+                    tracing::error!(error = %e, "while storing an upload");
+                    PageError::Internal
+                }
+            })?;
+            if size == 0 {
+                let _ = tokio::fs::remove_file(&path).await;
+            } else {
+                uploaded = Some((token, file_name));
             }
         } else {
             let text = field.text().await.map_err(|e| {
@@ -137,45 +153,23 @@ pub async fn import_submit(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    m.check_csrf(&get("csrf"))?;
+    if let Err(e) = m.check_csrf(&get("csrf")) {
+        if let Some((token, _)) = &uploaded {
+            let _ = tokio::fs::remove_file(dir.join(format!("{token}.csv"))).await;
+        }
+        return Err(e);
+    }
     let action = get("action");
     let values: HashMap<String, String> = FIELDS.iter().map(|f| (f.to_string(), get(f))).collect();
     let mut page = empty_page(nav(&app, &m, "import").await?, values.clone());
 
-    // The file: a new upload is stored (per org) for the import step; else the stored one.
-    let dir = uploads_dir(&app).join(m.org.id.to_string());
-    let (token, file_name) = match file {
-        Some((name, bytes)) => {
-            let token = crate::security::random_token();
-            let (dir2, token2) = (dir.clone(), token.clone());
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir2)?;
-                // Uploads older than a day are left-overs of previews never imported.
-                if let Ok(entries) = std::fs::read_dir(&dir2) {
-                    for e in entries.flatten() {
-                        let old = e
-                            .metadata()
-                            .and_then(|md| md.modified())
-                            .ok()
-                            .and_then(|t| t.elapsed().ok())
-                            .is_some_and(|age| age.as_secs() > 86_400);
-                        if old {
-                            let _ = std::fs::remove_file(e.path());
-                        }
-                    }
-                }
-                std::fs::write(dir2.join(format!("{token2}.csv")), bytes)
-            })
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "upload task failed");
-                PageError::Internal
-            })?
-            .map_err(|e| {
-                tracing::error!(error = %e, "while storing an upload");
-                PageError::Internal
-            })?;
-            (token, name)
+    // A new upload is kept (per org, bounded) for the import step; else the stored one is used.
+    let (token, file_name) = match uploaded {
+        Some(new) => {
+            let dir2 = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || prune_uploads(&dir2, MAX_UPLOADS_PER_ORG))
+                .await;
+            new
         }
         None => (get("upload"), get("file_name")),
     };
@@ -184,25 +178,14 @@ pub async fn import_submit(
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let path = dir.join(format!("{token}.csv"));
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
-        Err(_) => {
-            page.error = "The uploaded file is no longer here (uploads are kept for a day); upload it again.".into();
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
-        }
-    };
+    if tokio::fs::metadata(&path).await.is_err() {
+        page.error =
+            "The uploaded file is no longer here (uploads are kept for a day); upload it again."
+                .into();
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
     page.upload = token;
     page.file_name = file_name;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            page.error = format!(
-                "The file is not UTF-8 text (byte {}); save it as “CSV UTF-8” and upload it again.",
-                e.utf8_error().valid_up_to()
-            );
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
-        }
-    };
     let mut pairs: Vec<(String, String)> = values.into_iter().collect();
     pairs.push(("valid_only".into(), (action == "import_valid").to_string()));
     let (mapping, valid_only) = match mapping_from_pairs(&pairs) {
@@ -213,7 +196,16 @@ pub async fn import_submit(
         }
     };
     let store = action == "import" || action == "import_valid";
-    let outcome = run_import(&app, &m.org, text, mapping, valid_only, &m.actor(), store).await?;
+    let outcome = run_import(
+        &app,
+        &m.org,
+        path.clone(),
+        mapping,
+        valid_only,
+        &m.actor(),
+        store,
+    )
+    .await?;
     let o = match outcome {
         Ok(o) => o,
         Err(file_problem) => {
@@ -222,30 +214,25 @@ pub async fn import_submit(
         }
     };
     page.show_report = true;
-    page.columns = o.parsed.columns.clone();
-    page.delimiter = match o.parsed.delimiter {
+    let summary = &o.summary;
+    page.columns = summary.columns.clone();
+    page.delimiter = match summary.delimiter {
         '\t' => "tab".into(),
         ';' => "semicolon".into(),
         _ => "comma".into(),
     };
-    page.rows = o.parsed.rows;
-    page.point_count = if store {
-        o.stored
-    } else {
-        o.parsed.points.len()
-    };
-    page.problem_count = o.parsed.problems.len();
-    page.problems = o
-        .parsed
+    page.rows = summary.rows;
+    page.point_count = if store { o.stored } else { summary.point_count };
+    page.problem_count = summary.problem_count;
+    page.problems = summary
         .problems
         .iter()
         .take(200)
         .map(|p| (p.line, p.reason.clone()))
         .collect();
     let org_tz = query::org_tz(&m.org);
-    page.preview = o
-        .parsed
-        .points
+    page.preview = summary
+        .preview
         .iter()
         .take(20)
         .map(|p| {
@@ -270,13 +257,13 @@ pub async fn import_submit(
         page.notice = format!(
             "Imported {} points from {} rows{}.",
             o.stored,
-            o.parsed.rows,
-            if o.parsed.problems.is_empty() {
+            summary.rows,
+            if summary.problem_count == 0 {
                 String::new()
             } else {
                 format!(
                     "; {} rows with problems were skipped",
-                    o.parsed.problems.len()
+                    summary.problem_count
                 )
             }
         );
@@ -285,8 +272,7 @@ pub async fn import_submit(
     if store && o.refused {
         page.error = format!(
             "Nothing was imported: {} of {} rows have problems. Fix the file, or import the valid rows only.",
-            o.parsed.problems.len(),
-            o.parsed.rows
+            summary.problem_count, summary.rows
         );
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
