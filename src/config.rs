@@ -133,6 +133,9 @@ pub struct ServerConfig {
     pub max_streams_per_session: u64,
     /// Live-update streams all members of one organisation may hold open at once.
     pub max_streams_per_org: u64,
+    /// Reverse proxies (CIDR ranges or addresses) whose `X-Forwarded-For` names the client,
+    /// for login throttling and the audit log. Empty: the connecting address is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +228,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_streams_per_session: 8,
             max_streams_per_org: 200,
+            trusted_proxies: Vec::new(),
         }
     }
 }

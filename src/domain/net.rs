@@ -50,6 +50,47 @@ impl TargetPolicy {
     }
 }
 
+/// The proxies (`server.trusted_proxies`) whose `X-Forwarded-For` says who the client is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustedProxies {
+    proxies: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    /// CIDR ranges or single addresses, as [`TargetPolicy::new`] takes them.
+    pub fn new(proxies: &[String]) -> Result<TrustedProxies, String> {
+        Ok(TrustedProxies {
+            proxies: TargetPolicy::new(proxies)?.allowed,
+        })
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address: the peer itself unless it is a trusted proxy; then the last
+    /// address in `X-Forwarded-For` (read right to left) that is not a trusted proxy. A
+    /// client can prepend anything to the header, so only what trusted proxies appended
+    /// counts; an unreadable entry stops the walk at the proxy that appended it.
+    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if !self.trusts(peer) {
+            return canonical(peer);
+        }
+        let mut client = canonical(peer);
+        for hop in forwarded_for.unwrap_or("").rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = canonical(ip);
+            if !self.trusts(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
 /// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`, or the deprecated `::127.0.0.1`)
 /// is judged as the IPv4 address it carries.
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -191,6 +232,31 @@ mod tests {
         assert!(p.permits(ip("8.8.8.8")));
         assert!(TargetPolicy::new(&["10.0.0.0/33".into()]).is_err());
         assert!(TargetPolicy::new(&["localhost".into()]).is_err());
+    }
+
+    /// Behind a trusted proxy the client is the rightmost untrusted hop; an untrusted peer's
+    /// header is ignored (anyone can send one), and a forged prefix does not help.
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let t = TrustedProxies::new(&["10.0.0.0/8".into(), "127.0.0.1".into()]).unwrap();
+        let xff = Some("198.51.100.1, 203.0.113.7, 10.0.0.2");
+        assert_eq!(t.client(ip("127.0.0.1"), xff), ip("203.0.113.7"));
+        assert_eq!(t.client(ip("8.8.8.8"), xff), ip("8.8.8.8"));
+        assert_eq!(t.client(ip("127.0.0.1"), None), ip("127.0.0.1"));
+        assert_eq!(
+            t.client(ip("127.0.0.1"), Some("junk, 203.0.113.9")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            t.client(ip("127.0.0.1"), Some("203.0.113.9, junk")),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            t.client(ip("::ffff:127.0.0.1"), Some("10.1.1.1")),
+            ip("10.1.1.1")
+        );
+        let none = TrustedProxies::default();
+        assert_eq!(none.client(ip("127.0.0.1"), xff), ip("127.0.0.1"));
     }
 
     #[test]

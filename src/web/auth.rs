@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use super::error::{ApiError, PageError};
 use super::rate_limit::{self, RouteClass};
 use crate::app::App;
+use crate::domain::net::TrustedProxies;
 use crate::domain::roles::{Permission, Role, Scope};
 use crate::security;
 use crate::store::StoreError;
@@ -33,12 +34,35 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// The client's address: the connecting peer, or what a trusted proxy says in
+/// `X-Forwarded-For` (`server.trusted_proxies`).
 pub fn client_ip(parts: &Parts) -> String {
-    parts
+    let Some(peer) = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default()
+        .map(|c| c.0.ip())
+    else {
+        return String::new();
+    };
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    match parts.extensions.get::<std::sync::Arc<TrustedProxies>>() {
+        Some(trusted) => trusted.client(peer, forwarded).to_string(),
+        None => peer.to_string(),
+    }
+}
+
+/// [`client_ip`] as an extractor, for handlers without an [`OrgMember`].
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
 }
 
 /// A signed-in user (any page outside an org).

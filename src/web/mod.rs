@@ -276,6 +276,10 @@ pub fn router(services: Services) -> Router {
         .nest("/api/v1", api)
         .route("/assets/{*path}", get(assets::asset))
         .layer(axum::Extension(sse::StreamSlots::default()))
+        .layer(axum::Extension(std::sync::Arc::new(
+            crate::domain::net::TrustedProxies::new(&app.config.server.trusted_proxies)
+                .unwrap_or_default(),
+        )))
         .layer(axum::Extension(rate_limit::RateLimits::new(
             &app.config.rate_limits,
         )))

@@ -1315,3 +1315,82 @@ async fn a_256_mib_csv_upload_costs_bounded_memory() {
         .sum();
     assert_eq!(left, 0, "no spooled file is left");
 }
+
+/// Five wrong logins (each for a different unknown address, so only the per-address count
+/// grows) from client 203.0.113.7 behind a proxy on loopback:
+/// - with `server.trusted_proxies = ["127.0.0.1"]` only that client is locked out (429); the
+///   owner logging in from 198.51.100.9 gets in, and the audit log records 198.51.100.9;
+/// - without it the header is not believed: every request comes from 127.0.0.1, so the
+///   same five failures lock the owner out too (this is the lock-out the setting prevents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    for trusted in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_with(dir, |c| {
+            c.auth.login_max_failures = 5;
+            if trusted {
+                c.server.trusted_proxies = vec!["127.0.0.1".into()];
+            }
+        })
+        .await;
+        let s = setup(&server, "Acme", "UTC").await;
+        let client = no_redirects();
+        let token = csrf(&client, &server.url("/login")).await;
+        let attempt = |email: String, password: &'static str, from: &'static str| {
+            let (client, token, url) = (client.clone(), token.clone(), server.url("/login"));
+            async move {
+                client
+                    .post(url)
+                    .header("x-forwarded-for", format!("10.9.9.9, {from}"))
+                    .form(&[
+                        ("csrf", token.as_str()),
+                        ("email", email.as_str()),
+                        ("password", password),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        for i in 0..5 {
+            let status = attempt(
+                format!("nobody{i}@x.test"),
+                "wrong-password!",
+                "203.0.113.7",
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let locked = attempt("nobody9@x.test".into(), "wrong-password!", "203.0.113.7").await;
+        assert_eq!(locked, StatusCode::TOO_MANY_REQUESTS);
+        let owner = attempt(OWNER_EMAIL.into(), PASSWORD, "198.51.100.9").await;
+        if trusted {
+            assert_eq!(
+                owner,
+                StatusCode::SEE_OTHER,
+                "another client is not locked out"
+            );
+            let audit = s
+                .client
+                .get(server.url(&format!("/o/{}/audit", s.slug)))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                audit.contains("198.51.100.9"),
+                "the audit log names the client"
+            );
+        } else {
+            assert_eq!(
+                owner,
+                StatusCode::TOO_MANY_REQUESTS,
+                "one address for everyone"
+            );
+        }
+        server.stop().await;
+    }
+}

@@ -15,7 +15,7 @@ use crate::store::StoreError;
 use crate::store::meta::audit::{self};
 use crate::store::meta::orgs::{self};
 use crate::store::meta::{sessions, users};
-use crate::web::auth::{CurrentUser, SESSION_COOKIE, cookie_value};
+use crate::web::auth::{ClientIp, CurrentUser, SESSION_COOKIE, cookie_value};
 use crate::web::error::PageError;
 
 fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> HeaderValue {
@@ -262,7 +262,7 @@ pub async fn login_form(
 
 pub async fn login_submit(
     State(app): State<App>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
@@ -270,7 +270,6 @@ pub async fn login_submit(
     check_form_csrf(&headers, &form)?;
     let email = form.get("email").trim().to_string();
     let next = safe_next(form.get("next")).to_string();
-    let ip = peer.ip().to_string();
     let keys = vec![format!("user:{}", email.to_lowercase()), format!("ip:{ip}")];
     let now = std::time::Instant::now();
     // Counted before the (slow) password check, so parallel guesses cannot all get through.
