@@ -8,6 +8,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fuzz;
 pub mod outbound;
 pub mod secrets;
 pub mod security;

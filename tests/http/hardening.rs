@@ -43,6 +43,9 @@ async fn time_ranges_beyond_1970_to_2200_are_refused_by_name() {
             "{body}"
         );
     }
+    // A bare `dim` (found by the series-parameter fuzz target: it sliced past the name's
+    // end and panicked the request) is an unknown parameter, named.
+    refused_naming(&server, &key, "/api/v1/metrics/revenue/series?dim=eu", "dim").await;
     // `to` alone past the end, and the last accepted instant's neighbour.
     let past_the_end =
         "/api/v1/metrics/revenue/series?bucket=day&from=2026-01-01&to=2200-01-01T00:00:00Z";

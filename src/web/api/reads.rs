@@ -58,8 +58,11 @@ pub fn parse_read_params(
         limit: None,
     };
     for (name, value) in parse_query(raw.unwrap_or(""))? {
+        // `dim.KEY` is the family `dim`; a bare `dim` (no key) is no parameter at all.
         let family = if name.starts_with("dim.") {
             "dim"
+        } else if name == "dim" {
+            "dim."
         } else {
             name.as_str()
         };
