@@ -118,6 +118,63 @@ fn main() -> anyhow::Result<()> {
             total as f64 / elapsed.as_secs_f64()
         );
 
+        // /healthz while eight maximal batches (50,000 points, about 4 MB of JSON each) are
+        // parsed and stored: the runtime must keep answering.
+        let healthz = format!("{base}/healthz");
+        let mut idle = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            client.get(&healthz).send().await?.bytes().await?;
+            idle.push(t.elapsed());
+        }
+        let max_batch: String = {
+            let points: Vec<Value> = (0..50_000)
+                .map(|i| json!({"metric": "revenue", "timestamp": start_ts + 360 * 86_400 - i * 60, "value": i % 97, "dimensions": {"region": REGIONS[i as usize % 3]}}))
+                .collect();
+            serde_json::to_string(&json!({"points": points}))?
+        };
+        let loaded = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let prober = {
+            let (client, healthz, loaded, done) = (client.clone(), healthz.clone(), loaded.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if let Ok(r) = client.get(&healthz).send().await {
+                        let _ = r.bytes().await;
+                        loaded.lock().await.push(t.elapsed());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let started = Instant::now();
+        let batches: Vec<_> = (0..8)
+            .map(|_| {
+                let (client, base, key, body) = (client.clone(), base.clone(), key.clone(), max_batch.clone());
+                tokio::spawn(async move {
+                    client.post(format!("{base}/api/v1/metrics")).bearer_auth(&key).header("content-type", "application/json").body(body).send().await
+                })
+            })
+            .collect();
+        for b in batches {
+            let r = b.await??;
+            anyhow::ensure!(r.status().is_success(), "maximal batch failed: {}", r.status());
+        }
+        let load_time = started.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        prober.await?;
+        let mut loaded = loaded.lock().await.clone();
+        println!(
+            "/healthz: idle p50 {:.2} ms; during 8 parallel 50,000-point batches ({:.2} s): {} answers, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            percentile(&mut idle, 0.5).as_secs_f64() * 1e3,
+            load_time.as_secs_f64(),
+            loaded.len(),
+            percentile(&mut loaded, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut loaded, 0.99).as_secs_f64() * 1e3,
+            loaded.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+
         // Overview query on the demo org (26 metrics, 400 days), through the store.
         let catalog = app.meta.call(move |c| custom_metrics::catalog(c, demo.org.id)).await?;
         for range in [Range::Days30, Range::Months12] {
@@ -137,11 +194,19 @@ fn main() -> anyhow::Result<()> {
         }
         // And the whole overview page over HTTP with a session.
         let browser = reqwest::Client::builder().cookie_store(true).build()?;
-        browser
+        let login_page = browser.get(format!("{base}/login")).send().await?.text().await?;
+        let token = login_page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let r = browser
             .post(format!("{base}/login"))
-            .form(&[("email", app::DEMO_EMAIL), ("password", app::DEMO_PASSWORD)])
+            .form(&[("csrf", token.as_str()), ("email", app::DEMO_EMAIL), ("password", app::DEMO_PASSWORD)])
             .send()
             .await?;
+        anyhow::ensure!(r.url().path().starts_with("/o/"), "demo login failed: {}", r.url());
         let mut samples = Vec::new();
         for _ in 0..30 {
             let t = Instant::now();

@@ -71,6 +71,9 @@ pub struct App {
     /// Password hashes (argon2: about 19 MiB and tens of milliseconds each) running at once are
     /// bounded, so a flood of logins cannot exhaust memory or the blocking pool.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Ingest batches parsed at once: one core fewer than the machine has (at least one), so
+    /// a burst of large batches always leaves a core for everything else (`/healthz`, pages).
+    pub parse_slots: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server should stop; open event streams end on it.
     pub shutdown: CancellationToken,
     /// What writers and services announce to the services (see [`Signal`]).
@@ -78,7 +81,6 @@ pub struct App {
     /// Where the server listens (`http://127.0.0.1:8080`), set by `serve`; links in messages use
     /// `server.public_url` when set, else this.
     pub bound_url: Arc<std::sync::OnceLock<String>>,
-    /// Outbound HTTP (webhooks, Slack).
     /// Outbound HTTP (notifications, integrations): public addresses only unless
     /// `outbound.allow_private_targets` lists them; no redirects.
     pub http: crate::outbound::Outbound,
@@ -156,6 +158,11 @@ impl App {
             events,
             throttle: Arc::new(Mutex::new(throttle)),
             password_checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
+            parse_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+            )),
             shutdown: CancellationToken::new(),
             signals,
             bound_url: Arc::new(std::sync::OnceLock::new()),
@@ -196,6 +203,21 @@ impl App {
 
     /// Runs password hashing or verification on the blocking pool, at most
     /// [`MAX_CONCURRENT_PASSWORD_CHECKS`] at once (the others wait their turn).
+    /// Runs CPU-heavy request parsing on the blocking pool, at most `parse_slots` at once.
+    pub async fn parse_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .parse_slots
+            .acquire()
+            .await
+            .map_err(StoreError::internal)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(StoreError::internal)
+    }
+
     pub async fn password_work<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,

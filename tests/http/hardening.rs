@@ -45,7 +45,13 @@ async fn time_ranges_beyond_1970_to_2200_are_refused_by_name() {
     }
     // A bare `dim` (found by the series-parameter fuzz target: it sliced past the name's
     // end and panicked the request) is an unknown parameter, named.
-    refused_naming(&server, &key, "/api/v1/metrics/revenue/series?dim=eu", "dim").await;
+    refused_naming(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?dim=eu",
+        "dim",
+    )
+    .await;
     // `to` alone past the end, and the last accepted instant's neighbour.
     let past_the_end =
         "/api/v1/metrics/revenue/series?bucket=day&from=2026-01-01&to=2200-01-01T00:00:00Z";
@@ -1396,4 +1402,90 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         }
         server.stop().await;
     }
+}
+
+/// Eight maximal batches (50,000 points each, the `ingest.max_points_per_request` default;
+/// about 3.6 MB of JSON) sent at once do not stop the server answering: `/healthz`, probed
+/// one request after another from before the first batch, answers 200 while batches are
+/// still unanswered (their parsing runs on the blocking pool, at most one core's worth at a
+/// time), and all 400,000 points are stored. How fast it answers is measured by
+/// `cargo bench --bench ingest`, not here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maximal_batches_in_parallel_leave_healthz_answering() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read", "write"]).await;
+    let batch = |b: i64| {
+        let points: Vec<serde_json::Value> = (0..50_000)
+            .map(|i| {
+                serde_json::json!({"metric": "revenue", "timestamp": 1_700_000_000 + (b * 50_000 + i) * 60,
+                                   "value": i % 97, "dimensions": {"region": "eu"}})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "points": points })).unwrap()
+    };
+    let bodies: Vec<Vec<u8>> = (0..8).map(batch).collect();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prober = {
+        let (url, answered, probing) = (server.url("/healthz"), answered.clone(), probing.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut during = 0;
+            while probing.load(Ordering::SeqCst) {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                if answered.load(Ordering::SeqCst) < 8 {
+                    during += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            during
+        })
+    };
+    let client = reqwest::Client::new();
+    let sends = bodies.into_iter().map(|body| {
+        let (client, url, key, answered) = (
+            client.clone(),
+            server.url("/api/v1/metrics"),
+            key.clone(),
+            answered.clone(),
+        );
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            answered.fetch_add(1, Ordering::SeqCst);
+            r.status()
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    probing.store(false, Ordering::SeqCst);
+    let during = prober.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert!(
+        during > 0,
+        "no /healthz answer came while batches were unanswered"
+    );
+    // Every point stored: per batch Σ (i mod 97) for i < 50,000 = 515 × (0+…+96) + (0+…+44)
+    // = 515 × 4,656 + 990 = 2,398,830; eight batches 19,190,640 (one minute apart from
+    // 2023-11-14 22:13 UTC, so all within Nov 2023 – Aug 2024).
+    let (_, series) = get_json(
+        &server,
+        &key,
+        "/api/v1/metrics/revenue/series?bucket=month&agg=sum&from=2023-11-01&to=2024-09-01",
+    )
+    .await;
+    let total: f64 = values(&series).into_iter().flatten().sum();
+    assert_eq!(total, 19_190_640.0, "{series}");
 }

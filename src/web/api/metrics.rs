@@ -57,15 +57,12 @@ pub(crate) async fn ingest_body(
         max_future_micros: app.config.ingest.max_future_secs as i64 * 1_000_000,
         max_points: app.config.ingest.max_points_per_request as usize,
     };
-    let points = tokio::task::spawn_blocking(move || {
-        let body = parse_json(&body)?;
-        ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(batch_error)
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "ingest parsing task failed");
-        ApiError::from(crate::store::StoreError::internal(e))
-    })??;
+    let points = app
+        .parse_work(move || {
+            let body = parse_json(&body)?;
+            ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(batch_error)
+        })
+        .await??;
     let (stored, touched) = app.store_points(org_id, points).await?;
     Ok(Json(json!({ "accepted": stored, "metrics": touched })))
 }
