@@ -235,10 +235,12 @@ async fn a_threshold_alert_fires_notifies_is_acknowledged_and_resolves_on_recove
         &json!([{"metric": "revenue", "timestamp": t3, "value": 100.0}]),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let (_, all) = get_json(&server, &key, "/api/v1/alerts").await;
+    let all = wait_until("the open alert to take the new value", || async {
+        let (_, all) = get_json(&server, &key, "/api/v1/alerts").await;
+        (all["alerts"][0]["value"] == 1400.0).then_some(all)
+    })
+    .await;
     assert_eq!(all["alerts"].as_array().unwrap().len(), 1, "{all}");
-    assert_eq!(all["alerts"][0]["value"], 1400.0);
 
     // Acknowledge for 4 hours with a note.
     let (st, acked) = post_api(
