@@ -198,9 +198,29 @@ fn invoice(id: &str, subscription: &str, start: i64, end: i64, amount: i64) -> V
                "price": {"recurring": {"interval": "month", "interval_count": 1}}}]}})
 }
 
+/// A charge as Stripe's reference shapes it: a succeeded charge is captured in full unless
+/// [`authorised`] or [`partly_captured`] says otherwise.
 fn charge(id: &str, at: i64, amount: i64, currency: &str, status: &str, refunded: i64) -> Value {
+    let captured = status == "succeeded";
     json!({"id": id, "object": "charge", "created": at, "amount": amount, "currency": currency,
-           "status": status, "amount_refunded": refunded})
+           "status": status, "amount_refunded": refunded, "captured": captured,
+           "amount_captured": if captured { amount } else { 0 },
+           "refunded": captured && refunded == amount, "paid": captured})
+}
+
+/// Authorised, not captured (`capture: false`): `status: succeeded`, `captured: false`.
+fn authorised(id: &str, at: i64, amount: i64) -> Value {
+    let mut c = charge(id, at, amount, "eur", "succeeded", 0);
+    c["captured"] = json!(false);
+    c["amount_captured"] = json!(0);
+    c
+}
+
+/// Captured in part: `amount_captured` below `amount`.
+fn partly_captured(id: &str, at: i64, amount: i64, captured: i64) -> Value {
+    let mut c = charge(id, at, amount, "eur", "succeeded", 0);
+    c["amount_captured"] = json!(captured);
+    c
 }
 
 async fn wait_sync(server: &TestServer, key: &str, id: i64, runs: usize) -> Value {
@@ -254,7 +274,8 @@ async fn day_value(
 /// yesterday: C left, of the 4 customers 30 days earlier (A, B, C, G) → 25%. Day −10: churned
 /// MRR 30 (C), expansion 20 (G).
 /// Payments on day −3: 100.00 paid (25.00 refunded), 50.00 failed → revenue 100, refunds 25,
-/// failed payment rate 50%.
+/// failed payment rate 50%. Day −2 (see the assertion) holds an authorisation that was never
+/// captured and a partial capture: revenue counts what was captured only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing() {
     let today = chrono::Utc::now().date_naive();
@@ -364,6 +385,8 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
             charge("ch_2", midnight(3) + 7200, 5_000, "eur", "failed", 0),
             charge("ch_3", midnight(2) + 3600, 12_000, "eur", "succeeded", 0),
             charge("ch_4", midnight(2) + 3600, 99_999, "usd", "succeeded", 0),
+            authorised("ch_5", midnight(2) + 5400, 30_000),
+            partly_captured("ch_6", midnight(2) + 7200, 8_000, 5_000),
         ],
         trouble: Arc::new(Mutex::new(vec![
             ("/v1/subscriptions".into(), 429),
@@ -422,10 +445,10 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
     let body = wait_sync(&server, &key, id, 1).await;
     assert_eq!(body["runs"][0]["outcome"], "ok", "{body}");
     assert!(
-        body["runs"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("1 subscriptions and 1 charges in other currencies"),
+        body["runs"][0]["message"].as_str().unwrap().contains(
+            "left out: 1 subscriptions in other currencies than EUR, \
+                 1 charges in other currencies than EUR, 1 authorised charges not (yet) captured"
+        ),
         "{body}"
     );
     assert!(versions.lock().unwrap().iter().all(|v| v == "2024-06-20"));
@@ -515,9 +538,21 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
             day_value(&server, &key, "failed_payment_rate", three).await,
             Some(50.0)
         );
+        // Day −2: 120.00 captured, a 300.00 authorisation not yet captured (no revenue, no
+        // failure), and 50.00 captured of an 80.00 charge → revenue 170, failed rate 0 %.
         assert_eq!(
             day_value(&server, &key, "revenue", today - chrono::Duration::days(2)).await,
-            Some(120.0)
+            Some(170.0)
+        );
+        assert_eq!(
+            day_value(
+                &server,
+                &key,
+                "failed_payment_rate",
+                today - chrono::Duration::days(2)
+            )
+            .await,
+            Some(0.0)
         );
     };
     check().await;

@@ -748,14 +748,16 @@ async fn pull_stripe(
             Some(sub)
         })
         .collect();
-    let charges: Vec<_> = raw_charges
-        .iter()
-        .filter_map(|c| stripe::charge_from(c, &currency))
-        .collect();
-    let skipped = (
-        raw_subs.len() - subs.len(),
-        raw_charges.len() - charges.len(),
-    );
+    let mut charges = Vec::new();
+    let mut left_out: std::collections::BTreeMap<stripe::ChargeLeftOut, usize> =
+        std::collections::BTreeMap::new();
+    for c in &raw_charges {
+        match stripe::charge_from(c, &currency) {
+            Ok(charge) => charges.push(charge),
+            Err(reason) => *left_out.entry(reason).or_default() += 1,
+        }
+    }
+    let skipped_subs = raw_subs.len() - subs.len();
 
     // Days from the first subscription (within the backfill) through today.
     let first = subs
@@ -813,11 +815,20 @@ async fn pull_stripe(
         raw_subs.len(),
         raw_charges.len()
     );
-    if skipped.0 + skipped.1 > 0 {
-        message.push_str(&format!(
-            "; {} subscriptions and {} charges in other currencies than {} were left out",
-            skipped.0, skipped.1, org.currency
+    let mut left: Vec<String> = Vec::new();
+    if skipped_subs > 0 {
+        left.push(format!(
+            "{skipped_subs} subscriptions in other currencies than {}",
+            org.currency
         ));
+    }
+    left.extend(
+        left_out
+            .iter()
+            .map(|(reason, n)| reason.describe(*n, &org.currency)),
+    );
+    if !left.is_empty() {
+        message.push_str(&format!("; left out: {}", left.join(", ")));
     }
     let cursor = (today - chrono::Duration::days(2)).to_string();
     Ok((

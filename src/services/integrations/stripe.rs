@@ -189,19 +189,70 @@ pub fn subscription_from(v: &Value, currency: &str) -> Option<Subscription> {
     })
 }
 
-pub fn charge_from(v: &Value, currency: &str) -> Option<Charge> {
-    if !v["currency"].as_str()?.eq_ignore_ascii_case(currency) {
-        return None;
+/// Why a charge read from Stripe is not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChargeLeftOut {
+    OtherCurrency,
+    /// Still processing (`status: pending`).
+    Pending,
+    /// Authorised, not captured: money held, not received.
+    Uncaptured,
+    /// A field the reference promises is missing.
+    Malformed,
+}
+
+impl ChargeLeftOut {
+    pub fn describe(self, count: usize, currency: &str) -> String {
+        match self {
+            ChargeLeftOut::OtherCurrency => {
+                format!("{count} charges in other currencies than {currency}")
+            }
+            ChargeLeftOut::Pending => format!("{count} pending charges"),
+            ChargeLeftOut::Uncaptured => {
+                format!("{count} authorised charges not (yet) captured")
+            }
+            ChargeLeftOut::Malformed => {
+                format!("{count} charges Stripe sent without an amount or time")
+            }
+        }
     }
-    let status = v["status"].as_str()?;
+}
+
+pub fn charge_from(v: &Value, currency: &str) -> Result<Charge, ChargeLeftOut> {
+    let same_currency = v["currency"]
+        .as_str()
+        .is_some_and(|c| c.eq_ignore_ascii_case(currency));
+    if !same_currency {
+        return Err(ChargeLeftOut::OtherCurrency);
+    }
+    let status = v["status"].as_str().ok_or(ChargeLeftOut::Malformed)?;
     if status == "pending" {
-        return None;
+        return Err(ChargeLeftOut::Pending);
     }
-    Some(Charge {
-        at: v["created"].as_i64()?,
-        amount: to_major(v["amount"].as_i64()?, currency),
-        succeeded: status == "succeeded",
-        refunded: to_major(v["amount_refunded"].as_i64().unwrap_or(0), currency),
+    let amount = v["amount"].as_i64().ok_or(ChargeLeftOut::Malformed)?;
+    let at = v["created"].as_i64().ok_or(ChargeLeftOut::Malformed)?;
+    let succeeded = status == "succeeded";
+    // A succeeded charge with `captured: false` is an authorisation: money held, not received
+    // (it is captured later, in part or whole, or released after seven days). Revenue is what
+    // was captured (`amount_captured`, less than `amount` after a partial capture), and a
+    // refund can only give back what was captured.
+    if succeeded && v["captured"].as_bool() == Some(false) {
+        return Err(ChargeLeftOut::Uncaptured);
+    }
+    let captured = if succeeded {
+        v["amount_captured"].as_i64().unwrap_or(amount)
+    } else {
+        0
+    };
+    let refunded = v["amount_refunded"]
+        .as_i64()
+        .unwrap_or(0)
+        .clamp(0, captured);
+    Ok(Charge {
+        at,
+        amount: to_major(if succeeded { captured } else { amount }, currency),
+        succeeded,
+        refunded: to_major(refunded, currency),
     })
 }
 
