@@ -388,5 +388,48 @@ pub fn invoiced_periods(
             },
         ));
     }
-    out
+    // One invoice bills every item of a subscription, one line each, usually for the same
+    // period: the subscription's MRR in that period is their sum, not the first line's.
+    let mut merged: Vec<(String, saas_metrics::InvoicedPeriod)> = Vec::with_capacity(out.len());
+    for (sub, period) in out {
+        match merged
+            .iter_mut()
+            .find(|(s, p)| *s == sub && p.start == period.start && p.end == period.end)
+        {
+            Some((_, same)) => same.mrr += period.mrr,
+            None => merged.push((sub, period)),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(sub: &str, amount: i64, interval: &str, start: i64, end: i64) -> Value {
+        json!({"type": "subscription", "subscription": sub, "amount": amount, "currency": "eur",
+               "proration": false, "period": {"start": start, "end": end}, "discount_amounts": [],
+               "price": {"recurring": {"interval": interval, "interval_count": 1}}})
+    }
+
+    /// Stripe finding 2: a subscription with a 40.00 / month item and a 25.00 / month item is
+    /// invoiced as two lines for one period; its MRR there is 65.00 (it was 40.00: the first
+    /// line won). Another subscription's line on the same invoice is not merged in.
+    #[test]
+    fn every_item_line_of_an_invoice_counts() {
+        let (start, end) = (1_735_689_600, 1_738_368_000);
+        let invoice = json!({"status": "paid", "lines": {"data": [
+            line("sub_a", 4_000, "month", start, end),
+            line("sub_a", 2_500, "month", start, end),
+            line("sub_b", 1_000, "month", start, end),
+        ]}});
+        let periods = invoiced_periods(&invoice, "eur");
+        let mrr: Vec<(&str, i64, f64)> = periods
+            .iter()
+            .map(|(s, p)| (s.as_str(), p.end, (p.mrr * 100.0).round() / 100.0))
+            .collect();
+        assert_eq!(mrr, vec![("sub_a", end, 65.0), ("sub_b", end, 10.0)]);
+    }
 }
