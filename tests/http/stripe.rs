@@ -23,6 +23,8 @@ struct Fake {
     invoices: Vec<Value>,
     /// Lines of invoices whose embedded list says `has_more` (invoice id, line).
     invoice_lines: Vec<(String, Value)>,
+    /// Items of subscriptions whose embedded list says `has_more` (subscription id, item).
+    subscription_items: Vec<(String, Value)>,
     /// First answers per path before the real one (429 then 200, 500 then 200).
     trouble: Arc<Mutex<Vec<(String, u16)>>>,
     versions: Arc<Mutex<Vec<String>>>,
@@ -159,6 +161,33 @@ async fn start_fake(fake: Fake) -> String {
             ),
         )
         .route(
+            "/v1/subscription_items",
+            get(
+                |State(f): State<Fake>,
+                 h: HeaderMap,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    // `subscription` is required, as in Stripe's reference.
+                    let Some(wanted) = q.get("subscription").cloned() else {
+                        return (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            axum::Json(json!({"error": {"type": "invalid_request_error",
+                                "message": "Missing required param: subscription."}})),
+                        )
+                            .into_response();
+                    };
+                    let all: Vec<Value> = f
+                        .subscription_items
+                        .iter()
+                        .filter(|(sub, _)| *sub == wanted)
+                        .map(|(_, item)| item.clone())
+                        .collect();
+                    answer(&f, "/v1/subscription_items", &h, &q, &all)
+                        .await
+                        .into_response()
+                },
+            ),
+        )
+        .route(
             "/v1/invoices",
             get(
                 |State(f): State<Fake>,
@@ -187,6 +216,22 @@ fn sub(
            "items": {"object": "list", "data": [{"id": format!("si_{id}"), "quantity": qty,
                "price": {"id": format!("price_{id}"), "unit_amount": price.0, "currency": price.1,
                          "recurring": {"interval": price.2, "interval_count": 1}}}]}})
+}
+
+/// The subscription as Stripe sends it when its items do not fit the embedded list: no items
+/// embedded, `has_more: true`; the items to serve from `/v1/subscription_items`.
+fn with_paged_items(mut subscription: Value) -> (Value, Vec<(String, Value)>) {
+    let id = subscription["id"].as_str().unwrap_or_default().to_string();
+    let items = subscription["items"]["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    subscription["items"]["data"] = json!([]);
+    subscription["items"]["has_more"] = json!(true);
+    (
+        subscription,
+        items.into_iter().map(|i| (id.clone(), i)).collect(),
+    )
 }
 
 fn invoice(id: &str, subscription: &str, start: i64, end: i64, amount: i64) -> Value {
@@ -270,6 +315,7 @@ async fn day_value(
 /// | F | F | −20 | 10.00 EUR / week | 10 × 52/12 = 43.33 |
 /// | G | G | −40, upgraded −10 | invoiced 40.00, then 80.00 − 20.00 off / month | 40, then 60 |
 ///
+/// F's item is only on the second page of its items (`items.has_more`).
 /// Yesterday: MRR 100 + 75 + 43.33 + 60 = 278.33, 4 customers. Churn over the 30 days to
 /// yesterday: C left, of the 4 customers 30 days earlier (A, B, C, G) → 25%. Day −10: churned
 /// MRR 30 (C), expansion 20 (G).
@@ -313,6 +359,15 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
         1,
     );
     d["trial_end"] = json!(midnight(-9));
+    // F's item is not embedded (`items.has_more`): it comes from /v1/subscription_items.
+    let (f_embedded, f_items) = with_paged_items(sub(
+        "F",
+        "cus_F",
+        "active",
+        midnight(20) + 3600,
+        (1_000, "eur", "week"),
+        1,
+    ));
     let fake = Fake {
         subscriptions: vec![
             sub(
@@ -334,14 +389,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
                 (50_000, "usd", "month"),
                 1,
             ),
-            sub(
-                "F",
-                "cus_F",
-                "active",
-                midnight(20) + 3600,
-                (1_000, "eur", "week"),
-                1,
-            ),
+            f_embedded,
             sub(
                 "G",
                 "cus_G",
@@ -365,6 +413,7 @@ async fn stripe_metrics_match_the_hand_computation_and_resyncing_changes_nothing
             .map(|(c, back)| json!({"id": format!("cus_{c}"), "object": "customer", "created": midnight(*back) + 3600}))
             .chain(std::iter::once(json!({"id": "cus_X", "object": "customer", "deleted": true, "created": midnight(30)})))
             .collect(),
+        subscription_items: f_items,
         invoice_lines: vec![(
             "in_2".to_string(),
             json!({"id": "il_in_2", "type": "subscription", "subscription": "G", "amount": 8_000,
@@ -766,6 +815,7 @@ async fn a_sync_cut_short_by_a_stop_resumes_at_the_next_start_and_counts_once() 
             (9_000, "eur", "month"),
             1,
         )],
+        subscription_items: vec![],
         charges: vec![
             charge("ch_1", midnight(3) + 60, 9_000, "eur", "succeeded", 0),
             charge("ch_2", midnight(3) + 120, 1_000, "eur", "succeeded", 0),

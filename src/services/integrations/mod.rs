@@ -668,7 +668,7 @@ async fn pull_stripe(
         let progress = progress.clone();
         move |n: usize| progress.set(id, format!("reading {what}: {n} so far"))
     };
-    let raw_subs = client
+    let mut raw_subs = client
         .list_all_with(
             "/v1/subscriptions",
             &[("status", "all".into())],
@@ -676,6 +676,20 @@ async fn pull_stripe(
         )
         .await
         .map_err(map_err)?;
+    // A subscription embeds its first items only (`items.has_more`): the rest come from the
+    // subscription items list, or its MRR would miss them.
+    for sub in raw_subs.iter_mut() {
+        if sub["items"]["has_more"].as_bool().unwrap_or(false)
+            && let Some(sub_id) = sub["id"].as_str().map(String::from)
+        {
+            let items = client
+                .list_all("/v1/subscription_items", &[("subscription", sub_id)])
+                .await
+                .map_err(map_err)?;
+            sub["items"]["data"] = serde_json::Value::Array(items);
+            sub["items"]["has_more"] = serde_json::Value::Bool(false);
+        }
+    }
     progress.set(
         id,
         format!(
