@@ -88,6 +88,17 @@ pub struct App {
     pub secrets: crate::secrets::SecretBox,
 }
 
+/// `work` on the blocking pool while holding one of `slots`' permits.
+async fn bounded_blocking<T: Send + 'static>(
+    slots: &tokio::sync::Semaphore,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    let _permit = slots.acquire().await.map_err(StoreError::internal)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(StoreError::internal)
+}
+
 /// Channel secrets written before they were sealed (schema 12) are sealed once, at start.
 fn seal_legacy_channel_secrets(
     meta: &MetaStore,
@@ -208,28 +219,14 @@ impl App {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .parse_slots
-            .acquire()
-            .await
-            .map_err(StoreError::internal)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(StoreError::internal)
+        bounded_blocking(&self.parse_slots, work).await
     }
 
     pub async fn password_work<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .password_checks
-            .acquire()
-            .await
-            .map_err(StoreError::internal)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(StoreError::internal)
+        bounded_blocking(&self.password_checks, work).await
     }
 
     /// Tells the services; nobody listening is fine.

@@ -172,20 +172,7 @@ impl<R: std::io::BufRead> Records<R> {
             if buf.is_empty() {
                 self.done = true;
                 if any || field_len > 0 {
-                    finish_field(
-                        max_fields,
-                        &mut fields,
-                        &mut field,
-                        &mut field_count,
-                        oversized,
-                        field_start,
-                    )?;
-                    return Ok(Some(Record {
-                        line: start_line,
-                        fields,
-                        field_count,
-                        oversized,
-                    }));
+                    break; // the last record has no line break after it
                 }
                 return Ok(None);
             }
@@ -257,26 +244,25 @@ impl<R: std::io::BufRead> Records<R> {
                 }
             }
             self.input.consume(used);
-            let consumed_to = self.offset + used as u64;
+            self.offset += used as u64;
             if finished {
-                finish_field(
-                    max_fields,
-                    &mut fields,
-                    &mut field,
-                    &mut field_count,
-                    oversized,
-                    field_start,
-                )?;
-                self.offset = consumed_to;
-                return Ok(Some(Record {
-                    line: start_line,
-                    fields,
-                    field_count,
-                    oversized,
-                }));
+                break;
             }
-            self.offset = consumed_to;
         }
+        finish_field(
+            max_fields,
+            &mut fields,
+            &mut field,
+            &mut field_count,
+            oversized,
+            field_start,
+        )?;
+        Ok(Some(Record {
+            line: start_line,
+            fields,
+            field_count,
+            oversized,
+        }))
     }
 }
 

@@ -84,29 +84,6 @@ impl Receiver {
     }
 }
 
-async fn send_json(
-    server: &TestServer,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, server.url(&format!("/api/v1{path}")))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn post_api(server: &TestServer, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    send_json(server, key, reqwest::Method::POST, path, Some(body)).await
-}
-
 fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339()
 }

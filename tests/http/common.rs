@@ -278,6 +278,35 @@ pub async fn add_member(server: &TestServer, s: &Session, email: &str, role: &st
     );
 }
 
+/// A JSON API call (`path` under `/api/v1`) with an API key; the body as JSON (Null if none).
+pub async fn send_json(
+    server: &TestServer,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, server.url(&format!("/api/v1{path}")))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub async fn post_api(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    send_json(server, key, reqwest::Method::POST, path, Some(body)).await
+}
+
 pub async fn post_points(server: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {
     let r = Client::new()
         .post(server.url("/api/v1/metrics"))

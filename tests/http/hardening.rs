@@ -496,23 +496,6 @@ impl Target {
     }
 }
 
-async fn api_post(
-    server: &TestServer,
-    key: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> (StatusCode, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(server.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or_default())
-}
-
 /// With the default `outbound.allow_private_targets = []`:
 /// - saving a webhook to `127.0.0.1`, to `localhost` (a name resolving to loopback), to the
 ///   cloud metadata address `169.254.169.254`, a Slack URL on `[::1]` and an SMTP host
@@ -536,10 +519,10 @@ async fn outbound_requests_never_reach_inward_addresses() {
         format!("{}/hook", receiver.url),
         format!("http://localhost:{port}/hook"),
     ] {
-        let (status, body) = api_post(
+        let (status, body) = post_api(
             &server,
             &key,
-            "/api/v1/channels",
+            "/channels",
             serde_json::json!({"name": "h", "kind": "webhook", "settings": {"url": url}}),
         )
         .await;
@@ -560,10 +543,10 @@ async fn outbound_requests_never_reach_inward_addresses() {
     })
     .await;
     for id in &saved {
-        let (status, body) = api_post(
+        let (status, body) = post_api(
             &server,
             &key,
-            &format!("/api/v1/channels/{id}/test"),
+            &format!("/channels/{id}/test"),
             serde_json::json!({}),
         )
         .await;
@@ -596,7 +579,7 @@ async fn outbound_requests_never_reach_inward_addresses() {
             "settings.host",
         ),
     ] {
-        let (status, answer) = api_post(&server, &key, "/api/v1/channels", body.clone()).await;
+        let (status, answer) = post_api(&server, &key, "/channels", body.clone()).await;
         assert_eq!(
             status,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -610,10 +593,10 @@ async fn outbound_requests_never_reach_inward_addresses() {
             "{answer}"
         );
     }
-    let (status, body) = api_post(
+    let (status, body) = post_api(
         &server,
         &key,
-        "/api/v1/integrations",
+        "/integrations",
         serde_json::json!({"provider": "stripe", "api_key": "rk_test_anything"}),
     )
     .await;
@@ -645,18 +628,18 @@ async fn outbound_requests_never_reach_inward_addresses() {
         (&redirecting, "HTTP 302 Found (redirects are not followed"),
         (&failing, "HTTP 500 Internal Server Error"),
     ] {
-        let (_, ch) = api_post(
+        let (_, ch) = post_api(
             &server,
             &key,
-            "/api/v1/channels",
+            "/channels",
             serde_json::json!({"name": "h", "kind": "webhook", "settings": {"url": format!("{}/hook", target.url)}}),
         )
         .await;
         let id = ch["id"].as_i64().expect("saved");
-        let (_, body) = api_post(
+        let (_, body) = post_api(
             &server,
             &key,
-            &format!("/api/v1/channels/{id}/test"),
+            &format!("/channels/{id}/test"),
             serde_json::json!({}),
         )
         .await;
@@ -690,13 +673,13 @@ async fn channel_targets_and_errors_are_for_admins_only() {
         serde_json::json!({"name": "Team Slack", "kind": "slack", "secret": slack_url}),
         serde_json::json!({"name": "Ops hook", "kind": "webhook", "settings": {"url": hook_url}}),
     ] {
-        let (status, ch) = api_post(&server, &admin, "/api/v1/channels", body).await;
+        let (status, ch) = post_api(&server, &admin, "/channels", body).await;
         assert_eq!(status, StatusCode::CREATED, "{ch}");
         let id = ch["id"].as_i64().unwrap();
-        let (_, tested) = api_post(
+        let (_, tested) = post_api(
             &server,
             &admin,
-            &format!("/api/v1/channels/{id}/test"),
+            &format!("/channels/{id}/test"),
             serde_json::json!({}),
         )
         .await;
@@ -762,17 +745,17 @@ async fn channel_secrets_are_sealed_at_rest() {
     let s = setup(&server, "Acme", "UTC").await;
     let admin = api_key(&server, &s, &["read", "write", "admin"]).await;
     let slack = format!("{}/services/T1/B1/plain-slack-token", receiver.url);
-    let (_, a) = api_post(
+    let (_, a) = post_api(
         &server,
         &admin,
-        "/api/v1/channels",
+        "/channels",
         serde_json::json!({"name": "s", "kind": "slack", "secret": slack}),
     )
     .await;
-    let (_, b) = api_post(
+    let (_, b) = post_api(
         &server,
         &admin,
-        "/api/v1/channels",
+        "/channels",
         serde_json::json!({"name": "w", "kind": "webhook", "settings": {"url": format!("{}/w", receiver.url)},
                            "secret": "plain-signing-secret-0123"}),
     )
@@ -799,10 +782,10 @@ async fn channel_secrets_are_sealed_at_rest() {
     .unwrap();
     drop(conn);
     let server = TestServer::start_with(dir, |_| {}).await;
-    let (status, body) = api_post(
+    let (status, body) = post_api(
         &server,
         &admin,
-        &format!("/api/v1/channels/{hook_id}/test"),
+        &format!("/channels/{hook_id}/test"),
         serde_json::json!({}),
     )
     .await;

@@ -18,12 +18,17 @@ use crate::store::meta::{sessions, users};
 use crate::web::auth::{ClientIp, CurrentUser, SESSION_COOKIE, cookie_value};
 use crate::web::error::PageError;
 
-fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if app.config.secure_cookies() {
+/// `; Secure` behind https (`server.public_url`), for every cookie this server sets.
+fn secure_attr(app: &App) -> &'static str {
+    if app.config.secure_cookies() {
         "; Secure"
     } else {
         ""
-    };
+    }
+}
+
+fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = secure_attr(app);
     let value = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
     );
@@ -61,11 +66,7 @@ pub(crate) fn form_csrf(app: &App, headers: &HeaderMap) -> (String, Option<Heade
         return (token, None);
     }
     let token = security::random_token();
-    let secure = if app.config.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = secure_attr(app);
     let cookie = format!("{FORM_CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
     (token.clone(), HeaderValue::from_str(&cookie).ok())
 }
