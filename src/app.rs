@@ -17,6 +17,7 @@ use crate::domain::roles::{Role, Scope};
 use crate::domain::throttle::LoginThrottle;
 use crate::domain::{demo, ingest::Point};
 use crate::security;
+use crate::store::events::EventStore;
 use crate::store::meta::api_keys::{self, ApiKey, NewKey};
 use crate::store::meta::orgs::{self, Org};
 use crate::store::meta::users::{self, User};
@@ -66,7 +67,10 @@ pub struct App {
     pub config: Arc<Config>,
     pub meta: MetaStore,
     pub metrics: MetricStore,
-    pub events: broadcast::Sender<OrgEvent>,
+    /// Product events (SDKs, the events API), in the metric store's database file.
+    pub events: EventStore,
+    /// What open pages hear about (SSE).
+    pub live: broadcast::Sender<OrgEvent>,
     pub throttle: Arc<Mutex<LoginThrottle>>,
     /// Password hashes (argon2: about 19 MiB and tens of milliseconds each) running at once are
     /// bounded, so a flood of logins cannot exhaust memory or the blocking pool.
@@ -149,7 +153,8 @@ impl App {
         let secrets = crate::secrets::SecretBox::open_file(&key_file, sealed)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         seal_legacy_channel_secrets(&meta, &secrets)?;
-        let (events, _) = broadcast::channel(1024);
+        let events = EventStore::open(&metrics).context("while starting the event writer")?;
+        let (live, _) = broadcast::channel(1024);
         // A subscriber that falls this far behind is told so and treats every org as changed.
         let (signals, _) = broadcast::channel(4096);
         // rustls needs its crypto provider chosen once per process; a second call is a no-op error.
@@ -167,6 +172,7 @@ impl App {
             meta,
             metrics,
             events,
+            live,
             throttle: Arc::new(Mutex::new(throttle)),
             password_checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             parse_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -199,7 +205,7 @@ impl App {
         }
         let stored = self.metrics.write(org_id, points).await?;
         // Live pages learn about it; nobody listening is fine.
-        let _ = self.events.send(OrgEvent {
+        let _ = self.live.send(OrgEvent {
             org_id,
             metrics: touched.clone(),
             score: None,
@@ -210,6 +216,17 @@ impl App {
             metrics: touched.clone(),
         });
         Ok((stored, touched))
+    }
+
+    /// Stores product events for an org (durably, before returning; re-sent uuids once).
+    pub async fn store_events(
+        &self,
+        events: crate::store::events::PreparedEvents,
+    ) -> Result<crate::store::events::WriteOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(Default::default());
+        }
+        self.events.write(events).await
     }
 
     /// Runs password hashing or verification on the blocking pool, at most
@@ -250,8 +267,10 @@ impl App {
         self.config.data_dir()
     }
 
-    /// Flushes and closes the metric store (checkpointing its WAL).
+    /// Flushes and closes the DuckDB stores (the event writer first; the metric store's
+    /// shutdown checkpoints the shared file).
     pub fn close(&self) {
+        self.events.shutdown();
         self.metrics.shutdown();
     }
 }

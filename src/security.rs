@@ -70,6 +70,14 @@ pub fn new_api_key() -> (String, String) {
     (format!("vk_{prefix}_{secret}"), prefix)
 }
 
+/// A new project write key: `vpk_` and 32 hex digits (128 bits). Not a secret (it is
+/// embedded in web pages), but unguessable so nobody sends events into another org by chance.
+pub fn write_key() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    format!("vpk_{}", hex::encode(bytes))
+}
+
 /// Splits a presented key into its prefix, or `None` if it is not shaped like one of ours.
 pub fn api_key_prefix(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("vk_")?;

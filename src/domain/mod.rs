@@ -6,6 +6,7 @@ pub mod anomaly;
 pub mod catalog;
 pub mod csv_import;
 pub mod demo;
+pub mod events;
 pub mod forecast;
 pub mod health;
 pub mod ingest;

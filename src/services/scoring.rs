@@ -152,7 +152,7 @@ async fn store_and_announce(app: &App, reports: Vec<(i64, ScoreReport)>) -> Resu
         })
         .await?;
     for (org_id, r) in reports {
-        let _ = app.events.send(OrgEvent {
+        let _ = app.live.send(OrgEvent {
             org_id,
             metrics: Vec::new(),
             score: Some(r.overall),

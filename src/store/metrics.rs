@@ -22,7 +22,7 @@ use crate::domain::catalog::Aggregation;
 use crate::domain::ingest::{Point, encode_dim_value, encode_dims};
 use crate::domain::timebucket::{Bucket, OffsetSegment};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Largest group of points committed in one transaction.
 const MAX_GROUP_POINTS: usize = 250_000;
 
@@ -36,6 +36,8 @@ const MIGRATIONS: &[&str] = &[
         value DOUBLE NOT NULL,
         dims VARCHAR NOT NULL
     );",
+    // 2: product events (store::events), beside the points in the same file.
+    super::events::MIGRATION,
 ];
 
 /// Where the writer reports a write's outcome.
@@ -172,6 +174,16 @@ impl MetricStore {
         tokio::task::spawn_blocking(move || inner.with_reader(f))
             .await
             .map_err(StoreError::internal)?
+    }
+
+    /// A new connection to the same database instance (for another writer thread).
+    pub fn connection(&self) -> Result<Connection, StoreError> {
+        Ok(self
+            .inner
+            .base
+            .lock()
+            .map_err(|_| StoreError::internal("pool poisoned"))?
+            .try_clone()?)
     }
 
     /// Blocking form of [`read`](Self::read).

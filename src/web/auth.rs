@@ -234,7 +234,10 @@ fn api_class(parts: &Parts) -> RouteClass {
         .extensions
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str());
-    let writes_points = matches!(route, Some("/api/v1/metrics" | "/api/v1/imports/csv"));
+    let writes_points = matches!(
+        route,
+        Some("/api/v1/metrics" | "/api/v1/imports/csv" | "/api/v1/events" | "/api/v1/events/batch")
+    );
     if parts.method == axum::http::Method::POST && writes_points {
         RouteClass::Ingest
     } else {

@@ -58,6 +58,9 @@ pub fn router(services: Services) -> Router {
         )
         .route("/custom-metrics", post(api::metrics::create_custom_metric))
         .route("/org", get(api::whoami))
+        .route("/events", get(api::events::list).post(api::events::track))
+        .route("/events/batch", post(api::events::track_batch))
+        .route("/events/stats", get(api::events::stats))
         .route("/health/score", get(api::health::health_score))
         .route("/health/score/history", get(api::health::health_history))
         .route(

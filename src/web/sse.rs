@@ -112,7 +112,7 @@ fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infall
     let shutdown = app.shutdown.clone();
     let hello =
         futures::stream::once(async { Ok(Event::default().event("hello").data("connected")) });
-    let updates = BroadcastStream::new(app.events.subscribe()).filter_map(move |msg| async move {
+    let updates = BroadcastStream::new(app.live.subscribe()).filter_map(move |msg| async move {
         match msg {
             Ok(e) if e.org_id == org_id && e.alert.is_some() => {
                 let id = e.alert.unwrap_or_default();

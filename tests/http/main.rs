@@ -3,6 +3,7 @@
 mod alerts;
 mod browser;
 mod common;
+mod events;
 mod hardening;
 mod hooks;
 mod hubspot;

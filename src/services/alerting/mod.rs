@@ -447,7 +447,7 @@ async fn evaluate_rule_locked(
         })
         .await?;
     for id in changed {
-        let _ = app.events.send(OrgEvent::alert_changed(org.id, id));
+        let _ = app.live.send(OrgEvent::alert_changed(org.id, id));
     }
     if queued > 0 {
         app.announce(Signal::NoticesQueued);
@@ -714,7 +714,7 @@ async fn acknowledge_locked(
         })
         .await?;
     let alert = result.map_err(AlertActionError::State)?;
-    let _ = app.events.send(OrgEvent::alert_changed(org.id, alert.id));
+    let _ = app.live.send(OrgEvent::alert_changed(org.id, alert.id));
     Ok(alert)
 }
 
@@ -778,7 +778,7 @@ async fn resolve_locked(
     if queued > 0 {
         app.announce(Signal::NoticesQueued);
     }
-    let _ = app.events.send(OrgEvent::alert_changed(org.id, alert.id));
+    let _ = app.live.send(OrgEvent::alert_changed(org.id, alert.id));
     Ok(alert)
 }
 

@@ -15,6 +15,7 @@ pub mod invitations;
 pub mod job_runs;
 pub mod org_settings;
 pub mod orgs;
+pub mod project_keys;
 pub mod sessions;
 pub mod users;
 
@@ -332,6 +333,14 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     );
     CREATE INDEX invitations_org ON invitations(org_id);
+    "#,
+    // 15: the project write key of each org (SDKs embed it; it can only send events).
+    r#"
+    CREATE TABLE project_keys (
+        org_id INTEGER PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
     "#,
 ];
 

@@ -2,6 +2,7 @@
 //! ([`crate::web::auth::ApiKeyAuth`]); errors are JSON naming the field ([`crate::web::error::ApiError`]).
 
 pub mod alerts;
+pub mod events;
 pub mod health;
 pub mod import;
 pub mod insights;
@@ -80,6 +81,14 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 pub(crate) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    parse_query_repeating(raw, &[])
+}
+
+/// [`parse_query`] letting the parameters in `repeatable` appear more than once.
+pub(crate) fn parse_query_repeating(
+    raw: &str,
+    repeatable: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -87,7 +96,9 @@ pub(crate) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> 
             .ok_or_else(|| ApiError::bad_request(k, "is not valid percent-encoding"))?;
         let v = percent_decode(v)
             .ok_or_else(|| ApiError::bad_request(&k, "is not valid percent-encoding"))?;
-        if out.iter().any(|(seen, _): &(String, String)| *seen == k) {
+        if !repeatable.contains(&k.as_str())
+            && out.iter().any(|(seen, _): &(String, String)| *seen == k)
+        {
             return Err(ApiError::bad_request(&k, "is given more than once"));
         }
         out.push((k, v));

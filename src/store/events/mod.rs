@@ -1,0 +1,355 @@
+//! DuckDB event store: one `events` table beside the points, in the same database file.
+//!
+//! SDKs send batches and retry them with the same event uuids, so the write path appends:
+//! one writer thread takes every queued batch (group commit), drops the events whose uuid is
+//! already stored, and appends the rest through the Arrow appender in one transaction before
+//! acknowledging any of them. The dedup check never scans the whole table: it looks only at
+//! the group's time range (an hour either side), so zone maps skip every other row group. A
+//! re-sent event keeps its timestamp (every SDK re-sends the same payload), so it is found.
+//! There is no key or index on the table (ART indexes cost unevictable memory).
+
+mod columns;
+pub mod queries;
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use arrow::array::{BooleanArray, FixedSizeBinaryArray, TimestampMicrosecondArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+use duckdb::types::{TimeUnit, Value};
+use tokio::sync::oneshot;
+
+use super::StoreError;
+use super::metrics::MetricStore;
+use crate::domain::events::Event;
+
+/// Migration 2 of the DuckDB file: the events table.
+pub(super) const MIGRATION: &str = "CREATE TABLE events (
+    org_id BIGINT NOT NULL,
+    uuid UUID NOT NULL,
+    name VARCHAR NOT NULL,
+    distinct_id VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL,
+    session_id VARCHAR,
+    props VARIANT,
+    props_json VARCHAR,
+    ip VARCHAR,
+    user_agent VARCHAR,
+    received_at TIMESTAMP NOT NULL
+);";
+
+/// Largest group of events committed in one transaction.
+const MAX_GROUP_EVENTS: usize = 200_000;
+/// How far either side of a group's time range a stored copy of a re-sent event is looked for.
+const DEDUP_MARGIN_MICROS: i64 = 3_600_000_000;
+
+/// Events ready for the writer: converted to record batches by the caller (on the blocking
+/// pool, in parallel), so the single writer only checks and appends.
+pub struct PreparedEvents {
+    org_id: i64,
+    batches: Vec<RecordBatch>,
+    count: usize,
+}
+
+impl PreparedEvents {
+    pub fn new(org_id: i64, events: &[Event], received_micros: i64) -> Result<Self, StoreError> {
+        Ok(PreparedEvents {
+            org_id,
+            batches: columns::record_batches(org_id, events, received_micros)?,
+            count: events.len(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// What a write did: events stored, and events already stored (re-sent) that were skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+}
+
+type Ack = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+
+struct Job {
+    events: PreparedEvents,
+    ack: Ack,
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    db: MetricStore,
+}
+
+impl EventStore {
+    /// Starts the event writer on the database `db` already opened (and migrated).
+    pub fn open(db: &MetricStore) -> Result<EventStore, StoreError> {
+        let conn = db.connection()?;
+        conn.execute_batch(
+            "CREATE TEMP TABLE event_keys (org_id BIGINT, uuid UUID, ts TIMESTAMP);",
+        )?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("event-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(StoreError::internal)?;
+        Ok(EventStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(handle)),
+                db: db.clone(),
+            }),
+        })
+    }
+
+    fn enqueue(
+        &self,
+        events: PreparedEvents,
+    ) -> Result<oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
+        let (ack, done) = oneshot::channel();
+        let guard = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::internal("event writer lock poisoned"))?;
+        let sender = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::internal("the event store is shut down"))?;
+        sender
+            .send(Job { events, ack })
+            .map_err(|_| StoreError::internal("the event writer has stopped"))?;
+        Ok(done)
+    }
+
+    /// Stores events durably (all of one call or none); returns once they are committed.
+    pub async fn write(&self, events: PreparedEvents) -> Result<WriteOutcome, StoreError> {
+        let done = self.enqueue(events)?;
+        done.await
+            .map_err(|_| StoreError::internal("the event writer has stopped"))?
+    }
+
+    /// Blocking form of [`write`](Self::write), for the demo and CLI outside the runtime.
+    pub fn write_blocking(&self, events: PreparedEvents) -> Result<WriteOutcome, StoreError> {
+        let done = self.enqueue(events)?;
+        done.blocking_recv()
+            .map_err(|_| StoreError::internal("the event writer has stopped"))?
+    }
+
+    /// Runs a read on a pooled connection of the shared database, on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.inner.db.read(f).await
+    }
+
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.inner.db.read_blocking(f)
+    }
+
+    /// Stops the writer after it has committed everything queued. Safe to call more than once;
+    /// call before the metric store's shutdown, which checkpoints the file.
+    pub fn shutdown(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the event writer thread panicked");
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut queued = first.events.len();
+        let mut group = vec![first];
+        while queued < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    queued += job.events.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let jobs: Vec<&PreparedEvents> = group.iter().map(|j| &j.events).collect();
+        match write_group(&conn, &jobs) {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.ack.send(Ok(outcome));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                tracing::error!(error = %e, "event write failed");
+                for job in group {
+                    let _ = job.ack.send(Err(StoreError::Internal(e.to_string())));
+                }
+            }
+            Err(_) => {
+                // One bad job must not fail the others: retry each on its own.
+                for job in group {
+                    let result = write_group(&conn, &[&job.events]).map(|o| o[0]);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "event write failed");
+                    }
+                    let _ = job.ack.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn ts_value(micros: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, micros)
+}
+
+/// Every job in one transaction: stage the keys, find the ones already stored, append the rest
+/// (the first copy of a uuid within the group wins).
+fn write_group(
+    conn: &Connection,
+    jobs: &[&PreparedEvents],
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION;")?;
+    let result = (|| -> Result<Vec<WriteOutcome>, StoreError> {
+        let stored = stored_duplicates(conn, jobs)?;
+        let mut seen: HashSet<(i64, [u8; 16])> = HashSet::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut app = conn.appender("events")?;
+        for job in jobs {
+            let mut outcome = WriteOutcome::default();
+            for batch in &job.batches {
+                let uuids = uuid_column(batch)?;
+                let keep: BooleanArray = (0..batch.num_rows())
+                    .map(|i| {
+                        let mut key = [0u8; 16];
+                        key.copy_from_slice(uuids.value(i));
+                        let fresh =
+                            !stored.contains(&(job.org_id, key)) && seen.insert((job.org_id, key));
+                        Some(fresh)
+                    })
+                    .collect();
+                let kept = keep.true_count();
+                outcome.stored += kept;
+                outcome.duplicates += batch.num_rows() - kept;
+                if kept == batch.num_rows() {
+                    app.append_record_batch(batch.clone())?;
+                } else if kept > 0 {
+                    let filtered =
+                        filter_record_batch(batch, &keep).map_err(StoreError::internal)?;
+                    app.append_record_batch(filtered)?;
+                }
+            }
+            outcomes.push(outcome);
+        }
+        app.flush()?;
+        Ok(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => {
+            conn.execute_batch("COMMIT;")?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(e)
+        }
+    }
+}
+
+fn uuid_column(batch: &RecordBatch) -> Result<&FixedSizeBinaryArray, StoreError> {
+    batch
+        .column(columns::KEY_COLUMNS[1])
+        .as_any()
+        .downcast_ref::<FixedSizeBinaryArray>()
+        .ok_or_else(|| StoreError::internal("uuid column has the wrong type"))
+}
+
+/// The (org, uuid) pairs of the group already stored, looking only at the group's time range.
+fn stored_duplicates(
+    conn: &Connection,
+    jobs: &[&PreparedEvents],
+) -> Result<HashSet<(i64, [u8; 16])>, StoreError> {
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    {
+        let mut keys = conn.appender_to_catalog_and_db("event_keys", "temp", "main")?;
+        for job in jobs {
+            for batch in &job.batches {
+                let ts = batch
+                    .column(columns::KEY_COLUMNS[2])
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .ok_or_else(|| StoreError::internal("ts column has the wrong type"))?;
+                if let (Some(min), Some(max)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
+                    lo = lo.min(min);
+                    hi = hi.max(max);
+                }
+                let projected = batch
+                    .project(&columns::KEY_COLUMNS)
+                    .map_err(StoreError::internal)?;
+                keys.append_record_batch(projected)?;
+            }
+        }
+        keys.flush()?;
+    }
+    if lo > hi {
+        return Ok(HashSet::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT e.org_id, e.uuid::VARCHAR FROM events e
+           SEMI JOIN event_keys k ON e.org_id = k.org_id AND e.uuid = k.uuid
+          WHERE e.ts >= ? AND e.ts <= ?",
+    )?;
+    let rows = stmt.query_map(
+        [
+            ts_value(lo.saturating_sub(DEDUP_MARGIN_MICROS)),
+            ts_value(hi.saturating_add(DEDUP_MARGIN_MICROS)),
+        ],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    let mut found = HashSet::new();
+    for row in rows {
+        let (org, text) = row?;
+        let parsed = uuid::Uuid::parse_str(&text).map_err(StoreError::internal)?;
+        found.insert((org, *parsed.as_bytes()));
+    }
+    conn.execute_batch("DELETE FROM event_keys;")?;
+    Ok(found)
+}
+
+/// Events of an org (all time); for tests and the demo.
+pub fn count_events(conn: &Connection, org_id: i64) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM events WHERE org_id = ?",
+        [org_id],
+        |r| r.get(0),
+    )?)
+}

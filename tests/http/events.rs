@@ -1,0 +1,256 @@
+//! The events API: track, dedup across retries and restarts, all-or-nothing batches, the list
+//! with filters and cursor pages, stats, and no org seeing another's events.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use vitals::domain::url::urlencode;
+
+use crate::common::*;
+
+fn ev(name: &str, user: &str, ts: &str, uuid: &str, props: Value) -> Value {
+    json!({"name": name, "distinct_id": user, "timestamp": ts, "uuid": uuid, "properties": props})
+}
+
+fn uuid(n: u32) -> String {
+    format!("0190d6b2-0000-7000-8000-{n:012}")
+}
+
+/// Five events of org A:
+/// | # | name     | user | time (UTC)       | plan  | amount |
+/// | 1 | signup   | u1   | 2026-05-01 10:00 | free  |        |
+/// | 2 | purchase | u1   | 2026-05-01 11:00 | pro   | 30     |
+/// | 3 | purchase | u2   | 2026-05-01 11:00 | pro   | 5      |
+/// | 4 | signup   | u2   | 2026-05-02 09:00 |       |        |
+/// | 5 | purchase | u3   | 2026-05-03 12:00 | team  | 12.5   |
+/// Stats: 5 events, 3 users; purchase 3 (3 users), signup 2 (2 users).
+/// Filters: plan = pro → #2, #3; amount > 10 → #2, #5; plan is not set → #4;
+/// plan ≠ pro → #1, #4, #5 (an absent plan is "not pro").
+fn org_a_events() -> Value {
+    json!({"events": [
+        ev("signup", "u1", "2026-05-01T10:00:00Z", &uuid(1), json!({"plan": "free"})),
+        ev("purchase", "u1", "2026-05-01T11:00:00Z", &uuid(2), json!({"plan": "pro", "amount": 30})),
+        ev("purchase", "u2", "2026-05-01T11:00:00Z", &uuid(3), json!({"plan": "pro", "amount": 5})),
+        ev("signup", "u2", "2026-05-02T09:00:00Z", &uuid(4), json!({})),
+        ev("purchase", "u3", "2026-05-03T12:00:00Z", &uuid(5), json!({"plan": "team", "amount": 12.5, "cart": {"items": 2, "coupon": null}, "tags": ["a", 1]})),
+    ]})
+}
+
+const RANGE: &str = "from=2026-05-01&to=2026-05-04";
+
+fn names(body: &Value) -> Vec<String> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["uuid"].as_str().unwrap()[24..]
+                .trim_start_matches('0')
+                .to_string()
+        })
+        .collect()
+}
+
+async fn list(server: &TestServer, key: &str, query: &str) -> Value {
+    let (status, body) = get_json(server, key, &format!("/api/v1/events?{RANGE}&{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read", "write"]).await;
+
+    let (status, body) = post_api(&server, &key_a, "/events/batch", org_a_events()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"accepted": 5, "duplicates": 0}));
+    // The SDK retries the same batch: nothing is stored twice.
+    let (_, body) = post_api(&server, &key_a, "/events/batch", org_a_events()).await;
+    assert_eq!(body, json!({"accepted": 0, "duplicates": 5}));
+    // One event alone, re-sent within a batch of its own twice: stored once.
+    let one = ev("signup", "u9", "2026-05-03T13:00:00Z", &uuid(6), json!({}));
+    let (status, body) = post_api(&server, &key_b, "/events", one.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["uuid"], uuid(6));
+    let (_, body) = post_api(&server, &key_b, "/events/batch", json!([one, one])).await;
+    assert_eq!(body, json!({"accepted": 0, "duplicates": 2}));
+    // The same uuid in another org is another event.
+    let (_, body) = post_api(&server, &key_a, "/events", one).await;
+    assert_eq!(body["accepted"], 1);
+
+    // Newest first; equal times in uuid order, descending.
+    let all = list(&server, &key_a, "").await;
+    assert_eq!(names(&all), vec!["6", "5", "4", "3", "2", "1"]);
+    let e5 = &all["events"][1];
+    assert_eq!(e5["name"], "purchase");
+    assert_eq!(e5["timestamp"], "2026-05-03T12:00:00.000000Z");
+    assert_eq!(
+        e5["properties"],
+        json!({"plan": "team", "amount": 12.5, "cart": {"items": 2, "coupon": null}, "tags": ["a", 1]}),
+        "properties come back as sent"
+    );
+    assert_eq!(e5["ip"], "127.0.0.1");
+
+    let filtered = |q: &str| {
+        let q = q.to_string();
+        let server = &server;
+        let key = key_a.clone();
+        async move { names(&list(server, &key, &q).await) }
+    };
+    let props = |f: Value| format!("properties={}", urlencode(&f.to_string()));
+    assert_eq!(
+        filtered(&props(json!([{"key": "plan", "value": "pro"}]))).await,
+        vec!["3", "2"]
+    );
+    assert_eq!(
+        filtered(&props(json!([{"key": "amount", "op": "gt", "value": 10}]))).await,
+        vec!["5", "2"]
+    );
+    assert_eq!(
+        filtered(&format!(
+            "name=signup&{}",
+            props(json!([{"key": "plan", "op": "is_not_set"}]))
+        ))
+        .await,
+        vec!["6", "4"]
+    );
+    assert_eq!(
+        filtered(&props(
+            json!([{"key": "plan", "op": "neq", "value": "pro"}])
+        ))
+        .await,
+        vec!["6", "5", "4", "1"]
+    );
+    assert_eq!(filtered("distinct_id=u2").await, vec!["4", "3"]);
+    assert_eq!(
+        filtered("name=purchase&name=signup&distinct_id=u1").await,
+        vec!["2", "1"]
+    );
+
+    // Pages of two, following next_cursor, see every event once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let q = match &cursor {
+            Some(c) => format!("limit=2&cursor={c}"),
+            None => "limit=2".into(),
+        };
+        let page = list(&server, &key_a, &q).await;
+        seen.extend(names(&page));
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, vec!["6", "5", "4", "3", "2", "1"]);
+
+    let (status, stats) = get_json(&server, &key_a, &format!("/api/v1/events/stats?{RANGE}")).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["total"], 6);
+    assert_eq!(stats["unique_users"], 4);
+    assert_eq!(stats["events"][0]["name"], "purchase");
+    assert_eq!(stats["events"][0]["count"], 3);
+    assert_eq!(stats["events"][1]["name"], "signup");
+    assert_eq!(stats["events"][1]["unique_users"], 3);
+    assert_eq!(
+        stats["events"][1]["last_seen"],
+        "2026-05-03T13:00:00.000000Z"
+    );
+
+    // Org B sees only its one event.
+    let b_all = list(&server, &key_b, "").await;
+    assert_eq!(names(&b_all), vec!["6"]);
+    let (_, b_stats) = get_json(&server, &key_b, &format!("/api/v1/events/stats?{RANGE}")).await;
+    assert_eq!(b_stats["total"], 1);
+
+    // Stored durably: after a restart the retry is still recognised.
+    let dir = server.stop().await;
+    let server = TestServer::start_with(dir, |_| {}).await;
+    let (_, body) = post_api(&server, &key_a, "/events/batch", org_a_events()).await;
+    assert_eq!(body, json!({"accepted": 0, "duplicates": 5}));
+    assert_eq!(names(&list(&server, &key_a, "").await).len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_batch_names_every_bad_event_and_stores_nothing() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.ingest.max_events_per_request = 3;
+    })
+    .await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let reader = api_key(&server, &a, &["read"]).await;
+    let batch = json!([
+        {"name": "ok", "distinct_id": "u1"},
+        {"name": "no_user"},
+        {"name": "x", "distinct_id": "u1", "properties": {"plan": "pro"}, "colour": "red"},
+    ]);
+    let (status, body) = post_api(&server, &key, "/events/batch", batch).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "events[1].distinct_id");
+    let details: Vec<(i64, String)> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["index"].as_i64().unwrap(),
+                d["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        details,
+        vec![(1, "distinct_id".into()), (2, "colour".into())]
+    );
+
+    let four = json!([{"name": "a", "distinct_id": "u"}, {"name": "a", "distinct_id": "u"},
+                      {"name": "a", "distinct_id": "u"}, {"name": "a", "distinct_id": "u"}]);
+    let (status, body) = post_api(&server, &key, "/events/batch", four).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/events",
+        json!({"name": "a", "distinct_id": "u", "timestamp": "soon"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "timestamp");
+    let (status, _) = post_api(
+        &server,
+        &reader,
+        "/events",
+        json!({"name": "a", "distinct_id": "u"}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a read-only key cannot track"
+    );
+    let (status, body) = send_json(&server, &key, Method::GET, "/events?limit=5000", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "limit");
+    let (status, body) = get_json(
+        &server,
+        &key,
+        "/api/v1/events?from=2000-01-01&to=2026-01-01",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "ranges are bounded");
+    assert_eq!(body["error"]["field"], "from");
+    let (status, body) = get_json(&server, &key, "/api/v1/events?properties=%5B%7B%22key%22%3A%22a%22%2C%22op%22%3A%22gt%22%2C%22value%22%3A%22x%22%7D%5D").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "properties[0]");
+
+    let (_, stats) = get_json(&server, &key, "/api/v1/events/stats").await;
+    assert_eq!(
+        stats["total"], 0,
+        "nothing of the refused batches was stored"
+    );
+}
