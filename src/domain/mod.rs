@@ -3,6 +3,7 @@
 pub mod alert_rules;
 pub mod alerts;
 pub mod anomaly;
+pub mod capture;
 pub mod catalog;
 pub mod csv_import;
 pub mod demo;

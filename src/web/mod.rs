@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod capture;
 pub mod error;
 pub mod pages;
 pub mod rate_limit;
@@ -277,6 +278,7 @@ pub fn router(services: Services) -> Router {
             post(pages::settings::settings_recompute_history),
         )
         .nest("/api/v1", api)
+        .merge(capture::routes())
         .route("/assets/{*path}", get(assets::asset))
         .layer(axum::Extension(sse::StreamSlots::default()))
         .layer(axum::Extension(std::sync::Arc::new(
@@ -353,7 +355,8 @@ async fn redirect_slash(axum::extract::Path(slug): axum::extract::Path<String>) 
 /// carry a per-session token checked by each handler. The API uses bearer keys, not cookies.
 async fn same_origin_forms(req: Request, next: Next) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method && !req.uri().path().starts_with("/api/") {
+    let path = req.uri().path();
+    if unsafe_method && !path.starts_with("/api/") && !capture::is_capture_path(path) {
         let h = req.headers();
         let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
         let cross = match site {

@@ -11,6 +11,7 @@ mod import;
 mod insights;
 mod layout;
 mod reads;
+mod sdks;
 mod stripe;
 
 use std::time::Duration;

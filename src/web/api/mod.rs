@@ -124,12 +124,22 @@ fn percent_decode(s: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
-/// `GET /api/v1/org`: which org and scopes this key has.
-pub async fn whoami(auth: ApiKeyAuth) -> Json<Value> {
-    Json(json!({
+/// `GET /api/v1/org`: which org and scopes this key has, and the org's project write key (what
+/// the analytics SDKs are given).
+pub async fn whoami(
+    axum::extract::State(app): axum::extract::State<crate::app::App>,
+    auth: ApiKeyAuth,
+) -> Result<Json<Value>, ApiError> {
+    let org_id = auth.org.id;
+    let write_key = app
+        .meta
+        .call(move |c| crate::store::meta::project_keys::get_or_create(c, org_id))
+        .await?;
+    Ok(Json(json!({
         "org": { "slug": auth.org.slug, "name": auth.org.name, "time_zone": auth.org.time_zone, "currency": auth.org.currency },
         "key": { "name": auth.key.name, "prefix": auth.key.prefix, "scopes": auth.key.scopes },
-    }))
+        "write_key": write_key,
+    })))
 }
 
 /// Fallback for unknown API paths: JSON, not HTML.
