@@ -10,6 +10,7 @@ pub mod demo;
 pub mod events;
 pub mod forecast;
 pub mod health;
+pub mod identity;
 pub mod ingest;
 pub mod nab;
 pub mod net;

@@ -22,7 +22,7 @@ use crate::domain::catalog::Aggregation;
 use crate::domain::ingest::{Point, encode_dim_value, encode_dims};
 use crate::domain::timebucket::{Bucket, OffsetSegment};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Largest group of points committed in one transaction.
 const MAX_GROUP_POINTS: usize = 250_000;
 
@@ -38,6 +38,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: product events (store::events), beside the points in the same file.
     super::events::MIGRATION,
+    // 3: persons, their aliases and groups (identity resolution).
+    super::events::identity::MIGRATION,
 ];
 
 /// Where the writer reports a write's outcome.

@@ -62,6 +62,7 @@ pub fn router(services: Services) -> Router {
         .route("/events", get(api::events::list).post(api::events::track))
         .route("/events/batch", post(api::events::track_batch))
         .route("/events/stats", get(api::events::stats))
+        .route("/persons/{distinct_id}", get(api::events::person))
         .route("/health/score", get(api::health::health_score))
         .route("/health/score/history", get(api::health::health_history))
         .route(

@@ -161,6 +161,12 @@ async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
         "2026-05-03T13:00:00.000000Z"
     );
 
+    // Persons are per org too: u1 is A's, not B's.
+    let (status, _) = get_json(&server, &key_a, "/api/v1/persons/u1").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get_json(&server, &key_b, "/api/v1/persons/u1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Org B sees only its one event.
     let b_all = list(&server, &key_b, "").await;
     assert_eq!(names(&b_all), vec!["6"]);

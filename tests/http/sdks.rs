@@ -222,6 +222,46 @@ async fn the_official_sdks_deliver_every_event_once_through_a_retry() {
         .unwrap();
     assert_eq!(seg_identify["properties"]["$anon_distinct_id"], "seg-anon");
     assert_eq!(seg_identify["properties"]["$set"], json!({"plan": "team"}));
+
+    // Identity: each anonymous id merged into the user who identified from it.
+    for p in ["a", "b"] {
+        let (status, person) = get_json(&server, &key, &format!("/api/v1/persons/anon-{p}")).await;
+        assert_eq!(status, StatusCode::OK, "{person}");
+        assert_eq!(person["person_key"], format!("user-{p}"));
+        assert_eq!(
+            person["distinct_ids"],
+            json!([format!("anon-{p}"), format!("user-{p}")])
+        );
+        assert_eq!(
+            person["properties"],
+            json!({"email": format!("{p}@example.test"), "name": "Ada"})
+        );
+        assert_eq!(person["identified"], true);
+        let (_, timeline) = get_json(
+            &server,
+            &key,
+            &format!("/api/v1/events?from=2026-01-01&to=2027-12-31&person=user-{p}"),
+        )
+        .await;
+        assert!(timeline["events"].is_array(), "{timeline}");
+        let mut names: Vec<&str> = timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["$identify", "$set", "signup"],
+            "the anonymous signup is the user's"
+        );
+    }
+    let (_, seg) = get_json(&server, &key, "/api/v1/persons/seg-anon").await;
+    assert_eq!(seg["person_key"], "seg-user");
+    assert_eq!(seg["properties"], json!({"plan": "team"}));
+    let (status, _) = get_json(&server, &key, "/api/v1/persons/nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -224,34 +224,68 @@ pub fn record_batches(
 ) -> Result<Vec<RecordBatch>, StoreError> {
     let mut order: Vec<&Event> = events.iter().collect();
     order.sort_by_key(|e| e.ts_micros);
-    let mut batches = Vec::new();
+    let objects: Vec<&Map<String, Value>> = order.iter().map(|e| &e.props).collect();
+    chunks_by_fields(&objects)
+        .into_iter()
+        .map(|(range, union)| one_batch(org_id, &order[range], &union, received_micros))
+        .collect()
+}
+
+/// Consecutive ranges of `objects` whose union of keys stays within [`MAX_FIELDS_PER_BATCH`]
+/// fields (a single object over it gets a range of its own), each with that union.
+fn chunks_by_fields(
+    objects: &[&Map<String, Value>],
+) -> Vec<(std::ops::Range<usize>, BTreeMap<String, Kind>)> {
+    let mut out = Vec::new();
     let mut start = 0;
-    while start < order.len() {
+    while start < objects.len() {
         let mut union: BTreeMap<String, Kind> = BTreeMap::new();
         let mut end = start;
-        while end < order.len() {
+        while end < objects.len() {
             let mut widened = union.clone();
-            merge_fields(&mut widened, &order[end].props);
+            merge_fields(&mut widened, objects[end]);
             let fields = Kind::Object(widened.clone()).fields();
             if fields > MAX_FIELDS_PER_BATCH && end > start {
                 break;
             }
             union = widened;
             end += 1;
-            // Recounting is linear in the union; only worth avoiding for huge batches.
             if fields > MAX_FIELDS_PER_BATCH {
                 break;
             }
         }
-        batches.push(one_batch(
-            org_id,
-            &order[start..end],
-            &union,
-            received_micros,
-        )?);
+        out.push((start..end, union));
         start = end;
     }
-    Ok(batches)
+    out
+}
+
+/// A properties column (struct, or all-null text when nobody has any) and its JSON text, for
+/// rows whose union of keys fits one batch: the persons and groups tables.
+pub fn props_columns(
+    objects: &[&Map<String, Value>],
+) -> Result<Vec<(std::ops::Range<usize>, ArrayRef, ArrayRef)>, StoreError> {
+    chunks_by_fields(objects)
+        .into_iter()
+        .map(|(range, union)| {
+            let rows: Vec<Option<&Map<String, Value>>> = objects[range.clone()]
+                .iter()
+                .map(|m| (!m.is_empty()).then_some(*m))
+                .collect();
+            let props: ArrayRef = if union.is_empty() {
+                Arc::new(StringArray::from(vec![None::<&str>; rows.len()]))
+            } else {
+                build_struct(&union, &rows)?
+            };
+            let json: ArrayRef = Arc::new(StringArray::from(
+                objects[range.clone()]
+                    .iter()
+                    .map(|m| serde_json::to_string(m).ok())
+                    .collect::<Vec<_>>(),
+            ));
+            Ok((range, props, json))
+        })
+        .collect()
 }
 
 fn one_batch(

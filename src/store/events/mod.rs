@@ -9,6 +9,7 @@
 //! There is no key or index on the table (ART indexes cost unevictable memory).
 
 mod columns;
+pub mod identity;
 pub mod queries;
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use tokio::sync::oneshot;
 use super::StoreError;
 use super::metrics::MetricStore;
 use crate::domain::events::Event;
+use crate::domain::identity::{self as identity_ops, IdentityOp};
 
 /// Migration 2 of the DuckDB file: the events table.
 pub(super) const MIGRATION: &str = "CREATE TABLE events (
@@ -53,14 +55,28 @@ pub struct PreparedEvents {
     org_id: i64,
     batches: Vec<RecordBatch>,
     count: usize,
+    /// The identity operations of the events, in time order, each with its event's uuid (a
+    /// re-sent event's operations are not applied again).
+    ops: Vec<([u8; 16], IdentityOp)>,
 }
 
 impl PreparedEvents {
     pub fn new(org_id: i64, events: &[Event], received_micros: i64) -> Result<Self, StoreError> {
+        // In the order the writer stores them (time, then arrival); of a uuid sent twice in
+        // one batch only the first copy is stored, so only its operations count.
+        let mut timed: Vec<&Event> = events.iter().collect();
+        timed.sort_by_key(|e| e.ts_micros);
+        let mut once = HashSet::new();
+        let ops = timed
+            .iter()
+            .filter(|e| once.insert(e.uuid))
+            .flat_map(|e| identity_ops::ops_of(e).into_iter().map(|op| (e.uuid, op)))
+            .collect();
         Ok(PreparedEvents {
             org_id,
             batches: columns::record_batches(org_id, events, received_micros)?,
             count: events.len(),
+            ops,
         })
     }
 
@@ -105,6 +121,7 @@ impl EventStore {
         conn.execute_batch(
             "CREATE TEMP TABLE event_keys (org_id BIGINT, uuid UUID, ts TIMESTAMP);",
         )?;
+        conn.execute_batch(identity::SCRATCH)?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("event-writer".into())
@@ -244,8 +261,10 @@ fn write_group(
         let mut seen: HashSet<(i64, [u8; 16])> = HashSet::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut app = conn.appender("events")?;
+        let mut identity_work: Vec<(i64, Vec<&IdentityOp>)> = Vec::new();
         for job in jobs {
             let mut outcome = WriteOutcome::default();
+            let mut fresh_keys: HashSet<[u8; 16]> = HashSet::new();
             for batch in &job.batches {
                 let uuids = uuid_column(batch)?;
                 let keep: BooleanArray = (0..batch.num_rows())
@@ -254,6 +273,9 @@ fn write_group(
                         key.copy_from_slice(uuids.value(i));
                         let fresh =
                             !stored.contains(&(job.org_id, key)) && seen.insert((job.org_id, key));
+                        if fresh {
+                            fresh_keys.insert(key);
+                        }
                         Some(fresh)
                     })
                     .collect();
@@ -269,8 +291,29 @@ fn write_group(
                 }
             }
             outcomes.push(outcome);
+            // Only the events stored now change identity (a re-sent one did already).
+            let ops: Vec<&IdentityOp> = job
+                .ops
+                .iter()
+                .filter(|(uuid, _)| fresh_keys.contains(uuid))
+                .map(|(_, op)| op)
+                .collect();
+            if !ops.is_empty() {
+                identity_work.push((job.org_id, ops));
+            }
         }
         app.flush()?;
+        let now = chrono::Utc::now().timestamp_micros();
+        for (org_id, ops) in identity_work {
+            let refused = identity::apply(conn, org_id, &ops, now)?;
+            if refused > 0 {
+                tracing::info!(
+                    org_id,
+                    refused,
+                    "identity merges of two identified persons refused"
+                );
+            }
+        }
         Ok(outcomes)
     })();
     match result {

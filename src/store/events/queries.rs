@@ -87,6 +87,8 @@ pub struct EventQuery {
     pub to_micros: i64,
     pub names: Vec<String>,
     pub distinct_id: Option<String>,
+    /// Every distinct id of this id's person (after identity merges).
+    pub person: Option<String>,
     pub filters: Vec<PropertyFilter>,
 }
 
@@ -108,6 +110,22 @@ impl EventQuery {
         if let Some(d) = &self.distinct_id {
             sql.push_str(" AND distinct_id = ?");
             params.push(Value::Text(d.clone()));
+        }
+        if let Some(p) = &self.person {
+            // The person key: the id's alias, else the id itself.
+            let key = "coalesce((SELECT person_key FROM person_aliases WHERE org_id = ? AND distinct_id = ?), ?)";
+            sql.push_str(&format!(
+                " AND (distinct_id = {key} OR distinct_id IN \
+                   (SELECT distinct_id FROM person_aliases WHERE org_id = ? AND person_key = {key}))"
+            ));
+            let key_params = [
+                Value::BigInt(self.org_id),
+                Value::Text(p.clone()),
+                Value::Text(p.clone()),
+            ];
+            params.extend(key_params.iter().cloned());
+            params.push(Value::BigInt(self.org_id));
+            params.extend(key_params);
         }
         sql.push_str(&filters_sql(&self.filters, params));
         sql

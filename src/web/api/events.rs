@@ -232,6 +232,12 @@ fn parse_list_params(
                 }
                 out.query.names.push(n);
             }
+            "person" => {
+                out.query.person = Some(
+                    events::id_string(&Value::String(value))
+                        .map_err(|m| ApiError::bad_request(&name, m))?,
+                );
+            }
             "distinct_id" | "user_id" => {
                 out.query.distinct_id = Some(
                     events::id_string(&Value::String(value))
@@ -325,6 +331,7 @@ pub async fn list(
             "event",
             "distinct_id",
             "user_id",
+            "person",
             "properties",
             "limit",
             "cursor",
@@ -372,6 +379,7 @@ pub async fn stats(
             "event",
             "distinct_id",
             "user_id",
+            "person",
             "properties",
         ],
     )?;
@@ -392,5 +400,32 @@ pub async fn stats(
             "first_seen": time_text(n.first_micros),
             "last_seen": time_text(n.last_micros),
         })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/v1/persons/{distinct_id}`: the person this id belongs to, every id merged into it,
+/// its properties (from `$set` / `$set_once`) and whether it is identified. Its events:
+/// `GET /api/v1/events?person=…`.
+pub async fn person(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    axum::extract::Path(distinct_id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Read)?;
+    let org_id = auth.org.id;
+    let id = distinct_id.clone();
+    let found = app
+        .events
+        .read(move |c| crate::store::events::identity::person(c, org_id, &id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no person with the distinct id {distinct_id:?}"))
+        })?;
+    let props: Value = serde_json::from_str(&found.props_json).unwrap_or_else(|_| json!({}));
+    Ok(Json(json!({
+        "person_key": found.person_key,
+        "distinct_ids": found.distinct_ids,
+        "properties": props,
+        "identified": found.identified,
     })))
 }
