@@ -2,6 +2,7 @@
 
 pub mod alert_rules;
 pub mod alerts;
+pub mod analytics;
 pub mod anomaly;
 pub mod capture;
 pub mod catalog;

@@ -8,6 +8,7 @@
 //! `signals`. Upward and sideways uses go through signals.
 
 pub mod alerting;
+pub mod analytics;
 pub mod insights;
 pub mod integrations;
 pub mod notify;

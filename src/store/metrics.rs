@@ -386,7 +386,8 @@ pub enum Bucketing {
 }
 
 impl Bucketing {
-    fn sql(&self) -> String {
+    /// The bucket key of each row's `ts`.
+    pub fn sql(&self) -> String {
         match self {
             Bucketing::Calendar { bucket, segments } => {
                 let offset = local_offset_sql(segments);

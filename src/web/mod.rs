@@ -63,6 +63,9 @@ pub fn router(services: Services) -> Router {
         .route("/events/batch", post(api::events::track_batch))
         .route("/events/stats", get(api::events::stats))
         .route("/persons/{distinct_id}", get(api::events::person))
+        .route("/analytics/trends", post(api::analytics::trends))
+        .route("/analytics/funnels", post(api::analytics::funnels))
+        .route("/analytics/retention", post(api::analytics::retention))
         .route("/health/score", get(api::health::health_score))
         .route("/health/score/history", get(api::health::health_history))
         .route(

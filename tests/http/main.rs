@@ -1,6 +1,7 @@
 //! End-to-end tests over HTTP against the real server with real SQLite and DuckDB files.
 
 mod alerts;
+mod analytics;
 mod browser;
 mod common;
 mod events;

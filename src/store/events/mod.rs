@@ -8,6 +8,7 @@
 //! re-sent event keeps its timestamp (every SDK re-sends the same payload), so it is found.
 //! There is no key or index on the table (ART indexes cost unevictable memory).
 
+pub mod analytics;
 mod columns;
 pub mod identity;
 pub mod queries;

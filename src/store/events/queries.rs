@@ -18,9 +18,9 @@ pub fn sql_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The property `key` of the event row, as a VARIANT (NULL when absent).
+/// The property `key` of the event row (`events e`), as a VARIANT (NULL when absent).
 pub fn property_sql(key: &str) -> String {
-    format!("variant_extract(props, {})", sql_literal(key))
+    format!("variant_extract(e.props, {})", sql_literal(key))
 }
 
 /// The property as text (`'pro'`, `'12'`, `'true'`), NULL when absent.
@@ -163,7 +163,7 @@ pub fn list(
     let mut params = Vec::new();
     let mut sql = format!(
         "SELECT uuid::VARCHAR, name, distinct_id, epoch_us(ts), session_id, props_json, ip, user_agent
-           FROM events WHERE {}",
+           FROM events e WHERE {}",
         q.where_sql(&mut params)
     );
     if let Some(c) = cursor {
@@ -211,13 +211,13 @@ pub fn stats(conn: &Connection, q: &EventQuery) -> Result<EventStats, StoreError
     let mut params = Vec::new();
     let where_sql = q.where_sql(&mut params);
     let (total, unique_users): (i64, i64) = conn.query_row(
-        &format!("SELECT count(*), count(DISTINCT distinct_id) FROM events WHERE {where_sql}"),
+        &format!("SELECT count(*), count(DISTINCT distinct_id) FROM events e WHERE {where_sql}"),
         duckdb::params_from_iter(params.clone()),
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut stmt = conn.prepare(&format!(
         "SELECT name, count(*), count(DISTINCT distinct_id), epoch_us(min(ts)), epoch_us(max(ts))
-           FROM events WHERE {where_sql} GROUP BY name ORDER BY 2 DESC, 1 LIMIT 1000"
+           FROM events e WHERE {where_sql} GROUP BY name ORDER BY 2 DESC, 1 LIMIT 1000"
     ))?;
     let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
         Ok(NameStats {

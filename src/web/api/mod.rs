@@ -2,6 +2,7 @@
 //! ([`crate::web::auth::ApiKeyAuth`]); errors are JSON naming the field ([`crate::web::error::ApiError`]).
 
 pub mod alerts;
+pub mod analytics;
 pub mod events;
 pub mod health;
 pub mod import;

@@ -1,0 +1,369 @@
+//! Trends, funnels and retention over HTTP on hand-worked fixtures (each written out in the
+//! test's doc comment), and no org seeing another's answers.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn e(name: &str, user: &str, ts: &str, props: Value) -> Value {
+    json!({"name": name, "distinct_id": user, "timestamp": ts, "properties": props})
+}
+
+async fn send(server: &TestServer, key: &str, events: Vec<Value>) {
+    let (status, body) = post_api(server, key, "/events/batch", json!({ "events": events })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn ask(server: &TestServer, key: &str, what: &str, q: Value) -> Value {
+    let (status, body) = post_api(server, key, &format!("/analytics/{what}"), q).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn series(body: &Value) -> Vec<(Value, Vec<f64>)> {
+    body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let values = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                .collect();
+            (s["label"].clone(), values)
+        })
+        .collect()
+}
+
+/// Org in America/New_York (UTC-5 until 2026-03-08 07:00 UTC). Purchases:
+/// | UTC              | local day | user   | plan | amount |
+/// | 03-01 15:00      | Mar 1     | u1     | pro  | 10     |
+/// | 03-01 16:00      | Mar 1     | u1     | pro  | 20     |
+/// | 03-01 17:00      | Mar 1     | u2     | free | 5      |
+/// | 03-02 04:30      | Mar 1 (23:30) | u3 | pro  | 7      |
+/// | 03-02 05:30      | Mar 2 (00:30) | u2 | —    | 1      |
+/// | 03-02 12:00      | Mar 2     | u3     | team | 100    |
+/// | 03-02 13:00      | Mar 2     | anon-9 | pro  | 3      |
+/// and at 03-02 14:00 anon-9 identifies as u3.
+/// Days Mar 1, Mar 2: count [4, 3]; unique users [3 (u1,u2,u3), 2 (u2, u3 = anon-9)];
+/// sum [42, 104]. Breakdown by plan, top 1: pro [3, 1], (other) [1 free, 1 team],
+/// (none) [0, 1]. Filter plan = pro, sum: [37, 3]. The two days before: nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trend_counts_sums_and_breaks_down_in_local_days_with_merged_users() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "America/New_York").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read"]).await;
+    send(
+        &server,
+        &key,
+        vec![
+            e(
+                "purchase",
+                "u1",
+                "2026-03-01T15:00:00Z",
+                json!({"plan": "pro", "amount": 10}),
+            ),
+            e(
+                "purchase",
+                "u1",
+                "2026-03-01T16:00:00Z",
+                json!({"plan": "pro", "amount": 20}),
+            ),
+            e(
+                "purchase",
+                "u2",
+                "2026-03-01T17:00:00Z",
+                json!({"plan": "free", "amount": 5}),
+            ),
+            e(
+                "purchase",
+                "u3",
+                "2026-03-02T04:30:00Z",
+                json!({"plan": "pro", "amount": 7}),
+            ),
+            e(
+                "purchase",
+                "u2",
+                "2026-03-02T05:30:00Z",
+                json!({"amount": 1}),
+            ),
+            e(
+                "purchase",
+                "u3",
+                "2026-03-02T12:00:00Z",
+                json!({"plan": "team", "amount": 100}),
+            ),
+            e(
+                "purchase",
+                "anon-9",
+                "2026-03-02T13:00:00Z",
+                json!({"plan": "pro", "amount": 3}),
+            ),
+            e(
+                "$identify",
+                "u3",
+                "2026-03-02T14:00:00Z",
+                json!({"$anon_distinct_id": "anon-9"}),
+            ),
+        ],
+    )
+    .await;
+    let q = |extra: Value| {
+        let mut q = json!({"event": "purchase", "from": "2026-03-01", "to": "2026-03-03", "interval": "day"});
+        q.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        q
+    };
+    let count = ask(&server, &key, "trends", q(json!({"compare": true}))).await;
+    assert_eq!(
+        count["buckets"],
+        json!(["2026-03-01T05:00:00+00:00", "2026-03-02T05:00:00+00:00"])
+    );
+    assert_eq!(series(&count), vec![(Value::Null, vec![4.0, 3.0])]);
+    assert_eq!(count["series"][0]["total"], 7.0);
+    assert_eq!(
+        series(&json!({"series": count["previous"]})),
+        vec![(Value::Null, vec![0.0, 0.0])]
+    );
+    let unique = ask(&server, &key, "trends", q(json!({"math": "unique_users"}))).await;
+    assert_eq!(series(&unique), vec![(Value::Null, vec![3.0, 2.0])]);
+    let sum = ask(
+        &server,
+        &key,
+        "trends",
+        q(json!({"math": "sum", "property": "amount"})),
+    )
+    .await;
+    assert_eq!(series(&sum), vec![(Value::Null, vec![42.0, 104.0])]);
+    let by_plan = ask(
+        &server,
+        &key,
+        "trends",
+        q(json!({"breakdown": "plan", "breakdown_limit": 1})),
+    )
+    .await;
+    assert_eq!(
+        series(&by_plan),
+        vec![
+            (json!("pro"), vec![3.0, 1.0]),
+            (json!("(other)"), vec![1.0, 1.0]),
+            (json!("(none)"), vec![0.0, 1.0]),
+        ]
+    );
+    let pro = ask(
+        &server,
+        &key,
+        "trends",
+        q(json!({"math": "sum", "property": "amount",
+                 "event": {"event": "purchase", "filters": [{"key": "plan", "value": "pro"}]}})),
+    )
+    .await;
+    assert_eq!(series(&pro), vec![(Value::Null, vec![37.0, 3.0])]);
+
+    let other = ask(&server, &key_b, "trends", q(json!({}))).await;
+    assert_eq!(
+        series(&other),
+        vec![(Value::Null, vec![0.0, 0.0])],
+        "org B sees none of A's events"
+    );
+
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/analytics/trends",
+        json!({"event": "purchase", "math": "sum"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "property");
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/analytics/trends",
+        json!({"event": "purchase", "interval": "hour", "from": "2020-01-01", "to": "2025-01-01"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "too many buckets: {body}");
+}
+
+/// Funnel view → cart → buy, window 1 hour, on 2026-05-01 (UTC org):
+/// | unit | events                                                         |
+/// | pA   | view 10:00 (ads), cart 10:20, buy 10:50                        |
+/// | pB   | view 10:00 (ads), cart 10:30, buy 11:00:01 (1 s past the window) |
+/// | pC   | view 10:00 (seo), buy 10:10, cart 10:20                        |
+/// | pD   | view 09:00 (seo), view 12:00 (ads), cart 12:05, buy 12:06      |
+/// | pE   | view 10:00, other 10:01, cart 10:02, buy 10:03                 |
+/// | pF   | cart 10:00                                                     |
+/// Ordered: 5 → 5 → 3 (A, D, E); dropped at buy: pB, pC; time to convert 50, 6, 3 min →
+/// median 6 min. Strict (other events break an attempt): 5 → 3 (A, B, D) → 2 (A, D).
+/// Any order: 6 → 5 → 4 (B gets cart + buy from its cart at 10:30; F enters with cart).
+/// Breakdown by the first step's source (D's converting attempt is its 12:00 ads view):
+/// ads (A, B, D) 3 → 3 → 2; (none) (E) 1 → 1 → 1; seo (C) 1 → 1 → 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funnel_counts_each_order_mode_window_edge_and_breakdown() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read"]).await;
+    let t = |hms: &str| format!("2026-05-01T{hms}Z");
+    let src = |s: &str| json!({"source": s});
+    send(
+        &server,
+        &key,
+        vec![
+            e("view", "pA", &t("10:00:00"), src("ads")),
+            e("cart", "pA", &t("10:20:00"), json!({})),
+            e("buy", "pA", &t("10:50:00"), json!({})),
+            e("view", "pB", &t("10:00:00"), src("ads")),
+            e("cart", "pB", &t("10:30:00"), json!({})),
+            e("buy", "pB", &t("11:00:01"), json!({})),
+            e("view", "pC", &t("10:00:00"), src("seo")),
+            e("buy", "pC", &t("10:10:00"), json!({})),
+            e("cart", "pC", &t("10:20:00"), json!({})),
+            e("view", "pD", &t("09:00:00"), src("seo")),
+            e("view", "pD", &t("12:00:00"), src("ads")),
+            e("cart", "pD", &t("12:05:00"), json!({})),
+            e("buy", "pD", &t("12:06:00"), json!({})),
+            e("view", "pE", &t("10:00:00"), json!({})),
+            e("other", "pE", &t("10:01:00"), json!({})),
+            e("cart", "pE", &t("10:02:00"), json!({})),
+            e("buy", "pE", &t("10:03:00"), json!({})),
+            e("cart", "pF", &t("10:00:00"), json!({})),
+        ],
+    )
+    .await;
+    let funnel = |order: &str| {
+        json!({"steps": ["view", "cart", "buy"], "window": {"value": 1, "unit": "hour"}, "order": order,
+               "from": "2026-05-01", "to": "2026-05-02", "breakdown": "source"})
+    };
+    let counts = |body: &Value| -> Vec<i64> {
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["count"].as_i64().unwrap())
+            .collect()
+    };
+    let ordered = ask(&server, &key, "funnels", funnel("ordered")).await;
+    assert_eq!(counts(&ordered), vec![5, 5, 3]);
+    assert_eq!(ordered["steps"][2]["dropped"], 2);
+    assert_eq!(ordered["steps"][2]["step_conversion"], 0.6);
+    assert_eq!(ordered["dropped_units"], json!([[], ["pB", "pC"]]));
+    assert_eq!(ordered["time_to_convert_seconds"]["median"], 360.0);
+    let groups: Vec<(Value, Vec<i64>)> = ordered["breakdowns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["breakdown"].clone(), counts(g)))
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (json!("ads"), vec![3, 3, 2]),
+            (json!("(none)"), vec![1, 1, 1]),
+            (json!("seo"), vec![1, 1, 0]),
+        ]
+    );
+    assert_eq!(
+        counts(&ask(&server, &key, "funnels", funnel("strict")).await),
+        vec![5, 3, 2]
+    );
+    assert_eq!(
+        counts(&ask(&server, &key, "funnels", funnel("any")).await),
+        vec![6, 5, 4]
+    );
+    let other = ask(&server, &key_b, "funnels", funnel("ordered")).await;
+    assert_eq!(
+        counts(&other),
+        vec![0, 0, 0],
+        "org B sees none of A's events"
+    );
+
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/analytics/funnels",
+        json!({"steps": ["view"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "steps");
+}
+
+/// Daily retention of "active" in America/New_York across the DST change (2026-03-08 07:00
+/// UTC), range Mar 7 – Mar 9 (local), 2 periods after each cohort:
+/// | person | active at (local)                          |
+/// | r1     | Mar 7 10:00 EST, Mar 8 10:00 EDT, Mar 9 23:30 EDT |
+/// | r2     | Mar 8 00:30 EST, Mar 9 00:30 EDT (04:30 UTC: with a fixed −5 it would be Mar 8) |
+/// | r3     | Mar 6 12:00 EST (before the range), Mar 8 12:00 EDT |
+/// First time: Mar 7 {r1} → [1, 1, 1]; Mar 8 {r2} → [1, 1]; Mar 9 {} → [0] (r3's first
+/// time is before the range). Recurring: Mar 7 {r1} → [1, 1, 1]; Mar 8 {r1, r2, r3} →
+/// [3, 2]; Mar 9 {r1, r2} → [2].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_first_time_and_recurring_across_a_dst_change() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "America/New_York").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    send(
+        &server,
+        &key,
+        vec![
+            e("active", "r1", "2026-03-07T15:00:00Z", json!({})),
+            e("active", "r1", "2026-03-08T14:00:00Z", json!({})),
+            e("active", "r1", "2026-03-10T03:30:00Z", json!({})),
+            e("active", "r2", "2026-03-08T05:30:00Z", json!({})),
+            e("active", "r2", "2026-03-09T04:30:00Z", json!({})),
+            e("active", "r3", "2026-03-06T17:00:00Z", json!({})),
+            e("active", "r3", "2026-03-08T16:00:00Z", json!({})),
+        ],
+    )
+    .await;
+    let q = |kind: &str| json!({"target": "active", "period": "day", "periods": 2, "kind": kind, "from": "2026-03-07", "to": "2026-03-10"});
+    let table = |body: &Value| -> Vec<(i64, Vec<i64>)> {
+        body["cohorts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["size"].as_i64().unwrap(),
+                    c["retained"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_i64().unwrap())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let first = ask(&server, &key, "retention", q("first_time")).await;
+    assert_eq!(
+        table(&first),
+        vec![(1, vec![1, 1, 1]), (1, vec![1, 1]), (0, vec![0])]
+    );
+    assert_eq!(
+        first["cohorts"][1]["period"], "2026-03-08T05:00:00+00:00",
+        "local midnight, still EST"
+    );
+    assert_eq!(
+        first["cohorts"][2]["period"], "2026-03-09T04:00:00+00:00",
+        "local midnight, EDT"
+    );
+    let recurring = ask(&server, &key, "retention", q("recurring")).await;
+    assert_eq!(
+        table(&recurring),
+        vec![(1, vec![1, 1, 1]), (3, vec![3, 2]), (2, vec![2])]
+    );
+    assert_eq!(
+        recurring["cohorts"][1]["percent"],
+        json!([100.0, 200.0 / 3.0])
+    );
+}
