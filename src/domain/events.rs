@@ -164,21 +164,35 @@ pub fn id_string(value: &Value) -> Result<String, String> {
 
 /// Checks `properties`: an object, nested at most [`MAX_DEPTH`] deep, at most
 /// [`MAX_PROPERTIES`] keys in all, keys non-empty and at most [`MAX_KEY_LEN`] long. Returns the
-/// path of the first offending key in the error.
+/// path of the first offending key in the error. (Paths are built only on the way out of an
+/// error: this runs for every property of every event.)
 pub fn check_properties(props: &Map<String, Value>) -> Result<(), FieldError> {
     let mut count = 0usize;
-    check_object(props, "properties", 1, &mut count)
+    check_object(props, 1, &mut count).map_err(|(path, reason)| {
+        if path.is_empty() {
+            ("properties".to_string(), reason)
+        } else {
+            (format!("properties.{path}"), reason)
+        }
+    })
+}
+
+fn prefixed(key: &str, (path, reason): FieldError) -> FieldError {
+    if path.is_empty() {
+        (key.to_string(), reason)
+    } else {
+        (format!("{key}.{path}"), reason)
+    }
 }
 
 fn check_object(
     map: &Map<String, Value>,
-    path: &str,
     depth: usize,
     count: &mut usize,
 ) -> Result<(), FieldError> {
     if depth > MAX_DEPTH {
         return Err(field_error(
-            path,
+            "",
             format!("nests deeper than {MAX_DEPTH} levels"),
         ));
     }
@@ -186,39 +200,33 @@ fn check_object(
         *count += 1;
         if *count > MAX_PROPERTIES {
             return Err(field_error(
-                "properties",
+                "",
                 format!("holds more than {MAX_PROPERTIES} properties"),
             ));
         }
-        let here = format!("{path}.{key}");
-        if key.is_empty() || key.chars().count() > MAX_KEY_LEN {
+        if key.is_empty() || key.len() > MAX_KEY_LEN * 4 || key.chars().count() > MAX_KEY_LEN {
             return Err(field_error(
-                &here,
+                key,
                 format!("keys must be 1 to {MAX_KEY_LEN} characters"),
             ));
         }
-        check_value(value, &here, depth, count)?;
+        check_value(value, depth, count).map_err(|e| prefixed(key, e))?;
     }
     Ok(())
 }
 
-fn check_value(
-    value: &Value,
-    path: &str,
-    depth: usize,
-    count: &mut usize,
-) -> Result<(), FieldError> {
+fn check_value(value: &Value, depth: usize, count: &mut usize) -> Result<(), FieldError> {
     match value {
-        Value::Object(m) => check_object(m, path, depth + 1, count),
+        Value::Object(m) => check_object(m, depth + 1, count),
         Value::Array(items) => {
             if depth + 1 > MAX_DEPTH {
                 return Err(field_error(
-                    path,
+                    "",
                     format!("nests deeper than {MAX_DEPTH} levels"),
                 ));
             }
             for item in items {
-                check_value(item, path, depth + 1, count)?;
+                check_value(item, depth + 1, count)?;
             }
             Ok(())
         }
@@ -226,26 +234,46 @@ fn check_value(
     }
 }
 
-/// The size of a value's JSON text, stopping early once past `limit`.
+/// Whether a value's JSON text would be longer than `limit` bytes, from the lengths of its
+/// parts (no text is written; escapes are not counted, so it errs towards accepting).
 pub fn json_len_exceeds(value: &Value, limit: usize) -> bool {
-    struct Counter {
-        n: usize,
-        limit: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.n += buf.len();
-            if self.n > self.limit {
-                return Err(std::io::Error::other("over"));
+    fn len(v: &Value, budget: &mut isize) {
+        if *budget < 0 {
+            return;
+        }
+        *budget -= match v {
+            Value::Null => 4,
+            Value::Bool(_) => 5,
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => {
+                    i.unsigned_abs()
+                        .checked_ilog10()
+                        .map_or(1, |d| d as isize + 1)
+                        + 1
+                }
+                None => 24,
+            },
+            Value::String(s) => s.len() as isize + 2,
+            Value::Array(items) => {
+                *budget -= 2 + items.len() as isize;
+                for item in items {
+                    len(item, budget);
+                }
+                0
             }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+            Value::Object(map) => {
+                *budget -= 2;
+                for (k, item) in map {
+                    *budget -= k.len() as isize + 4;
+                    len(item, budget);
+                }
+                0
+            }
+        };
     }
-    let mut counter = Counter { n: 0, limit };
-    serde_json::to_writer(&mut counter, value).is_err()
+    let mut budget = limit as isize;
+    len(value, &mut budget);
+    budget < 0
 }
 
 /// Lays out an all-or-nothing batch: the items of a list, `{"events": [...]}` or (`single`)
