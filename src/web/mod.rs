@@ -176,6 +176,7 @@ pub fn router(services: Services) -> Router {
         )
         .route("/o/{slug}/audit", get(pages::audit::audit_log))
         .route("/o/{slug}/insights", get(pages::insights::insights_page))
+        .route("/o/{slug}/analytics", get(pages::analytics::analytics_page))
         .route(
             "/o/{slug}/integrations",
             get(pages::integrations::list).post(pages::integrations::create),

@@ -10,7 +10,7 @@ fn e(name: &str, user: &str, ts: &str, props: Value) -> Value {
     json!({"name": name, "distinct_id": user, "timestamp": ts, "properties": props})
 }
 
-async fn send(server: &TestServer, key: &str, events: Vec<Value>) {
+pub async fn send(server: &TestServer, key: &str, events: Vec<Value>) {
     let (status, body) = post_api(server, key, "/events/batch", json!({ "events": events })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
@@ -212,33 +212,7 @@ async fn a_funnel_counts_each_order_mode_window_edge_and_breakdown() {
     let b = create_org(&server, &a, "Beta", "beta").await;
     let key = api_key(&server, &a, &["read", "write"]).await;
     let key_b = api_key(&server, &b, &["read"]).await;
-    let t = |hms: &str| format!("2026-05-01T{hms}Z");
-    let src = |s: &str| json!({"source": s});
-    send(
-        &server,
-        &key,
-        vec![
-            e("view", "pA", &t("10:00:00"), src("ads")),
-            e("cart", "pA", &t("10:20:00"), json!({})),
-            e("buy", "pA", &t("10:50:00"), json!({})),
-            e("view", "pB", &t("10:00:00"), src("ads")),
-            e("cart", "pB", &t("10:30:00"), json!({})),
-            e("buy", "pB", &t("11:00:01"), json!({})),
-            e("view", "pC", &t("10:00:00"), src("seo")),
-            e("buy", "pC", &t("10:10:00"), json!({})),
-            e("cart", "pC", &t("10:20:00"), json!({})),
-            e("view", "pD", &t("09:00:00"), src("seo")),
-            e("view", "pD", &t("12:00:00"), src("ads")),
-            e("cart", "pD", &t("12:05:00"), json!({})),
-            e("buy", "pD", &t("12:06:00"), json!({})),
-            e("view", "pE", &t("10:00:00"), json!({})),
-            e("other", "pE", &t("10:01:00"), json!({})),
-            e("cart", "pE", &t("10:02:00"), json!({})),
-            e("buy", "pE", &t("10:03:00"), json!({})),
-            e("cart", "pF", &t("10:00:00"), json!({})),
-        ],
-    )
-    .await;
+    send(&server, &key, funnel_fixture()).await;
     let funnel = |order: &str| {
         json!({"steps": ["view", "cart", "buy"], "window": {"value": 1, "unit": "hour"}, "order": order,
                "from": "2026-05-01", "to": "2026-05-02", "breakdown": "source"})
@@ -366,4 +340,31 @@ async fn retention_first_time_and_recurring_across_a_dst_change() {
         recurring["cohorts"][1]["percent"],
         json!([100.0, 200.0 / 3.0])
     );
+}
+
+/// The funnel fixture of [`a_funnel_counts_each_order_mode_window_edge_and_breakdown`] (also
+/// what the browser test shows on the funnel page).
+pub fn funnel_fixture() -> Vec<Value> {
+    let t = |hms: &str| format!("2026-05-01T{hms}Z");
+    let src = |s: &str| json!({"source": s});
+    vec![
+        e("view", "pA", &t("10:00:00"), src("ads")),
+        e("cart", "pA", &t("10:20:00"), json!({})),
+        e("buy", "pA", &t("10:50:00"), json!({})),
+        e("view", "pB", &t("10:00:00"), src("ads")),
+        e("cart", "pB", &t("10:30:00"), json!({})),
+        e("buy", "pB", &t("11:00:01"), json!({})),
+        e("view", "pC", &t("10:00:00"), src("seo")),
+        e("buy", "pC", &t("10:10:00"), json!({})),
+        e("cart", "pC", &t("10:20:00"), json!({})),
+        e("view", "pD", &t("09:00:00"), src("seo")),
+        e("view", "pD", &t("12:00:00"), src("ads")),
+        e("cart", "pD", &t("12:05:00"), json!({})),
+        e("buy", "pD", &t("12:06:00"), json!({})),
+        e("view", "pE", &t("10:00:00"), json!({})),
+        e("other", "pE", &t("10:01:00"), json!({})),
+        e("cart", "pE", &t("10:02:00"), json!({})),
+        e("buy", "pE", &t("10:03:00"), json!({})),
+        e("cart", "pF", &t("10:00:00"), json!({})),
+    ]
 }

@@ -344,3 +344,53 @@ async fn overview_updates_live_in_a_real_browser_and_fits_a_phone() {
     browser.quit().await;
     server.stop().await;
 }
+
+/// The funnel page on the hand-worked funnel fixture (`analytics::funnel_fixture`): ordered,
+/// 1-hour window, view → cart → buy reach 5 → 5 → 3 (100 %, 100 %, 60 %), and the chart's
+/// bars are 200, 200 and 120 px high (3 of 5 is 60 % of the 200 px bar).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_funnel_page_shows_the_fixtures_conversion_and_draws_its_chart() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["write"]).await;
+    crate::analytics::send(&server, &key, crate::analytics::funnel_fixture()).await;
+
+    let browser = Driver::start().await;
+    browser.goto(&server.url("/login")).await;
+    browser.fill("input[name=email]", OWNER_EMAIL).await;
+    browser.fill("input[name=password]", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for(
+            "return location.pathname",
+            json!("/o/acme/"),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .goto(&server.url("/o/acme/analytics?view=funnel"))
+        .await;
+    browser.fill("input[name=steps]", "view, cart, buy").await;
+    browser.script("document.querySelector('input[name=window]').value = '1'; document.querySelector('select[name=window_unit]').value = 'hour'; return true").await;
+    browser.fill("input[name=from]", "2026-05-01").await;
+    browser.fill("input[name=to]", "2026-05-02").await;
+    browser.click("form.query button[type=submit]").await;
+    let cells = "return Array.from(document.querySelectorAll('#funnel-steps tbody tr')).map(r => Array.from(r.cells).slice(0, 4).map(c => c.textContent))";
+    browser
+        .wait_for(
+            cells,
+            json!([
+                ["view", "5", "100.0%", "100.0%"],
+                ["cart", "5", "100.0%", "100.0%"],
+                ["buy", "3", "60.0%", "60.0%"]
+            ]),
+            Duration::from_secs(10),
+        )
+        .await;
+    let heights = browser
+        .script("return Array.from(document.querySelectorAll('#funnel-chart rect')).map(r => r.getBoundingClientRect().height > 0 ? r.getAttribute('height') : '0')")
+        .await;
+    assert_eq!(heights, json!(["200", "200", "120"]));
+    browser.quit().await;
+    server.stop().await;
+}

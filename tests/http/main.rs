@@ -595,6 +595,8 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/settings",
         "/health",
         "/catalog",
+        "/analytics",
+        "/analytics?view=funnel&steps=a,b",
     ] {
         let r = viewer
             .get(server.url(&format!("/o/{}{path}", a.slug)))

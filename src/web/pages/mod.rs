@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod catalog;
 pub mod channels;
