@@ -56,6 +56,12 @@ pub enum Signal {
     PointsStored { org_id: i64, metrics: Vec<String> },
     /// An integration of the org finished a sync (its status may have changed).
     SyncFinished { org_id: i64 },
+    /// Events were durably stored for the org, with times in `[from, to]`.
+    EventsStored {
+        org_id: i64,
+        from_micros: i64,
+        to_micros: i64,
+    },
     /// Anomaly detection replaced the org's stored anomalies.
     AnomaliesDetected { org_id: i64 },
     /// Notifications were queued in the outbox.
@@ -226,7 +232,16 @@ impl App {
         if events.is_empty() {
             return Ok(Default::default());
         }
-        self.events.write(events).await
+        let (org_id, (from_micros, to_micros)) = (events.org_id(), events.time_range());
+        let outcome = self.events.write(events).await?;
+        if outcome.stored > 0 {
+            self.announce(Signal::EventsStored {
+                org_id,
+                from_micros,
+                to_micros,
+            });
+        }
+        Ok(outcome)
     }
 
     /// Runs password hashing or verification on the blocking pool, at most

@@ -269,6 +269,57 @@ pub fn parse_trend(body: &Value) -> Result<TrendRequest, FieldError> {
     })
 }
 
+/// A metric computed from events: each local day's count, unique users or sum of a property
+/// of one event (with filters). Its daily values are written as points, so the health score,
+/// alerts, anomalies and forecasts work on it like on any metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventMetricDef {
+    pub series: EventMatcher,
+    pub math: TrendMath,
+    pub property: Option<String>,
+}
+
+impl EventMetricDef {
+    /// How the metric's days add up over longer periods: counts and sums add, daily unique
+    /// users average (a week's unique users are not the sum of its days').
+    pub fn aggregation(&self) -> crate::domain::catalog::Aggregation {
+        match self.math {
+            TrendMath::UniqueUsers => crate::domain::catalog::Aggregation::Avg,
+            _ => crate::domain::catalog::Aggregation::Sum,
+        }
+    }
+}
+
+/// Parses `{"event": "signup" | {event, filters}, "math": "count" | "unique_users" | "sum",
+/// "property": "amount"}`.
+pub fn parse_event_metric(body: &Value) -> Result<EventMetricDef, FieldError> {
+    let map = object(body)?;
+    refuse_unknown(map, &["event", "math", "property"])?;
+    let series = matcher(
+        map.get("event")
+            .ok_or_else(|| field_error("event", "is required"))?,
+        "event",
+    )?;
+    let math = match map.get("math").and_then(Value::as_str) {
+        None | Some("count") => TrendMath::Count,
+        Some("unique_users") => TrendMath::UniqueUsers,
+        Some("sum") => TrendMath::Sum,
+        Some(_) => return Err(field_error("math", "must be count, unique_users or sum")),
+    };
+    let property = match map.get("property") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(property_name(v, "property")?),
+    };
+    if math == TrendMath::Sum && property.is_none() {
+        return Err(field_error("property", "is required for sum"));
+    }
+    Ok(EventMetricDef {
+        series,
+        math,
+        property,
+    })
+}
+
 /// How a funnel's steps must follow each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -9,6 +9,7 @@
 
 pub mod alerting;
 pub mod analytics;
+pub mod event_metrics;
 pub mod insights;
 pub mod integrations;
 pub mod notify;
@@ -28,6 +29,7 @@ use crate::store::meta::job_runs;
 use scheduler::Job;
 
 pub use alerting::Alerting;
+pub use event_metrics::EventMetrics;
 pub use insights::Insights;
 pub use integrations::Integrations;
 
@@ -39,6 +41,7 @@ pub struct Services {
     pub alerting: Alerting,
     pub insights: Insights,
     pub integrations: Integrations,
+    pub event_metrics: EventMetrics,
 }
 
 impl Services {
@@ -47,6 +50,7 @@ impl Services {
             alerting: Alerting::new(app.clone()),
             insights: Insights::new(app.clone()),
             integrations: Integrations::new(app.clone()),
+            event_metrics: EventMetrics::default(),
             app,
         }
     }
@@ -60,6 +64,7 @@ impl Services {
         scoring::listen(app.clone(), app.signals.subscribe());
         self.alerting.listen(app.signals.subscribe());
         self.insights.listen(app.signals.subscribe());
+        self.event_metrics.listen(app, app.signals.subscribe());
         let delivery = tokio::spawn(notify::run_worker(app.clone(), app.signals.subscribe()));
         let jobs = tokio::spawn(scheduler::run(
             self.jobs(),

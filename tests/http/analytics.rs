@@ -368,3 +368,97 @@ pub fn funnel_fixture() -> Vec<Value> {
         e("cart", "pF", &t("10:00:00"), json!({})),
     ]
 }
+
+/// Events feed the metric catalog. Signups (UTC org): u1 Jun 1 10:00, u2 Jun 1 12:00, u1 Jun 3
+/// 09:00 → daily signups [2, 0, 1] for Jun 1–3 (a quiet day is 0, not a gap), daily unique
+/// signers [2, 0, 1]. A late event (u3 on Jun 2 08:00) arrives after the metric exists: the
+/// day is recomputed to [2, 1, 1]. Another org has no such metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_metric_is_backfilled_then_follows_new_events() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key = api_key(&server, &a, &["read", "write", "admin"]).await;
+    let key_b = api_key(&server, &b, &["read"]).await;
+    send(
+        &server,
+        &key,
+        vec![
+            e("signup", "u1", "2026-06-01T10:00:00Z", json!({})),
+            e("signup", "u2", "2026-06-01T12:00:00Z", json!({})),
+            e("signup", "u1", "2026-06-03T09:00:00Z", json!({})),
+        ],
+    )
+    .await;
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/custom-metrics",
+        json!({"key": "signups", "name": "Signups", "category": "growth", "unit": "count", "higher_is_better": true,
+               "events": {"event": "signup"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["aggregation"], "sum");
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/custom-metrics",
+        json!({"key": "signers", "name": "Signers", "category": "growth", "unit": "count", "higher_is_better": true,
+               "events": {"event": "signup", "math": "unique_users"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["aggregation"], "avg",
+        "daily unique users average over longer periods"
+    );
+    let series = |metric: &str| {
+        let path = format!(
+            "/api/v1/metrics/{metric}/series?from=2026-06-01&to=2026-06-04&bucket=day&agg=sum"
+        );
+        let (server, key) = (&server, key.clone());
+        async move {
+            let (status, body) = get_json(server, &key, &path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            values(&body)
+        }
+    };
+    assert_eq!(
+        series("signups").await,
+        vec![Some(2.0), Some(0.0), Some(1.0)]
+    );
+    assert_eq!(
+        series("signers").await,
+        vec![Some(2.0), Some(0.0), Some(1.0)]
+    );
+
+    send(
+        &server,
+        &key,
+        vec![e("signup", "u3", "2026-06-02T08:00:00Z", json!({}))],
+    )
+    .await;
+    wait_until("the late signup counted", || {
+        let s = series("signups");
+        async move { (s.await == vec![Some(2.0), Some(1.0), Some(1.0)]).then_some(()) }
+    })
+    .await;
+
+    let (status, _) = get_json(
+        &server,
+        &key_b,
+        "/api/v1/metrics/signups/series?from=2026-06-01&to=2026-06-04",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "org B has no such metric");
+    let (status, body) = post_api(
+        &server,
+        &key,
+        "/custom-metrics",
+        json!({"key": "revenue_ev", "name": "R", "category": "financial", "unit": "currency", "events": {"event": "buy", "math": "sum"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "events.property");
+}

@@ -915,7 +915,8 @@ impl Alerting {
             Heard::Signal(
                 Signal::SyncFinished { org_id } | Signal::AnomaliesDetected { org_id },
             ) => this.evaluate_soon(org_id, Duration::from_millis(50)),
-            Heard::Signal(Signal::NoticesQueued) => {}
+            // Event metrics reach the rules as points (PointsStored).
+            Heard::Signal(Signal::NoticesQueued | Signal::EventsStored { .. }) => {}
             Heard::Missed => {
                 let evaluator = this.clone();
                 this.pending

@@ -59,6 +59,7 @@ pub struct PreparedEvents {
     /// The identity operations of the events, in time order, each with its event's uuid (a
     /// re-sent event's operations are not applied again).
     ops: Vec<([u8; 16], IdentityOp)>,
+    range: (i64, i64),
 }
 
 impl PreparedEvents {
@@ -78,11 +79,24 @@ impl PreparedEvents {
             batches: columns::record_batches(org_id, events, received_micros)?,
             count: events.len(),
             ops,
+            range: (
+                timed.first().map_or(0, |e| e.ts_micros),
+                timed.last().map_or(0, |e| e.ts_micros),
+            ),
         })
     }
 
     pub fn len(&self) -> usize {
         self.count
+    }
+
+    pub fn org_id(&self) -> i64 {
+        self.org_id
+    }
+
+    /// The earliest and latest event time (µs).
+    pub fn time_range(&self) -> (i64, i64) {
+        self.range
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod channels;
 pub mod custom_metrics;
+pub mod event_metrics;
 pub mod health_scores;
 pub mod inbound_hooks;
 pub mod integrations;
@@ -340,6 +341,17 @@ const MIGRATIONS: &[&str] = &[
         org_id INTEGER PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
         key TEXT NOT NULL UNIQUE,
         created_at INTEGER NOT NULL
+    );
+    "#,
+    // 16: metrics computed from events (a custom metric's daily values: count, unique users or
+    // sum of a property of an event).
+    r#"
+    CREATE TABLE event_metrics (
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, key)
     );
     "#,
 ];

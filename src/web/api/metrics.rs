@@ -212,18 +212,61 @@ pub async fn create_custom_metric(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Scope::Admin)?;
-    let body = json_body(&headers, body)?;
+    let mut body = json_body(&headers, body)?;
+    // `events`: the metric is computed from events (its daily count, unique users or sum).
+    let from_events = match body.as_object_mut().and_then(|m| m.remove("events")) {
+        None => None,
+        Some(spec) => {
+            let def = crate::domain::analytics::parse_event_metric(&spec).map_err(|(f, r)| {
+                let field = if f.is_empty() {
+                    "events".to_string()
+                } else {
+                    format!("events.{f}")
+                };
+                ApiError::bad_request(&field, r).with_status(StatusCode::UNPROCESSABLE_ENTITY)
+            })?;
+            Some((def, spec.to_string()))
+        }
+    };
+    if let (Some((event_def, _)), Some(map)) = (&from_events, body.as_object_mut()) {
+        map.entry("aggregation")
+            .or_insert_with(|| Value::String(event_def.aggregation().as_str().to_string()));
+    }
     let def = parse_metric_def(&body)?;
     let org_id = auth.org.id;
     let actor = format!("apikey:{}", auth.key.prefix);
     let stored = def.clone();
+    let definition = from_events.as_ref().map(|(_, text)| text.clone());
     app.meta
         .call(move |c| {
-            custom_metrics::create(c, org_id, &stored)?;
-            audit::record(c, Some(org_id), &actor, "metric.create", &stored.key, "")
+            let tx = c.unchecked_transaction()?;
+            custom_metrics::create(&tx, org_id, &stored)?;
+            if let Some(text) = &definition {
+                crate::store::meta::event_metrics::create(&tx, org_id, &stored.key, text)?;
+            }
+            audit::record(&tx, Some(org_id), &actor, "metric.create", &stored.key, "")?;
+            tx.commit()?;
+            Ok(())
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(metric_json(&def, None))))
+    let mut answer = metric_json(&def, None);
+    if let Some((_, spec)) = from_events {
+        // Backfill from the events already stored (the days since then follow each write).
+        let now = chrono::Utc::now().timestamp_micros();
+        let from = now - (crate::services::event_metrics::MAX_DAYS - 1) * 86_400_000_000;
+        let days = crate::services::event_metrics::recompute(
+            &app,
+            &auth.org,
+            Some(&def.key),
+            from,
+            now,
+            true,
+        )
+        .await?;
+        answer["events"] = serde_json::from_str(&spec).unwrap_or(Value::Null);
+        answer["backfilled_days"] = json!(days);
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 fn parse_metric_def(body: &Value) -> Result<MetricDef, ApiError> {
