@@ -42,3 +42,14 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     );
     response
 }
+
+/// `GET /t.js`: the browser tracker (`assets/t.js`), loaded by other sites: any origin may
+/// fetch it (it carries nothing secret).
+pub async fn tracker(headers: HeaderMap) -> Response {
+    let mut response = asset(Path("t.js".to_string()), headers).await;
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}

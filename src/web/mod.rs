@@ -285,6 +285,7 @@ pub fn router(services: Services) -> Router {
         .nest("/api/v1", api)
         .merge(capture::routes())
         .route("/assets/{*path}", get(assets::asset))
+        .route("/t.js", get(assets::tracker))
         .layer(axum::Extension(sse::StreamSlots::default()))
         .layer(axum::Extension(std::sync::Arc::new(
             crate::domain::net::TrustedProxies::new(&app.config.server.trusted_proxies)

@@ -394,3 +394,77 @@ async fn the_funnel_page_shows_the_fixtures_conversion_and_draws_its_chart() {
     browser.quit().await;
     server.stop().await;
 }
+
+/// The embedded tracker on another site (a page served from a second local server, so another
+/// origin): the page view on load, a custom event, a single-page navigation (another page
+/// view) and identify reach the org; the anonymous visitor becomes the identified customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracker_on_another_site_sends_page_views_events_and_identify() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read"]).await;
+    let (_, org) = get_json(&server, &key, "/api/v1/org").await;
+    let write_key = org["write_key"].as_str().unwrap().to_string();
+    let page = format!(
+        "<!doctype html><html><head><title>Shop</title><script src=\"{}\" data-key=\"{write_key}\" defer></script></head><body>shop</body></html>",
+        server.url("/t.js")
+    );
+    let site = axum::Router::new().fallback(move || {
+        let page = page.clone();
+        async move { axum::response::Html(page) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, site).await });
+
+    let names = || async {
+        let (_, body) = get_json(&server, &key, "/api/v1/events?limit=100").await;
+        let mut names: Vec<String> = body["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let browser = Driver::start().await;
+    browser.goto(&format!("{site_url}/shop")).await;
+    wait_until("the page view", || async {
+        (names().await == vec!["$pageview"]).then_some(())
+    })
+    .await;
+    browser
+        .script("vitals.track('clicked', {button: 'buy'}); history.pushState({}, '', '/shop/next'); vitals.identify('cust-1', {plan: 'pro'}); vitals.flush(); return true")
+        .await;
+    wait_until("every event", || async {
+        (names().await == vec!["$identify", "$pageview", "$pageview", "clicked"]).then_some(())
+    })
+    .await;
+    let (_, body) = get_json(&server, &key, "/api/v1/events?name=clicked").await;
+    let clicked = &body["events"][0];
+    assert_eq!(clicked["properties"]["button"], "buy");
+    assert_eq!(
+        clicked["properties"]["$current_url"],
+        format!("{site_url}/shop")
+    );
+    let anon = clicked["distinct_id"].as_str().unwrap().to_string();
+    let (status, person) = get_json(&server, &key, "/api/v1/persons/cust-1").await;
+    assert_eq!(status, StatusCode::OK, "{person}");
+    assert_eq!(
+        person["distinct_ids"],
+        json!([anon, "cust-1"])
+            .as_array()
+            .map(|a| {
+                let mut v = a.clone();
+                v.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+                Value::Array(v)
+            })
+            .unwrap()
+    );
+    assert_eq!(person["properties"], json!({"plan": "pro"}));
+    browser.quit().await;
+    server.stop().await;
+}
