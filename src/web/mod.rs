@@ -155,6 +155,10 @@ pub fn router(services: Services) -> Router {
             post(pages::keys::api_keys_revoke),
         )
         .route(
+            "/o/{slug}/api-keys/write-key/rotate",
+            post(pages::keys::write_key_rotate),
+        )
+        .route(
             "/o/{slug}/members",
             get(pages::members::members_list).post(pages::members::members_invite),
         )

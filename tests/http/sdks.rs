@@ -416,3 +416,67 @@ async fn capture_reads_gzip_forms_and_get_and_refuses_bad_keys_and_bodies() {
         "only the good requests stored anything"
     );
 }
+
+/// The keys page shows the write key; replacing it there makes SDKs with the old key fail
+/// (401) and the new one work. A member of another org cannot replace it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_key_is_shown_and_replaced_on_the_keys_page() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let key = api_key(&server, &s, &["read"]).await;
+    let old = write_key(&server, &key).await;
+    let page_url = server.url(&format!("/o/{}/api-keys", s.slug));
+    let page = s
+        .client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&old), "the keys page shows the write key");
+    let token = csrf(&s.client, &page_url).await;
+    let r = s
+        .client
+        .post(server.url(&format!("/o/{}/api-keys/write-key/rotate", s.slug)))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let new = write_key(&server, &key).await;
+    assert_ne!(new, old);
+    let capture = |k: &str| {
+        let body = json!({"api_key": k, "event": "x", "distinct_id": "u"});
+        let url = server.url("/capture/");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(capture(&old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(capture(&new).await, StatusCode::OK);
+
+    let b = create_org(&server, &s, "Beta", "beta").await;
+    add_member(&server, &b, "viewer@beta.test", "admin").await;
+    let outsider = login(&server, "viewer@beta.test", PASSWORD).await;
+    let token = csrf(&outsider, &server.url("/o/beta/api-keys")).await;
+    let r = outsider
+        .post(server.url(&format!("/o/{}/api-keys/write-key/rotate", s.slug)))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "another org's member cannot replace it"
+    );
+    assert_eq!(write_key(&server, &key).await, new);
+}

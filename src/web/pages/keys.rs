@@ -10,6 +10,7 @@ use super::{FormAction, Nav, nav, render};
 use crate::app::{self, App};
 use crate::domain::roles::{Permission, Scope};
 use crate::store::meta::api_keys::{self, ApiKey};
+use crate::store::meta::project_keys;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
 
@@ -67,6 +68,8 @@ pub struct ApiKeysPage {
     pub new_key: String,
     pub errors: HashMap<&'static str, String>,
     pub name: String,
+    /// The org's project write key for the analytics SDKs and the tracker.
+    pub write_key: String,
 }
 
 async fn api_keys_page(
@@ -77,8 +80,17 @@ async fn api_keys_page(
     name: String,
 ) -> Result<ApiKeysPage, PageError> {
     let org_id = m.org.id;
-    let keys = app.meta.call(move |c| api_keys::list(c, org_id)).await?;
+    let (keys, write_key) = app
+        .meta
+        .call(move |c| {
+            Ok((
+                api_keys::list(c, org_id)?,
+                project_keys::get_or_create(c, org_id)?,
+            ))
+        })
+        .await?;
     Ok(ApiKeysPage {
+        write_key,
         nav: nav(app, m, "keys").await?,
         slug: m.org.slug.clone(),
         keys: keys.iter().map(key_view).collect(),
@@ -151,6 +163,22 @@ pub async fn api_keys_revoke(
     form.record(&app, "apikey.revoke", move |c, org_id| {
         let key = api_keys::revoke(c, org_id, id)?;
         Ok(((), format!("{} ({})", key.name, key.prefix)))
+    })
+    .await?;
+    form.done("api-keys")
+}
+
+/// `POST /o/{slug}/api-keys/write-key/rotate`: a new project write key; SDKs still sending the
+/// old one are refused from now on.
+pub async fn write_key_rotate(
+    State(app): State<App>,
+    m: OrgMember,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let form = FormAction::accept(&m, form, Permission::ManageApiKeys)?;
+    form.record(&app, "writekey.rotate", move |c, org_id| {
+        let key = project_keys::rotate(c, org_id)?;
+        Ok(((), key.chars().take(12).collect::<String>()))
     })
     .await?;
     form.done("api-keys")
