@@ -269,6 +269,91 @@ pub fn parse_trend(body: &Value) -> Result<TrendRequest, FieldError> {
     })
 }
 
+/// Stickiness and lifecycle ask about one event per interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivityRequest {
+    pub event: EventMatcher,
+    pub interval: Bucket,
+}
+
+/// Parses `{"event": …, "interval": "day" | "week" | "month", "from", "to"}`.
+pub fn parse_activity(body: &Value) -> Result<ActivityRequest, FieldError> {
+    let map = object(body)?;
+    refuse_unknown(map, &["event", "interval", "from", "to"])?;
+    let event = matcher(
+        map.get("event")
+            .ok_or_else(|| field_error("event", "is required"))?,
+        "event",
+    )?;
+    let interval = interval(map, Bucket::Day)?;
+    if interval == Bucket::Hour {
+        return Err(field_error("interval", "must be day, week or month"));
+    }
+    Ok(ActivityRequest { event, interval })
+}
+
+/// Stickiness: how many people were active in exactly k of the range's intervals (k = 1 …
+/// `intervals`), from (person, interval index) activity pairs.
+pub fn stickiness(active: &[(String, usize)], intervals: usize) -> Vec<usize> {
+    let mut per_person: HashMap<&str, std::collections::HashSet<usize>> = HashMap::new();
+    for (p, i) in active {
+        per_person.entry(p.as_str()).or_default().insert(*i);
+    }
+    let mut counts = vec![0; intervals];
+    for days in per_person.values() {
+        let k = days.len().min(intervals);
+        if k > 0 {
+            counts[k - 1] += 1;
+        }
+    }
+    counts
+}
+
+/// Lifecycle per interval: new (their first-ever event), returning (also active the interval
+/// before), resurrecting (active before that, not the interval before), dormant (active the
+/// interval before, not this one; negative, as PostHog draws it).
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Lifecycle {
+    pub new: Vec<i64>,
+    pub returning: Vec<i64>,
+    pub resurrecting: Vec<i64>,
+    pub dormant: Vec<i64>,
+}
+
+/// `active` holds (person, index) with index 0 the interval before the range (context only);
+/// `first` each person's first-ever interval index when it falls in 0 ..= n.
+pub fn lifecycle(
+    active: &[(String, usize)],
+    first: &HashMap<String, usize>,
+    n: usize,
+) -> Lifecycle {
+    let mut sets: Vec<std::collections::HashSet<&str>> = vec![Default::default(); n + 1];
+    for (p, i) in active {
+        if *i <= n {
+            sets[*i].insert(p.as_str());
+        }
+    }
+    let mut out = Lifecycle::default();
+    for i in 1..=n {
+        let (mut new, mut returning, mut resurrecting) = (0, 0, 0);
+        for p in &sets[i] {
+            if first.get(*p) == Some(&i) {
+                new += 1;
+            } else if sets[i - 1].contains(p) {
+                returning += 1;
+            } else {
+                resurrecting += 1;
+            }
+        }
+        out.new.push(new);
+        out.returning.push(returning);
+        out.resurrecting.push(resurrecting);
+        out.dormant
+            .push(-(sets[i - 1].difference(&sets[i]).count() as i64));
+    }
+    out
+}
+
 /// A metric computed from events: each local day's count, unique users or sum of a property
 /// of one event (with filters). Its daily values are written as points, so the health score,
 /// alerts, anomalies and forecasts work on it like on any metric.
@@ -887,6 +972,37 @@ mod tests {
         let t = retention_table(&cohorts, &returns, 2, 3, 3);
         assert_eq!(t[0].retained, vec![2, 1, 1, 1]);
         assert_eq!(t[1].retained, vec![1, 1, 0]);
+    }
+
+    /// a: days 0, 1, 3; b: 1, 2; c: first ever long before, active 2; d: 3 (first ever).
+    /// Day 1: a returning, b new; day 2: b returning, c resurrecting, a dormant; day 3: a
+    /// resurrecting, d new, b and c dormant. Stickiness over days 1–3: a 2, b 2, c 1, d 1.
+    #[test]
+    fn lifecycle_and_stickiness_classify_each_person_per_interval() {
+        let pairs: Vec<(String, usize)> = [
+            ("a", 0),
+            ("a", 1),
+            ("a", 3),
+            ("b", 1),
+            ("b", 2),
+            ("c", 2),
+            ("d", 3),
+        ]
+        .iter()
+        .map(|(p, i)| (p.to_string(), *i))
+        .collect();
+        let first: HashMap<String, usize> = [("a", 0), ("b", 1), ("d", 3)]
+            .iter()
+            .map(|(p, i)| (p.to_string(), *i))
+            .collect();
+        let l = lifecycle(&pairs, &first, 3);
+        assert_eq!(l.new, vec![1, 0, 1]);
+        assert_eq!(l.returning, vec![1, 1, 0]);
+        assert_eq!(l.resurrecting, vec![0, 1, 1]);
+        assert_eq!(l.dormant, vec![0, -1, -2]);
+        let in_range: Vec<(String, usize)> =
+            pairs.iter().filter(|(_, i)| *i >= 1).cloned().collect();
+        assert_eq!(stickiness(&in_range, 3), vec![2, 2, 0]);
     }
 
     #[test]

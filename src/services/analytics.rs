@@ -278,3 +278,99 @@ pub async fn retention(
         })
         .await
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StickinessAnswer {
+    /// People active in exactly k intervals, k = 1 … the range's interval count.
+    pub users: Vec<usize>,
+}
+
+pub async fn stickiness(
+    app: &App,
+    org_id: i64,
+    tz: Tz,
+    req: analytics::ActivityRequest,
+    from: i64,
+    to: i64,
+) -> Result<StickinessAnswer, StoreError> {
+    app.events
+        .read(move |c| {
+            let periods = timebucket::bucket_starts(tz, req.interval, from, to);
+            let index = bucket_index(&periods);
+            let pairs = sql::retention_pairs(
+                c,
+                org_id,
+                from,
+                to,
+                &calendar(tz, req.interval, from, to),
+                &req.event,
+                false,
+            )?;
+            let active: Vec<(String, usize)> = pairs
+                .into_iter()
+                .filter_map(|(p, k)| index.get(&k).map(|i| (p, *i)))
+                .collect();
+            Ok(StickinessAnswer {
+                users: analytics::stickiness(&active, periods.len()),
+            })
+        })
+        .await
+}
+
+fn bucket_index(periods: &[BucketStart]) -> HashMap<i64, usize> {
+    periods
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.local.and_utc().timestamp_micros(), i))
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LifecycleAnswer {
+    pub periods: Vec<BucketStart>,
+    pub lifecycle: analytics::Lifecycle,
+}
+
+pub async fn lifecycle(
+    app: &App,
+    org_id: i64,
+    tz: Tz,
+    req: analytics::ActivityRequest,
+    from: i64,
+    to: i64,
+) -> Result<LifecycleAnswer, StoreError> {
+    app.events
+        .read(move |c| {
+            // One interval before the range gives "returning" and "dormant" their context.
+            let first_start = timebucket::bucket_starts(tz, req.interval, from, to)
+                .first()
+                .map_or(from, |b| b.utc_micros);
+            let before = timebucket::local_to_utc_micros(
+                tz,
+                timebucket::truncate(timebucket::local_naive(tz, first_start - 1), req.interval),
+            );
+            let all = timebucket::bucket_starts(tz, req.interval, before, to);
+            let index = bucket_index(&all);
+            let bucketing = calendar(tz, req.interval, before, to);
+            let to_index = |pairs: Vec<(String, i64)>| -> Vec<(String, usize)> {
+                pairs
+                    .into_iter()
+                    .filter_map(|(p, k)| index.get(&k).map(|i| (p, *i)))
+                    .collect()
+            };
+            let active = to_index(sql::retention_pairs(
+                c, org_id, before, to, &bucketing, &req.event, false,
+            )?);
+            let first: HashMap<String, usize> = to_index(sql::retention_pairs(
+                c, org_id, before, to, &bucketing, &req.event, true,
+            )?)
+            .into_iter()
+            .collect();
+            let n = all.len().saturating_sub(1);
+            Ok(LifecycleAnswer {
+                periods: all.into_iter().skip(1).collect(),
+                lifecycle: analytics::lifecycle(&active, &first, n),
+            })
+        })
+        .await
+}

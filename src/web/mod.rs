@@ -66,6 +66,8 @@ pub fn router(services: Services) -> Router {
         .route("/analytics/trends", post(api::analytics::trends))
         .route("/analytics/funnels", post(api::analytics::funnels))
         .route("/analytics/retention", post(api::analytics::retention))
+        .route("/analytics/stickiness", post(api::analytics::stickiness))
+        .route("/analytics/lifecycle", post(api::analytics::lifecycle))
         .route("/health/score", get(api::health::health_score))
         .route("/health/score/history", get(api::health::health_history))
         .route(

@@ -462,3 +462,63 @@ async fn an_event_metric_is_backfilled_then_follows_new_events() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "events.property");
 }
+
+/// Lifecycle and stickiness of "use", days Jun 1–3 (UTC), Jun 0 = May 31 as context:
+/// | person | active                 |
+/// | a      | May 31, Jun 1, Jun 3   |
+/// | b      | Jun 1, Jun 2           |
+/// | c      | May 20, Jun 2          |
+/// | d      | Jun 3                  |
+/// Jun 1: a returning, b new. Jun 2: b returning, c resurrecting, a dormant. Jun 3: a
+/// resurrecting, d new, b and c dormant → new [1, 0, 1], returning [1, 1, 0], resurrecting
+/// [0, 1, 1], dormant [0, −1, −2]. Stickiness over Jun 1–3: a 2 days, b 2, c 1, d 1 →
+/// 1 day: 2 people, 2 days: 2, 3 days: 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_and_stickiness_classify_people_per_day() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read"]).await;
+    let u = |who: &str, day: &str| e("use", who, &format!("{day}T12:00:00Z"), json!({}));
+    send(
+        &server,
+        &key,
+        vec![
+            u("a", "2026-05-31"),
+            u("a", "2026-06-01"),
+            u("a", "2026-06-03"),
+            u("b", "2026-06-01"),
+            u("b", "2026-06-02"),
+            u("c", "2026-05-20"),
+            u("c", "2026-06-02"),
+            u("d", "2026-06-03"),
+        ],
+    )
+    .await;
+    let q = json!({"event": "use", "interval": "day", "from": "2026-06-01", "to": "2026-06-04"});
+    let l = ask(&server, &key, "lifecycle", q.clone()).await;
+    assert_eq!(
+        l["periods"],
+        json!([
+            "2026-06-01T00:00:00+00:00",
+            "2026-06-02T00:00:00+00:00",
+            "2026-06-03T00:00:00+00:00"
+        ])
+    );
+    assert_eq!(l["new"], json!([1, 0, 1]));
+    assert_eq!(l["returning"], json!([1, 1, 0]));
+    assert_eq!(l["resurrecting"], json!([0, 1, 1]));
+    assert_eq!(l["dormant"], json!([0, -1, -2]));
+    let st = ask(&server, &key, "stickiness", q.clone()).await;
+    assert_eq!(
+        st["intervals"],
+        json!([{"active": 1, "users": 2}, {"active": 2, "users": 2}, {"active": 3, "users": 0}])
+    );
+    let other = ask(&server, &key_b, "lifecycle", q).await;
+    assert_eq!(
+        other["new"],
+        json!([0, 0, 0]),
+        "org B sees none of A's events"
+    );
+}

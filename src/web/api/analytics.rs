@@ -197,3 +197,44 @@ pub async fn retention(
     let answer = service::retention(&app, auth.org.id, tz, req, from, to).await?;
     Ok(Json(retention_json(&answer)))
 }
+
+/// `POST /api/v1/analytics/stickiness`: how many people were active in 1, 2, … intervals.
+pub async fn stickiness(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Read)?;
+    let body = json_body(&headers, body)?;
+    let req = analytics::parse_activity(&body).map_err(invalid)?;
+    let tz = org_tz(&auth);
+    let (from, to) = range(&body, tz, req.interval)?;
+    let answer = service::stickiness(&app, auth.org.id, tz, req, from, to).await?;
+    Ok(Json(json!({
+        "intervals": answer.users.iter().enumerate().map(|(k, n)| json!({"active": k + 1, "users": n})).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /api/v1/analytics/lifecycle`: new, returning, resurrecting and dormant people per
+/// interval.
+pub async fn lifecycle(
+    State(app): State<App>,
+    auth: ApiKeyAuth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Read)?;
+    let body = json_body(&headers, body)?;
+    let req = analytics::parse_activity(&body).map_err(invalid)?;
+    let tz = org_tz(&auth);
+    let (from, to) = range(&body, tz, req.interval)?;
+    let answer = service::lifecycle(&app, auth.org.id, tz, req, from, to).await?;
+    Ok(Json(json!({
+        "periods": answer.periods.iter().map(bucket_json).collect::<Vec<_>>(),
+        "new": answer.lifecycle.new,
+        "returning": answer.lifecycle.returning,
+        "resurrecting": answer.lifecycle.resurrecting,
+        "dormant": answer.lifecycle.dormant,
+    })))
+}
