@@ -521,4 +521,26 @@ async fn lifecycle_and_stickiness_classify_people_per_day() {
         json!([0, 0, 0]),
         "org B sees none of A's events"
     );
+
+    for what in ["lifecycle", "stickiness"] {
+        for (bad, field) in [
+            (json!({"event": "use", "interval": "hour"}), "interval"),
+            (json!({"interval": "day"}), "event"),
+            (json!({"event": "use", "colour": 1}), "colour"),
+            (json!({"event": 5}), "event"),
+        ] {
+            let (status, body) = post_api(&server, &key, &format!("/analytics/{what}"), bad).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
+            assert_eq!(body["error"]["field"], field, "{what}");
+        }
+        let (status, body) = post_api(
+            &server,
+            &key,
+            &format!("/analytics/{what}"),
+            json!({"event": "use", "from": "2026-06-04", "to": "2026-06-01"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(body["error"]["field"], "from");
+    }
 }

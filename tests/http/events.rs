@@ -166,6 +166,10 @@ async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = get_json(&server, &key_b, "/api/v1/persons/u1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let long = format!("/api/v1/persons/{}", "x".repeat(201));
+    let (status, body) = get_json(&server, &key_a, &long).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "distinct_id");
 
     // Org B sees only its one event.
     let b_all = list(&server, &key_b, "").await;

@@ -436,6 +436,16 @@ async fn the_write_key_is_shown_and_replaced_on_the_keys_page() {
         .await
         .unwrap();
     assert!(page.contains(&old), "the keys page shows the write key");
+    // Without the form's token nothing changes.
+    let r = s
+        .client
+        .post(server.url(&format!("/o/{}/api-keys/write-key/rotate", s.slug)))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(write_key(&server, &key).await, old);
     let token = csrf(&s.client, &page_url).await;
     let r = s
         .client

@@ -412,6 +412,8 @@ pub async fn person(
     axum::extract::Path(distinct_id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
+    let distinct_id = events::id_string(&Value::String(distinct_id))
+        .map_err(|m| ApiError::bad_request("distinct_id", m))?;
     let org_id = auth.org.id;
     let id = distinct_id.clone();
     let found = app
