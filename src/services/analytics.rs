@@ -54,11 +54,7 @@ fn trend_series(
     to: i64,
 ) -> Result<(Vec<BucketStart>, Vec<TrendSeries>), StoreError> {
     let buckets = timebucket::bucket_starts(tz, req.interval, from, to);
-    let index: HashMap<i64, usize> = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.local.and_utc().timestamp_micros(), i))
-        .collect();
+    let index = bucket_index(&buckets);
     let rows = sql::trend(
         conn,
         &sql::TrendQuery {
@@ -237,11 +233,7 @@ pub async fn retention(
     app.events
         .read(move |c| {
             let periods = timebucket::bucket_starts(tz, req.period, from, to);
-            let index: HashMap<i64, usize> = periods
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (b.local.and_utc().timestamp_micros(), i))
-                .collect();
+            let index = bucket_index(&periods);
             let bucketing = calendar(tz, req.period, from, to);
             let to_index = |pairs: Vec<(String, i64)>| -> Vec<(String, usize)> {
                 pairs
@@ -317,6 +309,7 @@ pub async fn stickiness(
         .await
 }
 
+/// Bucket key (the local wall-clock start, as the store's bucketing gives it) → position.
 fn bucket_index(periods: &[BucketStart]) -> HashMap<i64, usize> {
     periods
         .iter()

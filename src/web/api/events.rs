@@ -184,6 +184,18 @@ fn decode_cursor(s: &str) -> Option<Cursor> {
     })
 }
 
+/// The parameters that choose events, shared by the list and the stats.
+const FILTER_PARAMS: &[&str] = &[
+    "from",
+    "to",
+    "name",
+    "event",
+    "distinct_id",
+    "user_id",
+    "person",
+    "properties",
+];
+
 /// The filters of the list and stats endpoints.
 struct ListParams {
     query: EventQuery,
@@ -324,18 +336,7 @@ pub async fn list(
         raw.as_deref(),
         auth.org.id,
         tz,
-        &[
-            "from",
-            "to",
-            "name",
-            "event",
-            "distinct_id",
-            "user_id",
-            "person",
-            "properties",
-            "limit",
-            "cursor",
-        ],
+        &[FILTER_PARAMS, &["limit", "cursor"]].concat(),
     )?;
     let limit = params.limit;
     let rows = app
@@ -368,21 +369,7 @@ pub async fn stats(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let tz: Tz = auth.org.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let params = parse_list_params(
-        raw.as_deref(),
-        auth.org.id,
-        tz,
-        &[
-            "from",
-            "to",
-            "name",
-            "event",
-            "distinct_id",
-            "user_id",
-            "person",
-            "properties",
-        ],
-    )?;
+    let params = parse_list_params(raw.as_deref(), auth.org.id, tz, FILTER_PARAMS)?;
     let (from, to) = (params.query.from_micros, params.query.to_micros);
     let stats = app
         .events
