@@ -35,6 +35,8 @@ pub struct OrgEvent {
     pub score: Option<Option<f64>>,
     /// An alert changed state (its id).
     pub alert: Option<i64>,
+    /// Product events were stored (how many).
+    pub events: Option<usize>,
 }
 
 impl OrgEvent {
@@ -44,6 +46,7 @@ impl OrgEvent {
             metrics: Vec::new(),
             score: None,
             alert: Some(alert_id),
+            events: None,
         }
     }
 }
@@ -216,6 +219,7 @@ impl App {
             metrics: touched.clone(),
             score: None,
             alert: None,
+            events: None,
         });
         self.announce(Signal::PointsStored {
             org_id,
@@ -235,6 +239,13 @@ impl App {
         let (org_id, (from_micros, to_micros)) = (events.org_id(), events.time_range());
         let outcome = self.events.write(events).await?;
         if outcome.stored > 0 {
+            let _ = self.live.send(OrgEvent {
+                org_id,
+                metrics: Vec::new(),
+                score: None,
+                alert: None,
+                events: Some(outcome.stored),
+            });
             self.announce(Signal::EventsStored {
                 org_id,
                 from_micros,

@@ -105,7 +105,7 @@ fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, FieldError> {
         .ok_or_else(|| field_error("", "the body must be a JSON object"))
 }
 
-fn refuse_unknown(
+pub fn refuse_unknown(
     map: &serde_json::Map<String, Value>,
     allowed: &[&str],
 ) -> Result<(), FieldError> {
@@ -118,7 +118,7 @@ fn refuse_unknown(
     }
 }
 
-fn matcher(value: &Value, field: &str) -> Result<EventMatcher, FieldError> {
+pub fn matcher(value: &Value, field: &str) -> Result<EventMatcher, FieldError> {
     let (event, filters) = match value {
         Value::String(_) => (value, None),
         Value::Object(m) => {
@@ -225,6 +225,7 @@ pub fn parse_trend(body: &Value) -> Result<TrendRequest, FieldError> {
             "breakdown",
             "breakdown_limit",
             "compare",
+            "cohort",
             "from",
             "to",
         ],
@@ -269,6 +270,63 @@ pub fn parse_trend(body: &Value) -> Result<TrendRequest, FieldError> {
     })
 }
 
+/// API analytics: request events (PostHog-style `$api_request` by default) with a route, a
+/// method, a status and a duration property, per route and per interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiUsageRequest {
+    pub event: EventMatcher,
+    pub route_property: String,
+    pub method_property: String,
+    pub status_property: String,
+    pub duration_property: String,
+    pub interval: Bucket,
+}
+
+/// The request event API analytics reads unless told otherwise.
+pub const API_REQUEST_EVENT: &str = "$api_request";
+
+/// Parses `{"event": "$api_request", "route_property": "route", "method_property": "method",
+/// "status_property": "status", "duration_property": "duration_ms", "interval": "hour",
+/// "from", "to"}` (every field optional; the defaults shown).
+pub fn parse_api_usage(body: &Value) -> Result<ApiUsageRequest, FieldError> {
+    let map = object(body)?;
+    refuse_unknown(
+        map,
+        &[
+            "event",
+            "route_property",
+            "method_property",
+            "status_property",
+            "duration_property",
+            "interval",
+            "cohort",
+            "from",
+            "to",
+        ],
+    )?;
+    let event = match map.get("event") {
+        None | Some(Value::Null) => EventMatcher {
+            event: API_REQUEST_EVENT.into(),
+            filters: Vec::new(),
+        },
+        Some(v) => matcher(v, "event")?,
+    };
+    let name = |key: &str, default: &str| -> Result<String, FieldError> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(default.to_string()),
+            Some(v) => property_name(v, key),
+        }
+    };
+    Ok(ApiUsageRequest {
+        event,
+        route_property: name("route_property", "route")?,
+        method_property: name("method_property", "method")?,
+        status_property: name("status_property", "status")?,
+        duration_property: name("duration_property", "duration_ms")?,
+        interval: interval(map, Bucket::Hour)?,
+    })
+}
+
 /// Stickiness and lifecycle ask about one event per interval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActivityRequest {
@@ -279,7 +337,7 @@ pub struct ActivityRequest {
 /// Parses `{"event": …, "interval": "day" | "week" | "month", "from", "to"}`.
 pub fn parse_activity(body: &Value) -> Result<ActivityRequest, FieldError> {
     let map = object(body)?;
-    refuse_unknown(map, &["event", "interval", "from", "to"])?;
+    refuse_unknown(map, &["event", "interval", "cohort", "from", "to"])?;
     let event = matcher(
         map.get("event")
             .ok_or_else(|| field_error("event", "is required"))?,
@@ -454,6 +512,7 @@ pub fn parse_funnel(body: &Value) -> Result<FunnelRequest, FieldError> {
             "unit",
             "breakdown",
             "breakdown_limit",
+            "cohort",
             "from",
             "to",
         ],
@@ -755,6 +814,7 @@ pub fn parse_retention(body: &Value) -> Result<RetentionRequest, FieldError> {
             "period",
             "periods",
             "kind",
+            "cohort",
             "from",
             "to",
         ],

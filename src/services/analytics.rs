@@ -15,6 +15,7 @@ use crate::domain::analytics::{
 use crate::domain::timebucket::{self, BucketStart};
 use crate::store::StoreError;
 use crate::store::events::analytics as sql;
+use crate::store::events::cohorts::CohortFilter;
 use crate::store::metrics::Bucketing;
 
 /// The most units whose ids a funnel lists per step (who dropped there).
@@ -48,6 +49,7 @@ fn calendar(tz: Tz, bucket: timebucket::Bucket, from: i64, to: i64) -> Bucketing
 fn trend_series(
     conn: &duckdb::Connection,
     org_id: i64,
+    cohort: Option<&CohortFilter>,
     tz: Tz,
     req: &TrendRequest,
     from: i64,
@@ -66,6 +68,7 @@ fn trend_series(
             math: req.math,
             property: req.property.as_deref(),
             breakdown: req.breakdown.as_ref(),
+            cohort,
         },
     )?;
     let empty = if req.math.zero_when_empty() {
@@ -114,6 +117,7 @@ fn trend_series(
 pub async fn trend(
     app: &App,
     org_id: i64,
+    cohort: Option<CohortFilter>,
     tz: Tz,
     req: TrendRequest,
     from: i64,
@@ -121,10 +125,11 @@ pub async fn trend(
 ) -> Result<TrendAnswer, StoreError> {
     app.events
         .read(move |c| {
-            let (buckets, series) = trend_series(c, org_id, tz, &req, from, to)?;
+            let (buckets, series) = trend_series(c, org_id, cohort.as_ref(), tz, &req, from, to)?;
             let previous = if req.compare {
                 let span = to - from;
-                let (_, prev) = trend_series(c, org_id, tz, &req, from - span, from)?;
+                let (_, prev) =
+                    trend_series(c, org_id, cohort.as_ref(), tz, &req, from - span, from)?;
                 Some(prev)
             } else {
                 None
@@ -151,13 +156,14 @@ pub struct FunnelAnswer {
 pub async fn funnel(
     app: &App,
     org_id: i64,
+    cohort: Option<CohortFilter>,
     req: FunnelRequest,
     from: i64,
     to: i64,
 ) -> Result<FunnelAnswer, StoreError> {
     app.events
         .read(move |c| {
-            let units = sql::funnel_events(c, org_id, from, to, &req)?;
+            let units = sql::funnel_events(c, org_id, cohort.as_ref(), from, to, &req)?;
             let n = req.steps.len();
             let progress: Vec<(String, UnitProgress)> = units
                 .into_iter()
@@ -225,6 +231,7 @@ pub struct RetentionAnswer {
 pub async fn retention(
     app: &App,
     org_id: i64,
+    cohort: Option<CohortFilter>,
     tz: Tz,
     req: RetentionRequest,
     from: i64,
@@ -232,6 +239,10 @@ pub async fn retention(
 ) -> Result<RetentionAnswer, StoreError> {
     app.events
         .read(move |c| {
+            let audience = sql::Audience {
+                org_id,
+                cohort: cohort.as_ref(),
+            };
             let periods = timebucket::bucket_starts(tz, req.period, from, to);
             let index = bucket_index(&periods);
             let bucketing = calendar(tz, req.period, from, to);
@@ -244,7 +255,7 @@ pub async fn retention(
             let first_time = req.kind == RetentionKind::FirstTime;
             let cohorts = to_index(sql::retention_pairs(
                 c,
-                org_id,
+                audience,
                 from,
                 to,
                 &bucketing,
@@ -253,7 +264,7 @@ pub async fn retention(
             )?);
             let returns = to_index(sql::retention_pairs(
                 c,
-                org_id,
+                audience,
                 from,
                 to,
                 &bucketing,
@@ -280,6 +291,7 @@ pub struct StickinessAnswer {
 pub async fn stickiness(
     app: &App,
     org_id: i64,
+    cohort: Option<CohortFilter>,
     tz: Tz,
     req: analytics::ActivityRequest,
     from: i64,
@@ -287,11 +299,15 @@ pub async fn stickiness(
 ) -> Result<StickinessAnswer, StoreError> {
     app.events
         .read(move |c| {
+            let audience = sql::Audience {
+                org_id,
+                cohort: cohort.as_ref(),
+            };
             let periods = timebucket::bucket_starts(tz, req.interval, from, to);
             let index = bucket_index(&periods);
             let pairs = sql::retention_pairs(
                 c,
-                org_id,
+                audience,
                 from,
                 to,
                 &calendar(tz, req.interval, from, to),
@@ -327,6 +343,7 @@ pub struct LifecycleAnswer {
 pub async fn lifecycle(
     app: &App,
     org_id: i64,
+    cohort: Option<CohortFilter>,
     tz: Tz,
     req: analytics::ActivityRequest,
     from: i64,
@@ -334,6 +351,10 @@ pub async fn lifecycle(
 ) -> Result<LifecycleAnswer, StoreError> {
     app.events
         .read(move |c| {
+            let audience = sql::Audience {
+                org_id,
+                cohort: cohort.as_ref(),
+            };
             // One interval before the range gives "returning" and "dormant" their context.
             let first_start = timebucket::bucket_starts(tz, req.interval, from, to)
                 .first()
@@ -352,10 +373,10 @@ pub async fn lifecycle(
                     .collect()
             };
             let active = to_index(sql::retention_pairs(
-                c, org_id, before, to, &bucketing, &req.event, false,
+                c, audience, before, to, &bucketing, &req.event, false,
             )?);
             let first: HashMap<String, usize> = to_index(sql::retention_pairs(
-                c, org_id, before, to, &bucketing, &req.event, true,
+                c, audience, before, to, &bucketing, &req.event, true,
             )?)
             .into_iter()
             .collect();
@@ -363,6 +384,70 @@ pub async fn lifecycle(
             Ok(LifecycleAnswer {
                 periods: all.into_iter().skip(1).collect(),
                 lifecycle: analytics::lifecycle(&active, &first, n),
+            })
+        })
+        .await
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiUsageAnswer {
+    pub buckets: Vec<BucketStart>,
+    /// Per bucket, in order (empty buckets have zero requests).
+    pub series: Vec<sql::RequestStats>,
+    pub total: sql::RequestStats,
+    /// The busiest routes first.
+    pub routes: Vec<sql::RequestStats>,
+}
+
+pub async fn api_usage(
+    app: &App,
+    org_id: i64,
+    cohort: Option<CohortFilter>,
+    tz: Tz,
+    req: analytics::ApiUsageRequest,
+    from: i64,
+    to: i64,
+) -> Result<ApiUsageAnswer, StoreError> {
+    app.events
+        .read(move |c| {
+            let buckets = timebucket::bucket_starts(tz, req.interval, from, to);
+            let index = bucket_index(&buckets);
+            let bucketing = calendar(tz, req.interval, from, to);
+            let q = sql::ApiUsageQuery {
+                org_id,
+                cohort: cohort.as_ref(),
+                from_micros: from,
+                to_micros: to,
+                bucketing: &bucketing,
+                request: &req,
+            };
+            let empty = |bucket: Option<i64>| sql::RequestStats {
+                route: None,
+                bucket,
+                requests: 0,
+                client_errors: 0,
+                server_errors: 0,
+                p50_ms: None,
+                p95_ms: None,
+                p99_ms: None,
+            };
+            let mut series: Vec<sql::RequestStats> =
+                (0..buckets.len()).map(|_| empty(None)).collect();
+            for row in sql::api_usage(c, &q, sql::RequestGrouping::PerBucket)? {
+                if let Some(i) = row.bucket.and_then(|b| index.get(&b)) {
+                    series[*i] = row;
+                }
+            }
+            let total = sql::api_usage(c, &q, sql::RequestGrouping::Total)?
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| empty(None));
+            let routes = sql::api_usage(c, &q, sql::RequestGrouping::PerRoute)?;
+            Ok(ApiUsageAnswer {
+                buckets,
+                series,
+                total,
+                routes,
             })
         })
         .await

@@ -71,6 +71,7 @@ pub fn daily_points(
             math: def.math,
             property: def.property.as_deref(),
             breakdown: None,
+            cohort: None,
         },
     )?;
     let by_key: HashMap<i64, f64> = rows

@@ -157,6 +157,7 @@ async fn store_and_announce(app: &App, reports: Vec<(i64, ScoreReport)>) -> Resu
             metrics: Vec::new(),
             score: Some(r.overall),
             alert: None,
+            events: None,
         });
     }
     Ok(())

@@ -22,7 +22,7 @@ use crate::domain::catalog::Aggregation;
 use crate::domain::ingest::{Point, encode_dim_value, encode_dims};
 use crate::domain::timebucket::{Bucket, OffsetSegment};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Largest group of points committed in one transaction.
 const MAX_GROUP_POINTS: usize = 250_000;
 
@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
     super::events::MIGRATION,
     // 3: persons, their aliases and groups (identity resolution).
     super::events::identity::MIGRATION,
+    // 4: the event catalogue's property definitions.
+    super::events::catalogue::MIGRATION,
 ];
 
 /// Where the writer reports a write's outcome.

@@ -62,7 +62,31 @@ pub fn router(services: Services) -> Router {
         .route("/events", get(api::events::list).post(api::events::track))
         .route("/events/batch", post(api::events::track_batch))
         .route("/events/stats", get(api::events::stats))
+        .route("/events/catalogue", get(api::events::catalogue))
+        .route("/persons", get(api::people::persons))
         .route("/persons/{distinct_id}", get(api::events::person))
+        .route("/cohorts", get(api::people::list).post(api::people::create))
+        .route(
+            "/cohorts/{id}",
+            get(api::people::get)
+                .put(api::people::update)
+                .delete(api::people::delete),
+        )
+        .route(
+            "/analytics/insights",
+            get(api::saved_insights::list).post(api::saved_insights::create),
+        )
+        .route(
+            "/analytics/insights/{id}",
+            get(api::saved_insights::get)
+                .put(api::saved_insights::update)
+                .delete(api::saved_insights::delete),
+        )
+        .route(
+            "/analytics/insights/{id}/result",
+            get(api::saved_insights::result),
+        )
+        .route("/analytics/api", post(api::analytics::api_usage))
         .route("/analytics/trends", post(api::analytics::trends))
         .route("/analytics/funnels", post(api::analytics::funnels))
         .route("/analytics/retention", post(api::analytics::retention))
@@ -183,6 +207,25 @@ pub fn router(services: Services) -> Router {
         .route("/o/{slug}/audit", get(pages::audit::audit_log))
         .route("/o/{slug}/insights", get(pages::insights::insights_page))
         .route("/o/{slug}/analytics", get(pages::analytics::analytics_page))
+        .route(
+            "/o/{slug}/analytics/live",
+            get(pages::analytics::live_events),
+        )
+        .route(
+            "/o/{slug}/analytics/save",
+            post(pages::analytics::save_insight),
+        )
+        .route(
+            "/o/{slug}/analytics/insights/{id}/delete",
+            post(pages::analytics::delete_insight),
+        )
+        .route("/o/{slug}/people", get(pages::people::people))
+        .route("/o/{slug}/person", get(pages::people::person))
+        .route("/o/{slug}/cohorts", post(pages::people::create_cohort))
+        .route(
+            "/o/{slug}/cohorts/{id}/delete",
+            post(pages::people::delete_cohort),
+        )
         .route(
             "/o/{slug}/integrations",
             get(pages::integrations::list).post(pages::integrations::create),

@@ -120,6 +120,12 @@ fn org_stream(app: &App, org_id: i64) -> impl Stream<Item = Result<Event, Infall
                     .event("alert")
                     .data(id.to_string()))]))
             }
+            Ok(e) if e.org_id == org_id && e.events.is_some() => {
+                let n = e.events.unwrap_or_default();
+                Some(futures::stream::iter(vec![Ok(Event::default()
+                    .event("events")
+                    .data(n.to_string()))]))
+            }
             Ok(e) if e.org_id == org_id && e.score.is_some() => {
                 let overall = e
                     .score

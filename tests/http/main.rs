@@ -11,6 +11,7 @@ mod hubspot;
 mod import;
 mod insights;
 mod layout;
+mod people;
 mod reads;
 mod sdks;
 mod stripe;
@@ -597,6 +598,13 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/catalog",
         "/analytics",
         "/analytics?view=funnel&steps=a,b",
+        "/analytics?view=catalogue",
+        "/analytics?view=api",
+        "/analytics?view=saved",
+        "/analytics?insight=1",
+        "/analytics/live",
+        "/people",
+        "/person?id=u1",
     ] {
         let r = viewer
             .get(server.url(&format!("/o/{}{path}", a.slug)))
@@ -614,6 +622,10 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "/settings",
         "/settings/recompute-history",
         "/catalog",
+        "/analytics/save",
+        "/analytics/insights/1/delete",
+        "/cohorts",
+        "/cohorts/1/delete",
     ] {
         let r = viewer
             .post(server.url(&format!("/o/{}{path}", a.slug)))
@@ -926,6 +938,93 @@ async fn sse_delivers_an_update_after_ingest_and_the_card_shows_it() {
     assert!(html.contains("hx-trigger=\"sse:m-nps\""));
     drop(stream);
     server.stop().await;
+}
+
+/// The live events page: stored events are announced on the org's stream (`event: events`,
+/// with how many), and the table the page swaps in on it lists them, newest first; another
+/// org's stream hears nothing of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_are_announced_and_listed() {
+    let server = TestServer::start().await;
+    let s = setup(&server, "Acme", "UTC").await;
+    let other = create_org(&server, &s, "Beta", "beta").await;
+    let key = api_key(&server, &s, &["write"]).await;
+    let page = s
+        .client
+        .get(server.url(&format!("/o/{}/analytics?view=events", s.slug)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("hx-trigger=\"sse:events throttle:1s\""),
+        "{page}"
+    );
+    let mut stream = s
+        .client
+        .get(server.url(&format!("/o/{}/events", s.slug)))
+        .send()
+        .await
+        .unwrap();
+    let mut theirs = other
+        .client
+        .get(server.url("/o/beta/events"))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "event: hello").await;
+    let mut heard = String::new();
+    read_until(&mut theirs, &mut heard, "event: hello").await;
+    let now = chrono::Utc::now();
+    let batch = json!({"events": [
+        {"name": "signup", "distinct_id": "u1", "timestamp": (now - chrono::Duration::seconds(2)).to_rfc3339()},
+        {"name": "checkout", "distinct_id": "u1", "timestamp": now.to_rfc3339(), "properties": {"total": 12}},
+    ]});
+    let (status, body) = post_api(&server, &key, "/events/batch", batch).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    read_until(&mut stream, &mut seen, "event: events\ndata: 2").await;
+    let table = s
+        .client
+        .get(server.url(&format!("/o/{}/analytics/live", s.slug)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (checkout, signup) = (
+        table.find("<td>checkout</td>").expect("checkout listed"),
+        table.find("<td>signup</td>").expect("signup listed"),
+    );
+    assert!(checkout < signup, "newest first: {table}");
+    assert!(
+        table.contains("{&#34;total&#34;:12}") || table.contains("{&quot;total&quot;:12}"),
+        "{table}"
+    );
+    // Beta's stream stays quiet about Alpha's events (only keep-alives could come).
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(500),
+        read_until_quiet(&mut theirs, "event: events"),
+    )
+    .await;
+    assert!(quiet.is_err(), "Beta heard Alpha's events");
+    drop((stream, theirs));
+    server.stop().await;
+}
+
+/// Reads the stream until `needle` appears (for a test that expects it never to).
+async fn read_until_quiet(stream: &mut reqwest::Response, needle: &str) {
+    let mut seen = String::new();
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if seen.contains(needle) {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

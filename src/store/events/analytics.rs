@@ -5,6 +5,7 @@
 use duckdb::Connection;
 use duckdb::types::{TimeUnit, Value};
 
+use super::cohorts::{CohortFilter, in_cohort_sql};
 use super::queries::{filters_sql, sql_literal};
 use crate::domain::analytics::{
     Breakdown, EventMatcher, FunnelEvent, FunnelOrder, FunnelRequest, FunnelUnit, PropertySource,
@@ -49,6 +50,13 @@ fn breakdown_sql(b: Option<&Breakdown>) -> (String, &'static str) {
     }
 }
 
+/// Whose events an analysis reads: the org's, or only its cohort's people.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience<'a> {
+    pub org_id: i64,
+    pub cohort: Option<&'a CohortFilter>,
+}
+
 /// One bucket of one breakdown group of a trend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrendRow {
@@ -66,6 +74,7 @@ pub struct TrendQuery<'a> {
     pub math: TrendMath,
     pub property: Option<&'a str>,
     pub breakdown: Option<&'a Breakdown>,
+    pub cohort: Option<&'a CohortFilter>,
 }
 
 /// A trend's values per bucket (and breakdown group: the `limit` busiest values by event
@@ -78,7 +87,8 @@ pub fn trend(conn: &Connection, q: &TrendQuery) -> Result<Vec<TrendRow>, StoreEr
     ];
     let cond = matcher_sql(q.series, &mut params);
     let (bd_sql, person_join) = breakdown_sql(q.breakdown);
-    let needs_person = q.math == TrendMath::UniqueUsers || !person_join.is_empty();
+    let needs_person =
+        q.math == TrendMath::UniqueUsers || !person_join.is_empty() || q.cohort.is_some();
     let value_sql = match q.property {
         Some(p) => format!(
             "try_cast(variant_extract(e.props, {}) AS DOUBLE)",
@@ -101,6 +111,7 @@ pub fn trend(conn: &Connection, q: &TrendQuery) -> Result<Vec<TrendRow>, StoreEr
     } else {
         ("e.distinct_id", String::new())
     };
+    let in_cohort = in_cohort_sql(PERSON_SQL, q.org_id, q.cohort, &mut params);
     let limit = q.breakdown.map_or(0, |b| b.limit);
     let group_sql = if q.breakdown.is_some() {
         format!(
@@ -115,7 +126,7 @@ pub fn trend(conn: &Connection, q: &TrendQuery) -> Result<Vec<TrendRow>, StoreEr
         "WITH ev AS (
             SELECT e.ts, {person_sql} AS person, {value_sql} AS v, {bd_sql} AS bd
               FROM events e {joins}
-             WHERE e.org_id = ? AND e.ts >= ? AND e.ts < ? AND {cond}
+             WHERE e.org_id = ? AND e.ts >= ? AND e.ts < ? AND {cond}{in_cohort}
          ),
          top AS (
             SELECT bd FROM ev WHERE bd IS NOT NULL GROUP BY bd ORDER BY count(*) DESC, bd LIMIT {limit}
@@ -142,6 +153,7 @@ pub fn trend(conn: &Connection, q: &TrendQuery) -> Result<Vec<TrendRow>, StoreEr
 pub fn funnel_events(
     conn: &Connection,
     org_id: i64,
+    cohort: Option<&CohortFilter>,
     from_micros: i64,
     to_micros: i64,
     funnel: &FunnelRequest,
@@ -184,11 +196,12 @@ pub fn funnel_events(
     } else {
         ""
     };
+    let in_cohort = in_cohort_sql(PERSON_SQL, org_id, cohort, &mut where_params);
     params.extend(where_params);
     let sql = format!(
         "SELECT {unit_sql} AS unit, epoch_us(e.ts), ({mask_sql})::INTEGER AS steps, {bd_sql}
            FROM events e {PERSON_JOIN} {person_join}
-          WHERE e.org_id = ? AND e.ts >= ? AND e.ts < ?{step_filter}{session_filter}
+          WHERE e.org_id = ? AND e.ts >= ? AND e.ts < ?{step_filter}{session_filter}{in_cohort}
           ORDER BY unit, e.ts, steps DESC"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -213,38 +226,145 @@ pub fn funnel_events(
 /// in `[from, to)` with `first_time`, else every bucket with a target event), or its returns.
 pub fn retention_pairs(
     conn: &Connection,
-    org_id: i64,
+    audience: Audience,
     from_micros: i64,
     to_micros: i64,
     bucketing: &Bucketing,
     matcher: &EventMatcher,
     first_time: bool,
 ) -> Result<Vec<(String, i64)>, StoreError> {
+    let Audience { org_id, cohort } = audience;
     let mut params = vec![Value::BigInt(org_id)];
     let cond = matcher_sql(matcher, &mut params);
     let bucket = bucketing.sql();
     let sql = if first_time {
         params.push(ts_value(to_micros));
+        let in_cohort = in_cohort_sql(PERSON_SQL, org_id, cohort, &mut params);
         params.push(ts_value(from_micros));
         format!(
             "SELECT person, {bucket} FROM (
                 SELECT {PERSON_SQL} AS person, min(e.ts) AS ts FROM events e {PERSON_JOIN}
-                 WHERE e.org_id = ? AND {cond} AND e.ts < ? GROUP BY 1
+                 WHERE e.org_id = ? AND {cond} AND e.ts < ?{in_cohort} GROUP BY 1
              ) WHERE ts >= ?"
         )
     } else {
         params.push(ts_value(from_micros));
         params.push(ts_value(to_micros));
+        let in_cohort = in_cohort_sql(PERSON_SQL, org_id, cohort, &mut params);
         format!(
             "SELECT DISTINCT person, {bucket} FROM (
                 SELECT {PERSON_SQL} AS person, e.ts FROM events e {PERSON_JOIN}
-                 WHERE e.org_id = ? AND {cond} AND e.ts >= ? AND e.ts < ?
+                 WHERE e.org_id = ? AND {cond} AND e.ts >= ? AND e.ts < ?{in_cohort}
              )"
         )
     };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// API analytics' figures for one route (or all of them): requests, 4xx and 5xx answers, and
+/// latency quantiles in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestStats {
+    /// `METHOD route` (the method left out when the events carry none); None for the total.
+    pub route: Option<String>,
+    /// The bucket key (series rows only).
+    pub bucket: Option<i64>,
+    pub requests: i64,
+    pub client_errors: i64,
+    pub server_errors: i64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+pub struct ApiUsageQuery<'a> {
+    pub org_id: i64,
+    pub cohort: Option<&'a CohortFilter>,
+    pub from_micros: i64,
+    pub to_micros: i64,
+    pub bucketing: &'a Bucketing,
+    pub request: &'a crate::domain::analytics::ApiUsageRequest,
+}
+
+/// The most routes API analytics lists (the busiest).
+pub const MAX_ROUTES: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestGrouping {
+    Total,
+    PerRoute,
+    PerBucket,
+}
+
+/// Request figures over the range: in total, per route (the busiest [`MAX_ROUTES`]) or per
+/// bucket.
+pub fn api_usage(
+    conn: &Connection,
+    q: &ApiUsageQuery,
+    grouping: RequestGrouping,
+) -> Result<Vec<RequestStats>, StoreError> {
+    let r = q.request;
+    let mut params = vec![
+        Value::BigInt(q.org_id),
+        ts_value(q.from_micros),
+        ts_value(q.to_micros),
+    ];
+    let cond = matcher_sql(&r.event, &mut params);
+    let in_cohort = in_cohort_sql(PERSON_SQL, q.org_id, q.cohort, &mut params);
+    let joins = if q.cohort.is_some() { PERSON_JOIN } else { "" };
+    let prop = |key: &str| format!("variant_extract(e.props, {})", sql_literal(key));
+    let (group_sql, order_sql) = match grouping {
+        RequestGrouping::Total => (
+            "NULL::VARCHAR AS route, NULL::BIGINT AS bucket",
+            String::new(),
+        ),
+        RequestGrouping::PerRoute => (
+            "route, NULL::BIGINT AS bucket",
+            format!(" GROUP BY route ORDER BY 3 DESC, route LIMIT {MAX_ROUTES}"),
+        ),
+        RequestGrouping::PerBucket => (
+            "NULL::VARCHAR AS route, bucket",
+            " GROUP BY bucket ORDER BY bucket".to_string(),
+        ),
+    };
+    let sql = format!(
+        "WITH req AS (
+            SELECT e.ts,
+                   concat_ws(' ', NULLIF({method}::VARCHAR, ''), coalesce({route}::VARCHAR, {none})) AS route,
+                   try_cast({status}::VARCHAR AS INTEGER) AS status,
+                   try_cast({duration}::VARCHAR AS DOUBLE) AS ms
+              FROM events e {joins}
+             WHERE e.org_id = ? AND e.ts >= ? AND e.ts < ? AND {cond}{in_cohort}
+         ),
+         bucketed AS (SELECT *, {bucket} AS bucket FROM req)
+         SELECT {group_sql}, count(*),
+                count(*) FILTER (WHERE status >= 400 AND status < 500),
+                count(*) FILTER (WHERE status >= 500),
+                quantile_cont(ms, 0.5), quantile_cont(ms, 0.95), quantile_cont(ms, 0.99)
+           FROM bucketed{order_sql}",
+        method = prop(&r.method_property),
+        route = prop(&r.route_property),
+        status = prop(&r.status_property),
+        duration = prop(&r.duration_property),
+        none = sql_literal(NONE_LABEL),
+        bucket = q.bucketing.sql(),
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(duckdb::params_from_iter(params), |row| {
+        Ok(RequestStats {
+            route: row.get(0)?,
+            bucket: row.get(1)?,
+            requests: row.get(2)?,
+            client_errors: row.get(3)?,
+            server_errors: row.get(4)?,
+            p50_ms: row.get(5)?,
+            p95_ms: row.get(6)?,
+            p99_ms: row.get(7)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

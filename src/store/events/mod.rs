@@ -9,6 +9,8 @@
 //! There is no key or index on the table (ART indexes cost unevictable memory).
 
 pub mod analytics;
+pub mod catalogue;
+pub mod cohorts;
 mod columns;
 pub mod identity;
 pub mod queries;
@@ -59,6 +61,8 @@ pub struct PreparedEvents {
     /// The identity operations of the events, in time order, each with its event's uuid (a
     /// re-sent event's operations are not applied again).
     ops: Vec<([u8; 16], IdentityOp)>,
+    /// The properties the events carry, for the catalogue.
+    sightings: Vec<catalogue::Sighting>,
     range: (i64, i64),
 }
 
@@ -69,7 +73,7 @@ impl PreparedEvents {
         let mut timed: Vec<&Event> = events.iter().collect();
         timed.sort_by_key(|e| e.ts_micros);
         let mut once = HashSet::new();
-        let ops = timed
+        let ops: Vec<([u8; 16], IdentityOp)> = timed
             .iter()
             .filter(|e| once.insert(e.uuid))
             .flat_map(|e| identity_ops::ops_of(e).into_iter().map(|op| (e.uuid, op)))
@@ -78,6 +82,7 @@ impl PreparedEvents {
             org_id,
             batches: columns::record_batches(org_id, events, received_micros)?,
             count: events.len(),
+            sightings: catalogue::sightings(events, &ops),
             ops,
             range: (
                 timed.first().map_or(0, |e| e.ts_micros),
@@ -221,6 +226,13 @@ impl EventStore {
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    // Events stored before the catalogue existed are catalogued once, before new writes.
+    match catalogue::backfill(&conn) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(definitions = n, "event catalogue filled from stored events"),
+        Err(e) => tracing::error!(error = %e, "the event catalogue could not be filled"),
+    }
+    let mut recorded = catalogue::Recorded::default();
     while let Ok(first) = rx.recv() {
         let mut queued = first.events.len();
         let mut group = vec![first];
@@ -234,7 +246,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         let jobs: Vec<&PreparedEvents> = group.iter().map(|j| &j.events).collect();
-        match write_group(&conn, &jobs) {
+        match write_group(&conn, &mut recorded, &jobs) {
             Ok(outcomes) => {
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     let _ = job.ack.send(Ok(outcome));
@@ -249,7 +261,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             Err(_) => {
                 // One bad job must not fail the others: retry each on its own.
                 for job in group {
-                    let result = write_group(&conn, &[&job.events]).map(|o| o[0]);
+                    let result = write_group(&conn, &mut recorded, &[&job.events]).map(|o| o[0]);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "event write failed");
                     }
@@ -268,10 +280,11 @@ fn ts_value(micros: i64) -> Value {
 /// (the first copy of a uuid within the group wins).
 fn write_group(
     conn: &Connection,
+    recorded: &mut catalogue::Recorded,
     jobs: &[&PreparedEvents],
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     conn.execute_batch("BEGIN TRANSACTION;")?;
-    let result = (|| -> Result<Vec<WriteOutcome>, StoreError> {
+    let result = (|| -> Result<(Vec<WriteOutcome>, catalogue::Pending), StoreError> {
         let stored = stored_duplicates(conn, jobs)?;
         let mut seen: HashSet<(i64, [u8; 16])> = HashSet::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -329,11 +342,17 @@ fn write_group(
                 );
             }
         }
-        Ok(outcomes)
+        let sightings: Vec<(i64, &[catalogue::Sighting])> = jobs
+            .iter()
+            .map(|j| (j.org_id, j.sightings.as_slice()))
+            .collect();
+        let pending = recorded.write(conn, &sightings)?;
+        Ok((outcomes, pending))
     })();
     match result {
-        Ok(outcomes) => {
+        Ok((outcomes, pending)) => {
             conn.execute_batch("COMMIT;")?;
+            recorded.remember(pending);
             Ok(outcomes)
         }
         Err(e) => {

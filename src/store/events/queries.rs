@@ -18,22 +18,24 @@ pub fn sql_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The property `key` of the event row (`events e`), as a VARIANT (NULL when absent).
-pub fn property_sql(key: &str) -> String {
-    format!("variant_extract(e.props, {})", sql_literal(key))
+/// The property `key` of the row `alias` (`events e`, `persons p`), as a VARIANT (NULL when
+/// absent).
+pub fn property_sql(alias: &str, key: &str) -> String {
+    format!("variant_extract({alias}.props, {})", sql_literal(key))
 }
 
-/// The property as text (`'pro'`, `'12'`, `'true'`), NULL when absent.
-pub fn property_text_sql(key: &str) -> String {
-    format!("{}::VARCHAR", property_sql(key))
-}
-
-/// ` AND …` conditions for `filters`, their values pushed onto `params`. Absent properties
-/// satisfy `neq` and `not_contains` (PostHog's semantics) and nothing else but `is_not_set`.
+/// ` AND …` conditions for `filters` on the event row `e`, their values pushed onto `params`.
 pub fn filters_sql(filters: &[PropertyFilter], params: &mut Vec<Value>) -> String {
+    filters_sql_on("e", filters, params)
+}
+
+/// ` AND …` conditions for `filters` on the `props` of the row `alias`. Absent properties
+/// satisfy `neq` and `not_contains` (PostHog's semantics) and nothing else but `is_not_set`.
+pub fn filters_sql_on(alias: &str, filters: &[PropertyFilter], params: &mut Vec<Value>) -> String {
     let mut sql = String::new();
     for f in filters {
-        let text = property_text_sql(&f.key);
+        // As text (`'pro'`, `'12'`, `'true'`), NULL when absent.
+        let text = format!("{}::VARCHAR", property_sql(alias, &f.key));
         let value_text = match &f.value {
             Some(FilterValue::Text(t)) => t.clone(),
             Some(FilterValue::Number(n)) => n.to_string(),

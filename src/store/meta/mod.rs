@@ -7,6 +7,7 @@ pub mod anomalies;
 pub mod api_keys;
 pub mod audit;
 pub mod channels;
+pub mod cohorts;
 pub mod custom_metrics;
 pub mod event_metrics;
 pub mod health_scores;
@@ -17,6 +18,7 @@ pub mod job_runs;
 pub mod org_settings;
 pub mod orgs;
 pub mod project_keys;
+pub mod saved_insights;
 pub mod sessions;
 pub mod users;
 
@@ -353,6 +355,36 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (org_id, key)
     );
+    "#,
+    // 17: cohorts (saved user segments: a definition of behaviour and person conditions).
+    r#"
+    CREATE TABLE cohorts (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (org_id, name)
+    );
+    "#,
+    // 18: saved insights (a named event analysis and its question).
+    r#"
+    CREATE TABLE saved_insights (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        query TEXT NOT NULL,
+        last_days INTEGER,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX saved_insights_org ON saved_insights(org_id);
     "#,
 ];
 

@@ -12,9 +12,16 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::domain::analytics;
+use crate::domain::cohorts;
 use crate::domain::roles::Scope;
+use crate::domain::saved_insights::InsightKind;
 use crate::domain::timebucket::{self, Bucket, BucketStart};
 use crate::services::analytics as service;
+use crate::store::StoreError;
+use crate::store::events::analytics as sql;
+use crate::store::events::cohorts::CohortFilter;
+use crate::store::meta::cohorts as meta_cohorts;
+use crate::store::meta::orgs::Org;
 use crate::web::api::events::MAX_RANGE_MICROS;
 use crate::web::api::{MAX_BUCKETS, json_body};
 use crate::web::auth::ApiKeyAuth;
@@ -70,8 +77,8 @@ fn bucket_json(b: &BucketStart) -> Value {
     json!(time_text(b.utc_micros))
 }
 
-fn org_tz(auth: &ApiKeyAuth) -> Tz {
-    auth.org.time_zone.parse().unwrap_or(chrono_tz::UTC)
+fn org_tz(org: &Org) -> Tz {
+    org.time_zone.parse().unwrap_or(chrono_tz::UTC)
 }
 
 pub fn trend_json(answer: &service::TrendAnswer) -> Value {
@@ -85,22 +92,6 @@ pub fn trend_json(answer: &service::TrendAnswer) -> Value {
         "series": series(&answer.series),
         "previous": answer.previous.as_deref().map(series),
     })
-}
-
-/// `POST /api/v1/analytics/trends`.
-pub async fn trends(
-    State(app): State<App>,
-    auth: ApiKeyAuth,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Read)?;
-    let body = json_body(&headers, body)?;
-    let req = analytics::parse_trend(&body).map_err(invalid)?;
-    let tz = org_tz(&auth);
-    let (from, to) = range(&body, tz, req.interval)?;
-    let answer = service::trend(&app, auth.org.id, tz, req, from, to).await?;
-    Ok(Json(trend_json(&answer)))
 }
 
 pub fn funnel_json(answer: &service::FunnelAnswer) -> Value {
@@ -156,21 +147,6 @@ fn histogram(sorted_micros: &[i64]) -> Value {
     })
 }
 
-/// `POST /api/v1/analytics/funnels`.
-pub async fn funnels(
-    State(app): State<App>,
-    auth: ApiKeyAuth,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Read)?;
-    let body = json_body(&headers, body)?;
-    let req = analytics::parse_funnel(&body).map_err(invalid)?;
-    let (from, to) = range(&body, org_tz(&auth), Bucket::Day)?;
-    let answer = service::funnel(&app, auth.org.id, req, from, to).await?;
-    Ok(Json(funnel_json(&answer)))
-}
-
 pub fn retention_json(answer: &service::RetentionAnswer) -> Value {
     json!({
         "cohorts": answer.cohorts.iter().map(|c| json!({
@@ -182,59 +158,191 @@ pub fn retention_json(answer: &service::RetentionAnswer) -> Value {
     })
 }
 
-/// `POST /api/v1/analytics/retention`.
-pub async fn retention(
-    State(app): State<App>,
-    auth: ApiKeyAuth,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Read)?;
-    let body = json_body(&headers, body)?;
-    let req = analytics::parse_retention(&body).map_err(invalid)?;
-    let tz = org_tz(&auth);
-    let (from, to) = range(&body, tz, req.period)?;
-    let answer = service::retention(&app, auth.org.id, tz, req, from, to).await?;
-    Ok(Json(retention_json(&answer)))
+/// The cohort an analysis names (`"cohort": id`), as a filter evaluated now; another org's
+/// id is refused like an unknown one.
+pub async fn resolve_cohort(
+    app: &App,
+    org_id: i64,
+    body: &Value,
+) -> Result<Option<CohortFilter>, ApiError> {
+    let Some(id) = cohorts::cohort_id(body).map_err(invalid)? else {
+        return Ok(None);
+    };
+    let row = match app
+        .meta
+        .call(move |c| meta_cohorts::get(c, org_id, id))
+        .await
+    {
+        Ok(row) => row,
+        Err(StoreError::NotFound) => {
+            return Err(invalid((
+                "cohort".into(),
+                format!("no cohort {id} in this organisation"),
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let def =
+        cohorts::parse_definition(&serde_json::from_str(&row.definition).unwrap_or(Value::Null))
+            .map_err(|_| StoreError::internal("a stored cohort definition could not be read"))?;
+    Ok(Some(CohortFilter {
+        def,
+        now_micros: chrono::Utc::now().timestamp_micros(),
+    }))
 }
 
-/// `POST /api/v1/analytics/stickiness`: how many people were active in 1, 2, … intervals.
-pub async fn stickiness(
-    State(app): State<App>,
-    auth: ApiKeyAuth,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Read)?;
-    let body = json_body(&headers, body)?;
-    let req = analytics::parse_activity(&body).map_err(invalid)?;
-    let tz = org_tz(&auth);
-    let (from, to) = range(&body, tz, req.interval)?;
-    let answer = service::stickiness(&app, auth.org.id, tz, req, from, to).await?;
-    Ok(Json(json!({
-        "intervals": answer.users.iter().enumerate().map(|(k, n)| json!({"active": k + 1, "users": n})).collect::<Vec<_>>(),
-    })))
+/// Answers an analysis of `kind` for the org: the question checked (a 422 names the field),
+/// its cohort resolved, the range bounded, then the read model as the API's JSON.
+pub async fn answer(
+    app: &App,
+    org: &Org,
+    kind: InsightKind,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let tz = org_tz(org);
+    let org_id = org.id;
+    // The question first, so its own field problems are named before the cohort's.
+    kind.check(body).map_err(invalid)?;
+    let cohort = resolve_cohort(app, org_id, body).await?;
+    Ok(match kind {
+        InsightKind::Trends => {
+            let req = analytics::parse_trend(body).map_err(invalid)?;
+            let (from, to) = range(body, tz, req.interval)?;
+            trend_json(&service::trend(app, org_id, cohort, tz, req, from, to).await?)
+        }
+        InsightKind::Funnels => {
+            let req = analytics::parse_funnel(body).map_err(invalid)?;
+            let (from, to) = range(body, tz, Bucket::Day)?;
+            funnel_json(&service::funnel(app, org_id, cohort, req, from, to).await?)
+        }
+        InsightKind::Retention => {
+            let req = analytics::parse_retention(body).map_err(invalid)?;
+            let (from, to) = range(body, tz, req.period)?;
+            retention_json(&service::retention(app, org_id, cohort, tz, req, from, to).await?)
+        }
+        InsightKind::Stickiness => {
+            let req = analytics::parse_activity(body).map_err(invalid)?;
+            let (from, to) = range(body, tz, req.interval)?;
+            let a = service::stickiness(app, org_id, cohort, tz, req, from, to).await?;
+            json!({
+                "intervals": a.users.iter().enumerate().map(|(k, n)| json!({"active": k + 1, "users": n})).collect::<Vec<_>>(),
+            })
+        }
+        InsightKind::Lifecycle => {
+            let req = analytics::parse_activity(body).map_err(invalid)?;
+            let (from, to) = range(body, tz, req.interval)?;
+            let a = service::lifecycle(app, org_id, cohort, tz, req, from, to).await?;
+            json!({
+                "periods": a.periods.iter().map(bucket_json).collect::<Vec<_>>(),
+                "new": a.lifecycle.new,
+                "returning": a.lifecycle.returning,
+                "resurrecting": a.lifecycle.resurrecting,
+                "dormant": a.lifecycle.dormant,
+            })
+        }
+        InsightKind::Api => {
+            let req = analytics::parse_api_usage(body).map_err(invalid)?;
+            let (from, to) = range(body, tz, req.interval)?;
+            let minutes = (to - from) as f64 / 60e6;
+            api_json(
+                &service::api_usage(app, org_id, cohort, tz, req, from, to).await?,
+                minutes,
+            )
+        }
+    })
 }
 
-/// `POST /api/v1/analytics/lifecycle`: new, returning, resurrecting and dormant people per
-/// interval.
-pub async fn lifecycle(
-    State(app): State<App>,
+fn request_stats_json(r: &sql::RequestStats, minutes: Option<f64>) -> Value {
+    let rate = |n: i64| {
+        if r.requests == 0 {
+            0.0
+        } else {
+            n as f64 / r.requests as f64
+        }
+    };
+    let mut v = json!({
+        "requests": r.requests,
+        "client_errors": r.client_errors,
+        "server_errors": r.server_errors,
+        "error_rate": rate(r.server_errors),
+        "client_error_rate": rate(r.client_errors),
+        "p50_ms": r.p50_ms,
+        "p95_ms": r.p95_ms,
+        "p99_ms": r.p99_ms,
+    });
+    if let Some(m) = minutes.filter(|m| *m > 0.0) {
+        v["requests_per_minute"] = json!(r.requests as f64 / m);
+    }
+    if let Some(route) = &r.route {
+        v["route"] = json!(route);
+    }
+    v
+}
+
+/// API analytics as JSON: totals, per route, and per bucket. `error_rate` counts 5xx answers
+/// (the server's failures); 4xx are `client_errors`.
+pub fn api_json(a: &service::ApiUsageAnswer, minutes: f64) -> Value {
+    json!({
+        "totals": request_stats_json(&a.total, Some(minutes)),
+        "routes": a.routes.iter().map(|r| request_stats_json(r, Some(minutes))).collect::<Vec<_>>(),
+        "buckets": a.buckets.iter().map(bucket_json).collect::<Vec<_>>(),
+        "series": a.series.iter().map(|r| request_stats_json(r, None)).collect::<Vec<_>>(),
+    })
+}
+
+async fn handle(
+    app: App,
     auth: ApiKeyAuth,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    kind: InsightKind,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let body = json_body(&headers, body)?;
-    let req = analytics::parse_activity(&body).map_err(invalid)?;
-    let tz = org_tz(&auth);
-    let (from, to) = range(&body, tz, req.interval)?;
-    let answer = service::lifecycle(&app, auth.org.id, tz, req, from, to).await?;
-    Ok(Json(json!({
-        "periods": answer.periods.iter().map(bucket_json).collect::<Vec<_>>(),
-        "new": answer.lifecycle.new,
-        "returning": answer.lifecycle.returning,
-        "resurrecting": answer.lifecycle.resurrecting,
-        "dormant": answer.lifecycle.dormant,
-    })))
+    Ok(Json(answer(&app, &auth.org, kind, &body).await?))
 }
+
+macro_rules! analysis_route {
+    ($name:ident, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub async fn $name(
+            State(app): State<App>,
+            auth: ApiKeyAuth,
+            headers: HeaderMap,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Result<Json<Value>, ApiError> {
+            handle(app, auth, headers, body, $kind).await
+        }
+    };
+}
+
+analysis_route!(
+    trends,
+    InsightKind::Trends,
+    "`POST /api/v1/analytics/trends`."
+);
+analysis_route!(
+    funnels,
+    InsightKind::Funnels,
+    "`POST /api/v1/analytics/funnels`."
+);
+analysis_route!(
+    retention,
+    InsightKind::Retention,
+    "`POST /api/v1/analytics/retention`."
+);
+analysis_route!(
+    api_usage,
+    InsightKind::Api,
+    "`POST /api/v1/analytics/api`: request rate, errors and latency per route, from request events."
+);
+analysis_route!(
+    stickiness,
+    InsightKind::Stickiness,
+    "`POST /api/v1/analytics/stickiness`: how many people were active in 1, 2, … intervals."
+);
+analysis_route!(
+    lifecycle,
+    InsightKind::Lifecycle,
+    "`POST /api/v1/analytics/lifecycle`: new, returning, resurrecting and dormant people per interval."
+);

@@ -418,3 +418,36 @@ pub async fn person(
         "identified": found.identified,
     })))
 }
+
+/// `GET /api/v1/events/catalogue`: every event name with its volume (all time and the last 30
+/// days), first and last time, and the properties it carries with their types; and the
+/// person properties.
+pub async fn catalogue(State(app): State<App>, auth: ApiKeyAuth) -> Result<Json<Value>, ApiError> {
+    auth.require(Scope::Read)?;
+    let org_id = auth.org.id;
+    let now = chrono::Utc::now().timestamp_micros();
+    let cat = app
+        .events
+        .read(move |c| crate::store::events::catalogue::catalogue(c, org_id, now))
+        .await?;
+    let property = |p: &crate::store::events::catalogue::PropertyDefinition| {
+        json!({
+            "key": p.key,
+            "types": p.types,
+            "first_seen": time_text(p.first_seen_micros),
+            "last_seen": time_text(p.last_seen_micros),
+        })
+    };
+    Ok(Json(json!({
+        "events": cat.events.iter().map(|e| json!({
+            "name": e.name,
+            "count": e.count,
+            "count_30d": e.count_30d,
+            "first_seen": time_text(e.first_seen_micros),
+            "last_seen": time_text(e.last_seen_micros),
+            "properties": e.properties.iter().map(property).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "person_properties": cat.person_properties.iter().map(property).collect::<Vec<_>>(),
+        "truncated": cat.truncated,
+    })))
+}

@@ -9,7 +9,9 @@ pub mod import;
 pub mod insights;
 pub mod integrations;
 pub mod metrics;
+pub mod people;
 pub mod reads;
+pub mod saved_insights;
 
 use axum::Json;
 use axum::body::Bytes;

@@ -10,13 +10,20 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use axum::Form;
+use axum::extract::Path;
+
 use crate::domain::analytics;
+use crate::domain::roles::Permission;
+use crate::domain::saved_insights::InsightKind;
 use crate::domain::timebucket::Bucket;
 use crate::services::analytics as service;
 use crate::store::events::queries::{self, EventQuery};
-use crate::web::api::analytics::range;
+use crate::store::meta::{cohorts as meta_cohorts, saved_insights as meta_saved};
+use crate::web::api::analytics::{range, resolve_cohort};
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
+use crate::web::pages::form::FormAction;
 use crate::web::pages::{Nav, nav};
 
 pub struct StepRow {
@@ -51,6 +58,35 @@ pub struct EventRow {
     pub properties: String,
 }
 
+/// One row of API analytics' route table (or its total).
+pub struct RouteView {
+    pub route: String,
+    pub requests: i64,
+    pub per_minute: String,
+    pub error_rate: String,
+    pub client_errors: i64,
+    pub p50: String,
+    pub p95: String,
+    pub p99: String,
+}
+
+/// An event name in the catalogue, with its properties as "key (types)".
+pub struct CatalogueRow {
+    pub name: String,
+    pub count: i64,
+    pub count_30d: i64,
+    pub last_seen: String,
+    pub properties: Vec<(String, String)>,
+}
+
+pub struct SavedView {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub updated: String,
+}
+
 #[derive(Template)]
 #[template(path = "analytics.html")]
 pub struct AnalyticsPage {
@@ -68,6 +104,23 @@ pub struct AnalyticsPage {
     pub cohorts: Vec<CohortView>,
     pub events: Vec<EventRow>,
     pub names: Vec<(String, i64, String)>,
+    /// The org's cohorts (id, name), to filter by.
+    pub cohort_options: Vec<(String, String)>,
+    /// Stickiness: (intervals active, people); lifecycle: per period (label, new, returning,
+    /// resurrecting, dormant).
+    pub sticky: Vec<(usize, usize)>,
+    pub life: Vec<(String, i64, i64, i64, i64)>,
+    pub routes: Vec<RouteView>,
+    pub api_total: Option<RouteView>,
+    pub catalogue: Vec<CatalogueRow>,
+    pub person_properties: Vec<(String, String)>,
+    pub saved: Vec<SavedView>,
+    /// What "Save" would keep: the kind and the question as JSON (empty when nothing is shown).
+    pub save_kind: &'static str,
+    pub save_query: String,
+    pub can_save: bool,
+    /// The saved insight shown, if one was opened.
+    pub opened: Option<(i64, String)>,
 }
 
 impl AnalyticsPage {
@@ -151,7 +204,22 @@ fn question(view: &str, fields: &[(String, String)]) -> Value {
             set(&mut q, k, json!(v));
         }
     }
+    if let Some(v) = get(fields, "cohort") {
+        // A number when it is one; otherwise as typed, so the analysis names the field.
+        let id = v
+            .parse::<i64>()
+            .map(|n| json!(n))
+            .unwrap_or_else(|_| json!(v));
+        set(&mut q, "cohort", id);
+    }
     match view {
+        "api" => {
+            for k in ["event", "interval"] {
+                if let Some(v) = get(fields, k) {
+                    set(&mut q, k, json!(v));
+                }
+            }
+        }
         "trends" => {
             set(&mut q, "event", json!(get(fields, "event").unwrap_or("")));
             for k in ["math", "property", "interval", "breakdown"] {
@@ -200,27 +268,180 @@ fn question(view: &str, fields: &[(String, String)]) -> Value {
     q
 }
 
-/// `GET /o/{slug}/analytics?view=trends|funnel|retention|events&…`.
+/// The form's fields for a question in the API's shape (what [`question`] reads back), to
+/// show a saved insight in its form.
+fn fields_of(view: &str, q: &Value) -> Vec<(String, String)> {
+    let mut out = vec![("view".to_string(), view.to_string())];
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => b.then(|| "1".to_string()),
+        Value::Object(m) => m
+            .get("event")
+            .or_else(|| m.get("property"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    };
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((k.to_string(), v));
+        }
+    };
+    for k in [
+        "from",
+        "to",
+        "cohort",
+        "event",
+        "math",
+        "property",
+        "interval",
+        "breakdown",
+        "compare",
+        "order",
+        "target",
+        "returning",
+        "period",
+        "periods",
+        "kind",
+    ] {
+        put(k, q.get(k).and_then(text));
+    }
+    if let Some(Value::Array(steps)) = q.get("steps") {
+        let names: Vec<String> = steps.iter().filter_map(text).collect();
+        put("steps", Some(names.join(", ")));
+    }
+    if let Some(w) = q.get("window") {
+        put("window", w.get("value").and_then(text));
+        put("window_unit", w.get("unit").and_then(text));
+    }
+    out
+}
+
+/// The views of the page and the analysis each shows.
+fn view_kind(view: &str) -> Option<InsightKind> {
+    Some(match view {
+        "trends" => InsightKind::Trends,
+        "funnel" => InsightKind::Funnels,
+        "retention" => InsightKind::Retention,
+        "stickiness" => InsightKind::Stickiness,
+        "lifecycle" => InsightKind::Lifecycle,
+        "api" => InsightKind::Api,
+        _ => return None,
+    })
+}
+
+fn kind_view(kind: InsightKind) -> &'static str {
+    match kind {
+        InsightKind::Trends => "trends",
+        InsightKind::Funnels => "funnel",
+        InsightKind::Retention => "retention",
+        InsightKind::Stickiness => "stickiness",
+        InsightKind::Lifecycle => "lifecycle",
+        InsightKind::Api => "api",
+    }
+}
+
+const VIEWS: [&str; 9] = [
+    "trends",
+    "funnel",
+    "retention",
+    "stickiness",
+    "lifecycle",
+    "api",
+    "events",
+    "catalogue",
+    "saved",
+];
+
+fn local_time(tz: Tz, micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// The latest events of the org (last 30 days), newest first.
+async fn latest_events(
+    app: &App,
+    org_id: i64,
+    tz: Tz,
+    limit: usize,
+) -> Result<Vec<EventRow>, PageError> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let q = EventQuery {
+        org_id,
+        from_micros: now - 30 * 86_400_000_000,
+        to_micros: now + 1,
+        ..EventQuery::default()
+    };
+    let latest = app
+        .events
+        .read(move |c| queries::list(c, &q, None, limit))
+        .await?;
+    Ok(latest
+        .into_iter()
+        .map(|e| EventRow {
+            time: local_time(tz, e.ts_micros),
+            name: e.name,
+            distinct_id: e.distinct_id,
+            properties: e.props_json.unwrap_or_default(),
+        })
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "live_events.html")]
+pub struct LiveEvents {
+    pub events: Vec<EventRow>,
+}
+
+/// `GET /o/{slug}/analytics/live`: the latest events table alone (the live page swaps it in
+/// whenever the stream says events arrived).
+pub async fn live_events(State(app): State<App>, m: OrgMember) -> Result<Response, PageError> {
+    let tz: Tz = m.org.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let events = latest_events(&app, m.org.id, tz, 50).await?;
+    Ok(Html(LiveEvents { events }.render()?).into_response())
+}
+
+/// `GET /o/{slug}/analytics?view=trends|funnel|retention|stickiness|lifecycle|api|events|catalogue|saved&…`,
+/// or `?insight=<id>` to open a saved insight.
 pub async fn analytics_page(
     State(app): State<App>,
     m: OrgMember,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let fields: Vec<(String, String)> =
+    let mut fields: Vec<(String, String)> =
         crate::web::api::parse_query(&raw.unwrap_or_default().replace('+', " "))
             .map_err(|_| PageError::BadRequest("the query string is not valid".into()))?;
+    let org_id = m.org.id;
+    // A saved insight: its question exactly, its fields shown in the form.
+    let mut opened = None;
+    let mut saved_question = None;
+    if let Some(id) = get(&fields, "insight") {
+        let id: i64 = id.parse().map_err(|_| {
+            PageError::BadRequest("insight must be the id of a saved insight".into())
+        })?;
+        let row = app
+            .meta
+            .call(move |c| meta_saved::get(c, org_id, id))
+            .await?;
+        let (kind, q) = crate::web::api::saved_insights::question_now(&row)
+            .map_err(|_| PageError::BadRequest("this saved insight cannot be read".into()))?;
+        fields = fields_of(kind_view(kind), &q);
+        opened = Some((row.id, row.name.clone()));
+        saved_question = Some(q);
+    }
     let view = match get(&fields, "view") {
-        None | Some("trends") => "trends",
-        Some("funnel") => "funnel",
-        Some("retention") => "retention",
-        Some("events") => "events",
-        Some(_) => {
-            return Err(PageError::BadRequest(
-                "view must be trends, funnel, retention or events".into(),
-            ));
-        }
+        None => "trends",
+        Some(v) => VIEWS.into_iter().find(|known| *known == v).ok_or_else(|| {
+            PageError::BadRequest(format!("view must be one of {}", VIEWS.join(", ")))
+        })?,
     };
     let tz: Tz = m.org.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let cohort_rows = app
+        .meta
+        .call(move |c| meta_cohorts::list(c, org_id))
+        .await?;
     let mut page = AnalyticsPage {
         nav: nav(&app, &m, "analytics").await?,
         view,
@@ -235,45 +456,97 @@ pub async fn analytics_page(
         cohorts: Vec::new(),
         events: Vec::new(),
         names: Vec::new(),
+        cohort_options: cohort_rows
+            .iter()
+            .map(|c| (c.id.to_string(), c.name.clone()))
+            .collect(),
+        sticky: Vec::new(),
+        life: Vec::new(),
+        routes: Vec::new(),
+        api_total: None,
+        catalogue: Vec::new(),
+        person_properties: Vec::new(),
+        saved: Vec::new(),
+        save_kind: "",
+        save_query: String::new(),
+        can_save: m.role.allows(Permission::AnalyzeData),
+        opened,
     };
     let asked = match view {
-        "trends" => get(&fields, "event").is_some(),
+        "trends" | "stickiness" | "lifecycle" => get(&fields, "event").is_some(),
         "funnel" => get(&fields, "steps").is_some(),
         "retention" => get(&fields, "target").is_some(),
+        "api" => true,
         _ => false,
     };
-    let org_id = m.org.id;
-    if view == "events" || !asked {
-        let now = chrono::Utc::now().timestamp_micros();
-        let q = EventQuery {
-            org_id,
-            from_micros: now - 30 * 86_400_000_000,
-            to_micros: now + 1,
-            ..EventQuery::default()
-        };
-        let (latest, stats) = app
-            .events
-            .read(move |c| Ok((queries::list(c, &q, None, 50)?, queries::stats(c, &q)?)))
-            .await?;
-        page.names = stats
-            .by_name
-            .iter()
-            .map(|n| (n.name.clone(), n.count, local_time(tz, n.last_micros)))
-            .collect();
-        page.events = latest
-            .into_iter()
-            .map(|e| EventRow {
-                time: local_time(tz, e.ts_micros),
-                name: e.name,
-                distinct_id: e.distinct_id,
-                properties: e.props_json.unwrap_or_default(),
-            })
-            .collect();
+    match view {
+        "events" => page.events = latest_events(&app, org_id, tz, 50).await?,
+        "catalogue" => {
+            let now = chrono::Utc::now().timestamp_micros();
+            let cat = app
+                .events
+                .read(move |c| crate::store::events::catalogue::catalogue(c, org_id, now))
+                .await?;
+            page.catalogue = cat
+                .events
+                .into_iter()
+                .map(|e| CatalogueRow {
+                    name: e.name,
+                    count: e.count,
+                    count_30d: e.count_30d,
+                    last_seen: local_time(tz, e.last_seen_micros),
+                    properties: e
+                        .properties
+                        .into_iter()
+                        .map(|p| (p.key, p.types.join(", ")))
+                        .collect(),
+                })
+                .collect();
+            page.person_properties = cat
+                .person_properties
+                .into_iter()
+                .map(|p| (p.key, p.types.join(", ")))
+                .collect();
+        }
+        "saved" => {
+            let rows = app.meta.call(move |c| meta_saved::list(c, org_id)).await?;
+            page.saved = rows
+                .into_iter()
+                .map(|r| SavedView {
+                    id: r.id,
+                    updated: local_time(tz, r.updated_at * 1_000_000),
+                    name: r.name,
+                    kind: r.kind,
+                    description: r.description,
+                })
+                .collect();
+        }
+        _ if !asked => {
+            // Before a question: what there is to ask about.
+            let now = chrono::Utc::now().timestamp_micros();
+            let q = EventQuery {
+                org_id,
+                from_micros: now - 30 * 86_400_000_000,
+                to_micros: now + 1,
+                ..EventQuery::default()
+            };
+            let stats = app.events.read(move |c| queries::stats(c, &q)).await?;
+            page.names = stats
+                .by_name
+                .iter()
+                .map(|n| (n.name.clone(), n.count, local_time(tz, n.last_micros)))
+                .collect();
+        }
+        _ => {}
     }
-    if asked {
-        let q = question(view, &fields);
-        if let Err(message) = answer(&app, &m, tz, view, &q, &mut page).await {
-            page.error = Some(message);
+    if asked && let Some(kind) = view_kind(view) {
+        let q = saved_question.unwrap_or_else(|| question(view, &fields));
+        match answer(&app, &m, tz, kind, &q, &mut page).await {
+            Ok(()) => {
+                page.save_kind = kind.as_str();
+                page.save_query = q.to_string();
+            }
+            Err(message) => page.error = Some(message),
         }
     }
     let status = if page.error.is_some() {
@@ -284,10 +557,27 @@ pub async fn analytics_page(
     Ok((status, Html(page.render()?)).into_response())
 }
 
-fn local_time(tz: Tz, micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
+fn ms_text(ms: Option<f64>) -> String {
+    ms.map(|v| format!("{v:.0} ms"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn route_view(r: &crate::store::events::analytics::RequestStats, minutes: f64) -> RouteView {
+    let rate = if r.requests == 0 {
+        0.0
+    } else {
+        r.server_errors as f64 / r.requests as f64
+    };
+    RouteView {
+        route: r.route.clone().unwrap_or_else(|| "All routes".into()),
+        requests: r.requests,
+        per_minute: format!("{:.2}", r.requests as f64 / minutes.max(1.0)),
+        error_rate: percent(rate),
+        client_errors: r.client_errors,
+        p50: ms_text(r.p50_ms),
+        p95: ms_text(r.p95_ms),
+        p99: ms_text(r.p99_ms),
+    }
 }
 
 /// Runs the question; a refusal comes back as the message to show by the form.
@@ -295,7 +585,7 @@ async fn answer(
     app: &App,
     m: &OrgMember,
     tz: Tz,
-    view: &str,
+    kind: InsightKind,
     q: &Value,
     page: &mut AnalyticsPage,
 ) -> Result<(), String> {
@@ -304,13 +594,16 @@ async fn answer(
         _ => e.message,
     };
     let org_id = m.org.id;
-    match view {
-        "trends" => {
+    let failed = |what: &str| format!("the {what} could not be computed");
+    kind.check(q).map_err(|(f, r)| format!("{f}: {r}"))?;
+    let cohort = resolve_cohort(app, org_id, q).await.map_err(shown)?;
+    match kind {
+        InsightKind::Trends => {
             let req = analytics::parse_trend(q).map_err(|(f, r)| format!("{f}: {r}"))?;
             let (from, to) = range(q, tz, req.interval).map_err(shown)?;
-            let a = service::trend(app, org_id, tz, req, from, to)
+            let a = service::trend(app, org_id, cohort, tz, req, from, to)
                 .await
-                .map_err(|_| "the trend could not be computed".to_string())?;
+                .map_err(|_| failed("trend"))?;
             let x: Vec<i64> = a.buckets.iter().map(|b| b.utc_micros / 1_000_000).collect();
             let series: Vec<Value> = a
                 .series
@@ -330,12 +623,12 @@ async fn answer(
                 })
                 .collect();
         }
-        "funnel" => {
+        InsightKind::Funnels => {
             let req = analytics::parse_funnel(q).map_err(|(f, r)| format!("{f}: {r}"))?;
             let (from, to) = range(q, tz, Bucket::Day).map_err(shown)?;
-            let a = service::funnel(app, org_id, req, from, to)
+            let a = service::funnel(app, org_id, cohort, req, from, to)
                 .await
-                .map_err(|_| "the funnel could not be computed".to_string())?;
+                .map_err(|_| failed("funnel"))?;
             page.steps = step_rows(&a.all);
             page.bars = bars(&a.all);
             page.breakdowns = a
@@ -344,12 +637,12 @@ async fn answer(
                 .map(|b| (b.breakdown.clone().unwrap_or_default(), step_rows(b)))
                 .collect();
         }
-        _ => {
+        InsightKind::Retention => {
             let req = analytics::parse_retention(q).map_err(|(f, r)| format!("{f}: {r}"))?;
             let (from, to) = range(q, tz, req.period).map_err(shown)?;
-            let a = service::retention(app, org_id, tz, req.clone(), from, to)
+            let a = service::retention(app, org_id, cohort, tz, req.clone(), from, to)
                 .await
-                .map_err(|_| "the retention could not be computed".to_string())?;
+                .map_err(|_| failed("retention"))?;
             page.period_labels = (0..=req.periods)
                 .map(|k| format!("{} {k}", req.period.as_str()))
                 .collect();
@@ -378,6 +671,113 @@ async fn answer(
                 })
                 .collect();
         }
+        InsightKind::Stickiness => {
+            let req = analytics::parse_activity(q).map_err(|(f, r)| format!("{f}: {r}"))?;
+            let (from, to) = range(q, tz, req.interval).map_err(shown)?;
+            let a = service::stickiness(app, org_id, cohort, tz, req, from, to)
+                .await
+                .map_err(|_| failed("stickiness"))?;
+            page.sticky = a
+                .users
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (k + 1, *n))
+                .collect();
+        }
+        InsightKind::Lifecycle => {
+            let req = analytics::parse_activity(q).map_err(|(f, r)| format!("{f}: {r}"))?;
+            let (from, to) = range(q, tz, req.interval).map_err(shown)?;
+            let a = service::lifecycle(app, org_id, cohort, tz, req, from, to)
+                .await
+                .map_err(|_| failed("lifecycle"))?;
+            let l = &a.lifecycle;
+            page.life = a
+                .periods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let at = |v: &Vec<i64>| v.get(i).copied().unwrap_or(0);
+                    (
+                        p.local.format("%Y-%m-%d").to_string(),
+                        at(&l.new),
+                        at(&l.returning),
+                        at(&l.resurrecting),
+                        at(&l.dormant),
+                    )
+                })
+                .collect();
+        }
+        InsightKind::Api => {
+            let req = analytics::parse_api_usage(q).map_err(|(f, r)| format!("{f}: {r}"))?;
+            let (from, to) = range(q, tz, req.interval).map_err(shown)?;
+            let minutes = (to - from) as f64 / 60e6;
+            let a = service::api_usage(app, org_id, cohort, tz, req, from, to)
+                .await
+                .map_err(|_| failed("API analytics"))?;
+            let x: Vec<i64> = a.buckets.iter().map(|b| b.utc_micros / 1_000_000).collect();
+            let requests: Vec<i64> = a.series.iter().map(|r| r.requests).collect();
+            let errors: Vec<i64> = a.series.iter().map(|r| r.server_errors).collect();
+            page.chart_json = json!({"x": x, "series": [
+                {"label": "requests", "values": requests},
+                {"label": "5xx", "values": errors},
+            ]})
+            .to_string();
+            page.api_total = Some(route_view(&a.total, minutes));
+            page.routes = a.routes.iter().map(|r| route_view(r, minutes)).collect();
+        }
     }
     Ok(())
+}
+
+/// `POST /o/{slug}/analytics/save`: keeps the question shown under a name (Analyst and up),
+/// then opens it.
+pub async fn save_insight(
+    State(app): State<App>,
+    m: OrgMember,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let form = FormAction::accept(&m, form, Permission::AnalyzeData)?;
+    let query: Value = serde_json::from_str(form.get("query"))
+        .map_err(|_| PageError::BadRequest("query: the question to save is missing".into()))?;
+    let body = json!({
+        "name": form.get("name"),
+        "kind": form.get("kind"),
+        "query": query,
+    });
+    let input = crate::web::api::saved_insights::parse_input(&app, m.org.id, &body)
+        .await
+        .map_err(|e| PageError::BadRequest(e.message))?;
+    let who = m.actor();
+    let id = form
+        .record(&app, "insight.save", move |tx, org_id| {
+            let query = input.query.to_string();
+            let fields = meta_saved::SavedInsightFields {
+                name: &input.name,
+                description: &input.description,
+                kind: input.kind.as_str(),
+                query: &query,
+                last_days: input.last_days,
+            };
+            let id = meta_saved::create(tx, org_id, &fields, &who)?;
+            Ok((id, input.name.clone()))
+        })
+        .await?;
+    form.done(&format!("analytics?insight={id}"))
+}
+
+/// `POST /o/{slug}/analytics/insights/{id}/delete`.
+pub async fn delete_insight(
+    State(app): State<App>,
+    m: OrgMember,
+    Path((_, id)): Path<(String, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let form = FormAction::accept(&m, form, Permission::AnalyzeData)?;
+    form.record(&app, "insight.delete", move |tx, org_id| {
+        let row = meta_saved::get(tx, org_id, id)?;
+        meta_saved::delete(tx, org_id, id)?;
+        Ok(((), row.name))
+    })
+    .await?;
+    form.done("analytics?view=saved")
 }

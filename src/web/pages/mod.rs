@@ -19,6 +19,7 @@ pub mod keys;
 pub mod members;
 pub mod metric;
 pub mod overview;
+pub mod people;
 pub mod rules;
 pub mod session;
 pub mod settings;
