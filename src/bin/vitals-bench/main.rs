@@ -13,6 +13,7 @@
 mod answers;
 mod dataset;
 mod duck;
+mod events;
 mod influx;
 mod postgres;
 mod procs;
@@ -66,6 +67,19 @@ struct Args {
     /// Where the table is written.
     #[arg(long, default_value = "bench/results/latest.md")]
     out: PathBuf,
+    /// Product events in the event benchmark (default 10 M; --quick 500 k; --check-only 20 k).
+    #[arg(long)]
+    events: Option<usize>,
+    /// Users of the event benchmark (default 200 k; --quick 20 k; --check-only 1 k).
+    #[arg(long)]
+    event_users: Option<u64>,
+    /// Only the event benchmark (Vitals, DuckDB, PostgreSQL, ClickHouse); its section of the
+    /// results file is replaced, the rest kept.
+    #[arg(long)]
+    events_only: bool,
+    /// Skip the event benchmark.
+    #[arg(long)]
+    no_events: bool,
 }
 
 fn parse_interval(s: &str) -> anyhow::Result<i64> {
@@ -87,6 +101,19 @@ fn parse_interval(s: &str) -> anyhow::Result<i64> {
 }
 
 impl Args {
+    fn event_spec(&self) -> events::EventSpec {
+        let (n, users) = match (self.quick, self.check_only) {
+            (_, true) => (20_000, 1_000),
+            (true, false) => (500_000, 20_000),
+            _ => (10_000_000, 200_000),
+        };
+        events::EventSpec::new(
+            self.events.unwrap_or(n),
+            self.event_users.unwrap_or(users).max(1),
+            self.seed,
+        )
+    }
+
     fn spec(&self) -> anyhow::Result<Spec> {
         let (orgs, metrics, days, interval) = match (self.quick, self.check_only) {
             (true, true) => (3, 4, 730, "1d"),
@@ -193,6 +220,24 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
+    if args.events_only {
+        let results = events::run(args.event_spec(), tmp.path(), timing, budget, max_runs).await?;
+        if timing {
+            let section = events::render(&results, started.elapsed());
+            println!("\n{section}");
+            let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+            let kept = old
+                .split("\n## Events")
+                .next()
+                .unwrap_or("")
+                .trim_end()
+                .to_string();
+            std::fs::write(&args.out, format!("{kept}\n\n{section}"))
+                .with_context(|| format!("while writing {}", args.out.display()))?;
+            println!("written to {}", args.out.display());
+        }
+        return Ok(());
+    }
     println!("dataset: {}", spec.describe());
     let truth = questions::reference(&spec, &q);
     println!(
@@ -280,6 +325,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     println!("all four contenders give the same answers to Q1–Q4");
+    let event_results = if args.no_events {
+        None
+    } else {
+        Some(events::run(args.event_spec(), tmp.path(), timing, budget, max_runs).await?)
+    };
     if !timing {
         println!(
             "--check-only: nothing timed ({:.0} s)",
@@ -287,7 +337,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let md = render(&spec, &res, started.elapsed(), wrk_secs);
+    let mut md = render(&spec, &res, started.elapsed(), wrk_secs);
+    if let Some(e) = &event_results {
+        md.push_str("\n\n");
+        md.push_str(&events::render(e, started.elapsed()));
+    }
     println!("\n{md}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -302,11 +302,22 @@ impl Postgres {
         which: usize,
         runs: usize,
     ) -> anyhow::Result<Vec<Duration>> {
-        let file = dir.join(format!("q{which}.sql"));
+        self.time_sql(dir, &format!("q{which}"), &Self::query(q, which), runs)
+    }
+
+    /// Runs `sql` `runs` times in one psql session; returns each run's time as psql's
+    /// `\timing` measures it (query sent to result received).
+    pub fn time_sql(
+        &self,
+        dir: &Path,
+        name: &str,
+        sql: &str,
+        runs: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let file = dir.join(format!("{name}.sql"));
         let mut script = String::from("\\timing on\n\\pset tuples_only on\n\\o /dev/null\n");
-        let sql = Self::query(q, which);
         for _ in 0..runs {
-            script.push_str(&sql);
+            script.push_str(sql);
             script.push_str(";\n");
         }
         std::fs::write(&file, script)?;

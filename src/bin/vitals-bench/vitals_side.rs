@@ -161,8 +161,15 @@ pub async fn start(data_dir: &Path, log: &Path) -> anyhow::Result<(Server, Durat
         Duration::from_secs(120),
     )
     .await;
-    if ready.is_err() {
-        process.check_running()?;
+    if ready.is_err()
+        && let Err(e) = process.check_running()
+    {
+        let log_text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = log_text.lines().rev().take(5).collect();
+        bail!(
+            "{e}; its log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     ready?;
     Ok((Server { process, base }, started.elapsed()))

@@ -123,79 +123,104 @@ pub fn sightings(events: &[Event], ops: &[([u8; 16], IdentityOp)]) -> Vec<Sighti
         .collect()
 }
 
-/// What the writer has recorded: per (org, source, event, key, type) the last-seen time
-/// stored, and per org how many definitions it holds.
+/// What the writer knows is stored: per org (loaded in full the first time the org is
+/// written), each definition's last-seen time.
 #[derive(Default)]
 pub struct Recorded {
-    last_seen: HashMap<(i64, Sighting), i64>,
-    per_org: HashMap<i64, i64>,
+    orgs: HashMap<i64, HashMap<DefinitionKey, i64>>,
 }
 
-/// Sightings of one org the writer must store.
+/// (source, event, key, type).
+type DefinitionKey = (&'static str, String, String, &'static str);
+
+/// Sightings the writer stored in the open transaction, to remember once it commits.
 pub struct Pending(Vec<(i64, Sighting)>);
 
-fn cache_key(org_id: i64, s: &Sighting) -> (i64, Sighting) {
-    (
-        org_id,
-        Sighting {
-            first_micros: 0,
-            last_micros: 0,
-            ..s.clone()
-        },
-    )
+/// The writer's scratch table for one transaction's definitions.
+pub(super) const SCRATCH: &str = "CREATE TEMP TABLE definitions_stage (
+    org_id BIGINT, source VARCHAR, event VARCHAR, key VARCHAR, type VARCHAR,
+    first_seen TIMESTAMP, last_seen TIMESTAMP);";
+
+fn source_of(text: &str) -> &'static str {
+    if text == PERSON { PERSON } else { EVENT }
+}
+
+fn kind_of(text: &str) -> &'static str {
+    ["boolean", "number", "datetime", "string", "array", "object"]
+        .into_iter()
+        .find(|k| *k == text)
+        .unwrap_or("string")
+}
+
+fn key_of(s: &Sighting) -> DefinitionKey {
+    (s.source, s.event.clone(), s.key.clone(), s.kind)
 }
 
 impl Recorded {
-    /// Writes the sightings that are new or move a last-seen time on by an hour or more
-    /// (inside the caller's transaction); [`Recorded::remember`] them once it commits.
+    fn load(
+        &mut self,
+        conn: &Connection,
+        org_id: i64,
+    ) -> Result<&mut HashMap<DefinitionKey, i64>, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.orgs.entry(org_id) {
+            let mut stmt = conn.prepare(
+                "SELECT source, event, key, type, epoch_us(last_seen)
+                   FROM property_definitions WHERE org_id = ?",
+            )?;
+            let rows = stmt.query_map([org_id], |r| {
+                Ok((
+                    (
+                        source_of(&r.get::<_, String>(0)?),
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        kind_of(&r.get::<_, String>(3)?),
+                    ),
+                    r.get::<_, i64>(4)?,
+                ))
+            })?;
+            slot.insert(rows.collect::<Result<HashMap<_, _>, _>>()?);
+        }
+        self.orgs
+            .get_mut(&org_id)
+            .ok_or_else(|| StoreError::internal("catalogue cache"))
+    }
+
+    /// Stores, inside the caller's transaction, the sightings that are new or move a
+    /// last-seen time on by an hour or more: staged, then one UPDATE for the known and one
+    /// INSERT for the new (row-at-a-time upserts cost a batch of old events more than its
+    /// append). [`Recorded::remember`] them once the transaction commits.
     pub fn write(
         &mut self,
         conn: &Connection,
         batches: &[(i64, &[Sighting])],
     ) -> Result<Pending, StoreError> {
-        let mut pending = Vec::new();
-        let mut added: HashMap<i64, i64> = HashMap::new();
-        let mut once = HashSet::new();
+        let mut pending: Vec<(i64, Sighting)> = Vec::new();
         for (org_id, sightings) in batches {
+            let known = self.load(conn, *org_id)?;
+            let mut held = known.len() as i64;
+            let mut fresh: HashSet<DefinitionKey> = HashSet::new();
             for s in *sightings {
-                let key = cache_key(*org_id, s);
-                let known = self.last_seen.get(&key).copied();
-                if known.is_some_and(|last| s.last_micros < last + LAST_SEEN_STEP_MICROS) {
-                    continue;
-                }
-                if known.is_none() {
-                    let held = match self.per_org.get(org_id) {
-                        Some(n) => *n,
-                        None => {
-                            let n: i64 = conn.query_row(
-                                "SELECT count(*) FROM property_definitions WHERE org_id = ?",
-                                [org_id],
-                                |r| r.get(0),
-                            )?;
-                            self.per_org.insert(*org_id, n);
-                            n
-                        }
-                    };
-                    let extra = added.entry(*org_id).or_default();
-                    if held + *extra >= MAX_DEFINITIONS_PER_ORG {
-                        continue;
-                    }
-                    if once.insert(key.clone()) {
-                        *extra += 1;
+                let key = key_of(s);
+                match known.get(&key) {
+                    Some(last) if s.last_micros < last + LAST_SEEN_STEP_MICROS => continue,
+                    Some(_) => {}
+                    None if fresh.contains(&key) => {}
+                    None if held >= MAX_DEFINITIONS_PER_ORG => continue,
+                    None => {
+                        held += 1;
+                        fresh.insert(key);
                     }
                 }
                 pending.push((*org_id, s.clone()));
             }
         }
-        if !pending.is_empty() {
-            let mut stmt = conn.prepare_cached(
-                "INSERT INTO property_definitions VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT DO UPDATE SET
-                    first_seen = least(property_definitions.first_seen, excluded.first_seen),
-                    last_seen = greatest(property_definitions.last_seen, excluded.last_seen)",
-            )?;
+        if pending.is_empty() {
+            return Ok(Pending(pending));
+        }
+        {
+            let mut app = conn.appender_to_catalog_and_db("definitions_stage", "temp", "main")?;
             for (org_id, s) in &pending {
-                stmt.execute(duckdb::params![
+                app.append_row(duckdb::params![
                     org_id,
                     s.source,
                     s.event,
@@ -205,25 +230,42 @@ impl Recorded {
                     ts_value(s.last_micros),
                 ])?;
             }
+            app.flush()?;
         }
+        // One row per definition (two batches of a group may both carry one).
+        conn.execute_batch(
+            "CREATE OR REPLACE TEMP TABLE definitions_merged AS
+               SELECT org_id, source, event, key, type, min(first_seen) AS first_seen,
+                      max(last_seen) AS last_seen
+                 FROM definitions_stage GROUP BY ALL;
+             UPDATE property_definitions p
+                SET first_seen = least(p.first_seen, s.first_seen),
+                    last_seen = greatest(p.last_seen, s.last_seen)
+               FROM definitions_merged s
+              WHERE p.org_id = s.org_id AND p.source = s.source AND p.event = s.event
+                AND p.key = s.key AND p.type = s.type;
+             INSERT INTO property_definitions
+               SELECT s.* FROM definitions_merged s ANTI JOIN property_definitions p
+                   ON p.org_id = s.org_id AND p.source = s.source AND p.event = s.event
+                  AND p.key = s.key AND p.type = s.type;
+             DELETE FROM definitions_stage;",
+        )?;
         Ok(Pending(pending))
     }
 
-    /// Notes what a committed transaction stored. A definition first stored now counts
-    /// towards its org's limit (an already-stored one found again after a restart may count
-    /// twice; the limit is a guard, not a quota).
+    /// Notes what a committed transaction stored.
     pub fn remember(&mut self, pending: Pending) {
         for (org_id, s) in pending.0 {
-            let key = cache_key(org_id, &s);
-            let entry = self.last_seen.entry(key);
-            if let std::collections::hash_map::Entry::Vacant(_) = entry
-                && let Some(n) = self.per_org.get_mut(&org_id)
-            {
-                *n += 1;
+            if let Some(known) = self.orgs.get_mut(&org_id) {
+                let last = known.entry(key_of(&s)).or_insert(s.last_micros);
+                *last = (*last).max(s.last_micros);
             }
-            let last = entry.or_insert(s.last_micros);
-            *last = (*last).max(s.last_micros);
         }
+    }
+
+    /// Forgets everything (after a failed transaction the cache may be ahead of the table).
+    pub fn forget(&mut self) {
+        self.orgs.clear();
     }
 }
 

@@ -142,6 +142,7 @@ impl EventStore {
             "CREATE TEMP TABLE event_keys (org_id BIGINT, uuid UUID, ts TIMESTAMP);",
         )?;
         conn.execute_batch(identity::SCRATCH)?;
+        conn.execute_batch(catalogue::SCRATCH)?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("event-writer".into())
@@ -357,6 +358,7 @@ fn write_group(
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK;");
+            recorded.forget();
             Err(e)
         }
     }
