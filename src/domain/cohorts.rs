@@ -244,6 +244,9 @@ fn filter_json(f: &PropertyFilter) -> Value {
         FilterOp::IsNotSet => "is_not_set",
     };
     let mut v = json!({"key": f.key, "op": op});
+    if f.person {
+        v["type"] = json!("person");
+    }
     match &f.value {
         Some(FilterValue::Text(t)) => v["value"] = json!(t),
         Some(FilterValue::Number(n)) => v["value"] = json!(n),

@@ -504,6 +504,9 @@ impl FilterOp {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PropertyFilter {
     pub key: String,
+    /// A person property (`"type": "person"`, as PostHog's filters say) rather than the
+    /// event's own.
+    pub person: bool,
     pub op: FilterOp,
     /// The text compared with (`eq`, `neq`, `contains`, `not_contains`), or the number
     /// (`gt`…`lte`); none for `is_set` / `is_not_set`.
@@ -545,6 +548,12 @@ fn parse_filter(item: &Value) -> Result<PropertyFilter, String> {
         Some(_) => return Err(format!("key must be 1 to {MAX_KEY_LEN} characters")),
         None => return Err("key is required".into()),
     };
+    let person = match map.get("type") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(t)) if t == "event" => false,
+        Some(Value::String(t)) if t == "person" => true,
+        Some(_) => return Err("type must be event or person".into()),
+    };
     let op = match map.get("op").or_else(|| map.get("operator")) {
         None => FilterOp::Eq,
         Some(Value::String(s)) => FilterOp::parse(s).ok_or_else(|| {
@@ -572,7 +581,12 @@ fn parse_filter(item: &Value) -> Result<PropertyFilter, String> {
         (_, None) => return Err("value is required".into()),
         (_, Some(_)) => return Err("value must be a string, number or boolean".into()),
     };
-    Ok(PropertyFilter { key, op, value })
+    Ok(PropertyFilter {
+        key,
+        person,
+        op,
+        value,
+    })
 }
 
 #[cfg(test)]
@@ -723,5 +737,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0, "filters[1]");
+        // A person property is marked as such; the type must be one of the two.
+        let f = parse_filters(&json!([{"key": "plan", "type": "person", "value": "pro"}, {"key": "x", "type": "event", "value": 1}]), "f").unwrap();
+        assert!(f[0].person && !f[1].person);
+        let err = parse_filters(
+            &json!([{"key": "plan", "type": "group", "value": "pro"}]),
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "f[0]");
     }
 }

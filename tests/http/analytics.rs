@@ -271,6 +271,63 @@ async fn a_funnel_counts_each_order_mode_window_edge_and_breakdown() {
     assert_eq!(body["error"]["field"], "steps");
 }
 
+/// Per session versus per person (window 1 day, 2026-05-01 UTC):
+/// | session | person | events                         |
+/// | s1      | u1     | signup 10:00, purchase 10:10   |
+/// | s2      | u1     | signup 12:00                   |
+/// | s3      | u2     | signup 10:00                   |
+/// | s4      | u2     | purchase 11:00                 |
+/// | —       | u3     | signup 10:00 (no session)      |
+/// Per session: s1, s2, s3 enter, only s1 buys → [3, 1] (u3's event has no session).
+/// Per person: u1, u2, u3 enter; u1 and u2 buy within the day → [3, 2].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funnel_counts_sessions_or_people() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let ev = |name: &str, user: &str, session: Option<&str>, at: &str| {
+        let mut e =
+            json!({"name": name, "distinct_id": user, "timestamp": format!("2026-05-01T{at}:00Z")});
+        if let Some(s) = session {
+            e["session_id"] = json!(s);
+        }
+        e
+    };
+    send(
+        &server,
+        &key,
+        vec![
+            ev("signup", "u1", Some("s1"), "10:00"),
+            ev("purchase", "u1", Some("s1"), "10:10"),
+            ev("signup", "u1", Some("s2"), "12:00"),
+            ev("signup", "u2", Some("s3"), "10:00"),
+            ev("purchase", "u2", Some("s4"), "11:00"),
+            ev("signup", "u3", None, "10:00"),
+        ],
+    )
+    .await;
+    let counts = |body: &Value| -> Vec<i64> {
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["count"].as_i64().unwrap())
+            .collect()
+    };
+    for (unit, expected) in [("session", vec![3, 1]), ("person", vec![3, 2])] {
+        let body = ask(
+            &server,
+            &key,
+            "funnels",
+            json!({"steps": ["signup", "purchase"], "window": {"value": 1, "unit": "day"}, "unit": unit,
+                   "from": "2026-05-01", "to": "2026-05-02"}),
+        )
+        .await;
+        assert_eq!(counts(&body), expected, "per {unit}: {body}");
+    }
+    server.stop().await;
+}
+
 /// Daily retention of "active" in America/New_York across the DST change (2026-03-08 07:00
 /// UTC), range Mar 7 – Mar 9 (local), 2 periods after each cohort:
 /// | person | active at (local)                          |

@@ -38,7 +38,8 @@ async fn get_api(server: &TestServer, key: &str, path: &str) -> (StatusCode, Val
 /// | u4     | signup −5 d; purchase −4 d                             | plan = free  |
 /// Cohorts: "Power" = report_viewed ≥ 3 times in 30 days → {u1} (u3's are 40 days old);
 /// "Pro" = plan eq pro → {u1, u3}; "Either" (any of both) → {u1, u3}; "Both" (all) → {u1}.
-/// Over the last 60 days: signups 4, in Pro 2, in Power 1. Funnel signup → purchase within 7
+/// Over the last 60 days: signups 4, in Pro 2 (also with the person filter plan = pro), in
+/// Power 1. Funnel signup → purchase within 7
 /// days: everyone [4, 2] (u1, u4 convert); Pro [2, 1]. Stickiness of report_viewed per day,
 /// Pro: u3 on 1 day, u1 on 3 days. Persons of Pro, most recently active first: u1, u3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,6 +127,11 @@ async fn a_cohort_filters_every_analysis_and_lists_its_people() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(total(&body), expected, "signups in {cohort:?}");
     }
+    // A person property as a filter of the event: the same people as the Pro cohort.
+    let pro_signups = json!({"event": {"event": "signup", "filters": [{"key": "plan", "type": "person", "value": "pro"}]}, "interval": "week"});
+    let (status, body) =
+        post_api(&server, &key, "/analytics/trends", with(pro_signups, None)).await;
+    assert_eq!((status, total(&body)), (StatusCode::OK, 2.0), "{body}");
     let funnel = json!({"steps": ["signup", "purchase"], "window": {"value": 7, "unit": "day"}});
     for (cohort, expected) in [(None, [4, 2]), (Some(pro_id), [2, 1])] {
         let (status, body) = post_api(

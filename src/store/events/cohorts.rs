@@ -6,7 +6,7 @@ use duckdb::Connection;
 use duckdb::types::{TimeUnit, Value};
 use serde::Serialize;
 
-use super::queries::filters_sql_on;
+use super::queries::{filters_sql_on, person_filters_sql};
 use crate::domain::cohorts::{CohortDef, Condition, Match};
 use crate::store::StoreError;
 
@@ -55,7 +55,7 @@ pub fn members_sql(org_id: i64, cohort: &CohortFilter, params: &mut Vec<Value>) 
             }
             Condition::Person { filters } => {
                 params.push(Value::BigInt(org_id));
-                let filters = filters_sql_on("cp", filters, params);
+                let filters = person_filters_sql("cp", filters, params);
                 format!(
                     "(SELECT cp.person_key AS person FROM persons cp WHERE cp.org_id = ?{filters})"
                 )

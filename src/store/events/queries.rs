@@ -29,56 +29,105 @@ pub fn filters_sql(filters: &[PropertyFilter], params: &mut Vec<Value>) -> Strin
     filters_sql_on("e", filters, params)
 }
 
-/// ` AND …` conditions for `filters` on the `props` of the row `alias`. Absent properties
-/// satisfy `neq` and `not_contains` (PostHog's semantics) and nothing else but `is_not_set`.
+/// ` AND …` conditions for `filters` on the event row `alias`. An event property is read from
+/// the row; a person property (`"type": "person"`) from the person of the row's distinct id
+/// (the id itself, or every id merged into it).
 pub fn filters_sql_on(alias: &str, filters: &[PropertyFilter], params: &mut Vec<Value>) -> String {
     let mut sql = String::new();
     for f in filters {
-        // As text (`'pro'`, `'12'`, `'true'`), NULL when absent.
-        let text = format!("{}::VARCHAR", property_sql(alias, &f.key));
-        let value_text = match &f.value {
-            Some(FilterValue::Text(t)) => t.clone(),
-            Some(FilterValue::Number(n)) => n.to_string(),
-            None => String::new(),
-        };
-        let number = match &f.value {
-            Some(FilterValue::Number(n)) => *n,
-            _ => 0.0,
-        };
-        let condition = match f.op {
-            FilterOp::Eq => {
-                params.push(Value::Text(value_text));
-                format!("{text} = ?")
-            }
-            FilterOp::Neq => {
-                params.push(Value::Text(value_text));
-                format!("coalesce({text} <> ?, true)")
-            }
-            FilterOp::Contains => {
-                params.push(Value::Text(value_text.to_lowercase()));
-                format!("contains(lower({text}), ?)")
-            }
-            FilterOp::NotContains => {
-                params.push(Value::Text(value_text.to_lowercase()));
-                format!("coalesce(NOT contains(lower({text}), ?), true)")
-            }
-            FilterOp::Gt | FilterOp::Gte | FilterOp::Lt | FilterOp::Lte => {
-                params.push(Value::Double(number));
-                let op = match f.op {
-                    FilterOp::Gt => ">",
-                    FilterOp::Gte => ">=",
-                    FilterOp::Lt => "<",
-                    _ => "<=",
-                };
-                format!("try_cast({text} AS DOUBLE) {op} ?")
-            }
-            FilterOp::IsSet => format!("{text} IS NOT NULL"),
-            FilterOp::IsNotSet => format!("{text} IS NULL"),
-        };
         sql.push_str(" AND ");
-        sql.push_str(&condition);
+        if f.person {
+            let first = condition(
+                &format!("{}::VARCHAR", property_sql("fp", &f.key)),
+                f,
+                params,
+            );
+            let second = condition(
+                &format!("{}::VARCHAR", property_sql("fp", &f.key)),
+                f,
+                params,
+            );
+            sql.push_str(&format!(
+                "{alias}.distinct_id IN (
+                    SELECT fp.person_key FROM persons fp WHERE fp.org_id = {alias}.org_id AND {first}
+                    UNION ALL
+                    SELECT fa.distinct_id FROM person_aliases fa
+                      JOIN persons fp ON fp.org_id = fa.org_id AND fp.person_key = fa.person_key
+                     WHERE fa.org_id = {alias}.org_id AND {second})"
+            ));
+        } else {
+            sql.push_str(&condition(
+                &format!("{}::VARCHAR", property_sql(alias, &f.key)),
+                f,
+                params,
+            ));
+        }
     }
     sql
+}
+
+/// ` AND …` conditions for `filters` on the properties of the person row `alias` (every
+/// filter is a person property there).
+pub fn person_filters_sql(
+    alias: &str,
+    filters: &[PropertyFilter],
+    params: &mut Vec<Value>,
+) -> String {
+    let mut sql = String::new();
+    for f in filters {
+        sql.push_str(" AND ");
+        sql.push_str(&condition(
+            &format!("{}::VARCHAR", property_sql(alias, &f.key)),
+            f,
+            params,
+        ));
+    }
+    sql
+}
+
+/// One filter on `text` (the property as text: `'pro'`, `'12'`, `'true'`, NULL when absent).
+/// Absent properties satisfy `neq` and `not_contains` (PostHog's semantics) and nothing else
+/// but `is_not_set`.
+fn condition(text: &str, f: &PropertyFilter, params: &mut Vec<Value>) -> String {
+    let value_text = match &f.value {
+        Some(FilterValue::Text(t)) => t.clone(),
+        Some(FilterValue::Number(n)) => n.to_string(),
+        None => String::new(),
+    };
+    let number = match &f.value {
+        Some(FilterValue::Number(n)) => *n,
+        _ => 0.0,
+    };
+    match f.op {
+        FilterOp::Eq => {
+            params.push(Value::Text(value_text));
+            format!("{text} = ?")
+        }
+        FilterOp::Neq => {
+            params.push(Value::Text(value_text));
+            format!("coalesce({text} <> ?, true)")
+        }
+        FilterOp::Contains => {
+            params.push(Value::Text(value_text.to_lowercase()));
+            format!("contains(lower({text}), ?)")
+        }
+        FilterOp::NotContains => {
+            params.push(Value::Text(value_text.to_lowercase()));
+            format!("coalesce(NOT contains(lower({text}), ?), true)")
+        }
+        FilterOp::Gt | FilterOp::Gte | FilterOp::Lt | FilterOp::Lte => {
+            params.push(Value::Double(number));
+            let op = match f.op {
+                FilterOp::Gt => ">",
+                FilterOp::Gte => ">=",
+                FilterOp::Lt => "<",
+                _ => "<=",
+            };
+            format!("try_cast({text} AS DOUBLE) {op} ?")
+        }
+        FilterOp::IsSet => format!("{text} IS NOT NULL"),
+        FilterOp::IsNotSet => format!("{text} IS NULL"),
+    }
 }
 
 /// Which events a list or count looks at.
