@@ -16,9 +16,10 @@ use serde_json::Value;
 use crate::domain::events::{self, MAX_KEY_LEN, PropertyFilter};
 use crate::domain::timebucket::Bucket;
 
-type FieldError = (String, String);
+/// A refused field and why (the API names the field).
+pub type FieldError = (String, String);
 
-fn field_error(field: &str, reason: impl Into<String>) -> FieldError {
+pub fn field_error(field: &str, reason: impl Into<String>) -> FieldError {
     (field.to_string(), reason.into())
 }
 

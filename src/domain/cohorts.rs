@@ -6,14 +6,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::domain::analytics::{EventMatcher, matcher, refuse_unknown};
+use crate::domain::analytics::{EventMatcher, FieldError, field_error, matcher, refuse_unknown};
 use crate::domain::events::{self, FilterOp, FilterValue, PropertyFilter};
-
-type FieldError = (String, String);
-
-fn field_error(field: &str, reason: impl Into<String>) -> FieldError {
-    (field.to_string(), reason.into())
-}
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_DESCRIPTION_CHARS: usize = 1_000;

@@ -4,14 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::analytics::{self, refuse_unknown};
+use crate::domain::analytics::{self, FieldError, field_error, refuse_unknown};
 use crate::domain::cohorts;
-
-type FieldError = (String, String);
-
-fn field_error(field: &str, reason: impl Into<String>) -> FieldError {
-    (field.to_string(), reason.into())
-}
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_DESCRIPTION_CHARS: usize = 1_000;

@@ -207,6 +207,38 @@ impl ApiKeyAuth {
             )))
         }
     }
+
+    /// Who the audit log names for this key.
+    pub fn actor(&self) -> String {
+        format!("apikey:{}", self.key.prefix)
+    }
+
+    /// Runs `change` on the meta store (given the key's org) and records it in the org's
+    /// audit log as `action` by this key, in one transaction: both or neither. `change`
+    /// returns its result and the entry's detail (the API's twin of `FormAction::record`).
+    pub async fn record<T, F>(
+        &self,
+        app: &App,
+        action: &'static str,
+        change: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<(T, String), StoreError>
+            + Send
+            + 'static,
+    {
+        let (org_id, actor) = (self.org.id, self.actor());
+        app.meta
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let (result, detail) = change(&tx, org_id)?;
+                crate::store::meta::audit::record(&tx, Some(org_id), &actor, action, &detail, "")?;
+                tx.commit()?;
+                Ok(result)
+            })
+            .await
+    }
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<String> {

@@ -189,6 +189,13 @@ pub async fn login(server: &TestServer, email: &str, password: &str) -> Client {
     client
 }
 
+/// A page's status and HTML, as `client` (a signed-in browser) gets it.
+pub async fn get_page(client: &Client, url: &str) -> (StatusCode, String) {
+    let r = client.get(url).send().await.unwrap();
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
 /// The CSRF token from any page with a form.
 pub async fn csrf(client: &Client, url: &str) -> String {
     let html = client.get(url).send().await.unwrap().text().await.unwrap();

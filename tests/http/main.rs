@@ -541,15 +541,7 @@ async fn api_keys_are_confined_to_their_org() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // A revoked key stops working.
     let page = server.url(&format!("/o/{}/api-keys", b.slug));
-    let html = b
-        .client
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&b.client, &page).await.1;
     let revoke = extract(&html, "action=\"/o/beta/api-keys/", "/revoke").unwrap();
     let token = csrf(&b.client, &page).await;
     let r = b
@@ -669,15 +661,7 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = viewer.get(server.url("/admin/jobs")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let jobs = a
-        .client
-        .get(server.url("/admin/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jobs = get_page(&a.client, &server.url("/admin/jobs")).await.1;
     assert!(
         jobs.contains("score_recompute") && jobs.contains("0 */5 * * * *"),
         "{jobs}"
@@ -693,15 +677,7 @@ async fn sessions_cannot_open_another_orgs_pages_and_roles_are_enforced() {
         "drill-down needs Analyst"
     );
     // Nothing was created.
-    let html = b
-        .client
-        .get(server.url("/o/beta/api-keys"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&b.client, &server.url("/o/beta/api-keys")).await.1;
     assert!(!html.contains("sneaky"));
     // Anonymous visitors go to the login page.
     let r = no_redirects()
@@ -857,15 +833,7 @@ async fn forms_need_the_csrf_token_and_same_origin() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let html = s
-        .client
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&s.client, &page).await.1;
     assert!(!html.contains("<td>k</td>"));
     // Field errors name the field.
     let r = s
@@ -925,15 +893,12 @@ async fn sse_delivers_an_update_after_ingest_and_the_card_shows_it() {
         started.elapsed()
     );
     // The card the page refreshes on that event shows the new value.
-    let html = s
-        .client
-        .get(server.url(&format!("/o/{}/cards/nps?range=7d", s.slug)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(
+        &s.client,
+        &server.url(&format!("/o/{}/cards/nps?range=7d", s.slug)),
+    )
+    .await
+    .1;
     assert!(html.contains("data-testid=\"value\">47<"), "{html}");
     assert!(html.contains("hx-trigger=\"sse:m-nps\""));
     drop(stream);
@@ -949,15 +914,12 @@ async fn live_events_are_announced_and_listed() {
     let s = setup(&server, "Acme", "UTC").await;
     let other = create_org(&server, &s, "Beta", "beta").await;
     let key = api_key(&server, &s, &["write"]).await;
-    let page = s
-        .client
-        .get(server.url(&format!("/o/{}/analytics?view=events", s.slug)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_page(
+        &s.client,
+        &server.url(&format!("/o/{}/analytics?view=events", s.slug)),
+    )
+    .await
+    .1;
     assert!(
         page.contains("hx-trigger=\"sse:events throttle:1s\""),
         "{page}"
@@ -986,15 +948,12 @@ async fn live_events_are_announced_and_listed() {
     let (status, body) = post_api(&server, &key, "/events/batch", batch).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     read_until(&mut stream, &mut seen, "event: events\ndata: 2").await;
-    let table = s
-        .client
-        .get(server.url(&format!("/o/{}/analytics/live", s.slug)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let table = get_page(
+        &s.client,
+        &server.url(&format!("/o/{}/analytics/live", s.slug)),
+    )
+    .await
+    .1;
     let (checkout, signup) = (
         table.find("<td>checkout</td>").expect("checkout listed"),
         table.find("<td>signup</td>").expect("signup listed"),
@@ -1044,15 +1003,9 @@ async fn pages_render_data_without_javascript() {
     }
     let (status, _) = post_points(&server, &key, &Value::Array(points)).await;
     assert_eq!(status, StatusCode::OK);
-    let html = s
-        .client
-        .get(server.url("/o/acme/?range=7d"))
-        .send()
+    let html = get_page(&s.client, &server.url("/o/acme/?range=7d"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .1;
     let card = extract(&html, "id=\"card-revenue\"", "</article>").unwrap();
     assert!(card.contains("EUR 700"), "{card}");
     assert!(
@@ -1062,15 +1015,9 @@ async fn pages_render_data_without_javascript() {
     for category in ["Financial", "Customer", "Operational", "Growth", "Risk"] {
         assert!(html.contains(&format!("<h2>{category}</h2>")));
     }
-    let grid = s
-        .client
-        .get(server.url("/o/acme/grid?range=7d"))
-        .send()
+    let grid = get_page(&s.client, &server.url("/o/acme/grid?range=7d"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .1;
     assert!(
         grid.trim_start().starts_with("<div id=\"grid\""),
         "fragment only"
@@ -1082,15 +1029,9 @@ async fn pages_render_data_without_javascript() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let detail = s
-        .client
-        .get(server.url("/o/acme/metrics/revenue?range=7d"))
-        .send()
+    let detail = get_page(&s.client, &server.url("/o/acme/metrics/revenue?range=7d"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .1;
     assert!(detail.contains("By product"));
     assert!(
         detail.contains("<td>pro</td><td class=\"num\">EUR 350</td>"),
@@ -1300,15 +1241,7 @@ async fn a_deteriorating_churn_series_lowers_the_score_and_is_named_the_top_drag
         "{history}"
     );
     // The overview page shows the gauge with the new score.
-    let html = s
-        .client
-        .get(server.url("/o/acme/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&s.client, &server.url("/o/acme/")).await.1;
     assert!(
         html.contains("data-testid=\"score\">16<"),
         "gauge shows the rounded score"
@@ -1351,15 +1284,7 @@ async fn score_settings_are_validated_saved_and_applied() {
         .collect();
     post_points(&server, &key, &Value::Array(points)).await;
     let page = server.url("/o/acme/settings");
-    let html = s
-        .client
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&s.client, &page).await.1;
     let token = extract(&html, "name=\"csrf\" value=\"", "\"").unwrap();
     // The form as the page renders it, with two edits.
     let mut form: Vec<(String, String)> = vec![
@@ -1561,15 +1486,7 @@ async fn custom_metrics_are_added_from_the_metrics_page_by_managers_only() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let html = s
-        .client
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&s.client, &page).await.1;
     assert!(html.contains("<code>demo_calls</code>") && html.contains("(custom)"));
     // A viewer sees the catalog but cannot add to it.
     let viewer = login(&server, "viewer@acme.test", PASSWORD).await;

@@ -306,15 +306,12 @@ async fn a_cohort_filters_every_analysis_and_lists_its_people() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The pages: the cohort's people, and a person's timeline with their properties.
-    let html = a
-        .client
-        .get(server.url(&format!("/o/{}/people?cohort={pro_id}", a.slug)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(
+        &a.client,
+        &server.url(&format!("/o/{}/people?cohort={pro_id}", a.slug)),
+    )
+    .await
+    .1;
     assert!(
         html.contains("person?id=u1")
             && html.contains("person?id=u3")
@@ -458,15 +455,7 @@ async fn saved_insights_keep_their_question_and_run_it() {
         "/o/{}/analytics?view=funnel&steps=signup,purchase",
         a.slug
     ));
-    let html = a
-        .client
-        .get(&page)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(&a.client, &page).await.1;
     let query = extract(&html, "name=\"query\" value=\"", "\"")
         .expect("a save form")
         .replace("&quot;", "\"")
@@ -495,15 +484,12 @@ async fn saved_insights_keep_their_question_and_run_it() {
         html.contains("Signup to purchase") && html.contains("id=\"funnel-steps\""),
         "{html}"
     );
-    let saved_page = a
-        .client
-        .get(server.url(&format!("/o/{}/analytics?view=saved", a.slug)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let saved_page = get_page(
+        &a.client,
+        &server.url(&format!("/o/{}/analytics?view=saved", a.slug)),
+    )
+    .await
+    .1;
     assert!(saved_page.contains("Signup to purchase") && saved_page.contains("Daily pro signups"));
     let r = b
         .client
@@ -618,15 +604,12 @@ async fn the_catalogue_lists_names_properties_and_types() {
     let (_, theirs) = get_api(&server, &key_b, "/events/catalogue").await;
     assert_eq!(theirs["events"], json!([]), "Beta's catalogue is its own");
     assert_eq!(theirs["person_properties"], json!([]));
-    let html = a
-        .client
-        .get(server.url(&format!("/o/{}/analytics?view=catalogue", a.slug)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_page(
+        &a.client,
+        &server.url(&format!("/o/{}/analytics?view=catalogue", a.slug)),
+    )
+    .await
+    .1;
     assert!(
         html.contains("<code>seats</code>") && html.contains("number, string"),
         "{html}"
@@ -781,18 +764,15 @@ async fn api_analytics_gives_rates_errors_and_latency_per_route() {
         "Beta's requests are its own"
     );
 
-    let html = a
-        .client
-        .get(server.url(&format!(
+    let html = get_page(
+        &a.client,
+        &server.url(&format!(
             "/o/{}/analytics?view=api&from=2026-03-01&to=2026-03-02",
             a.slug
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        )),
+    )
+    .await
+    .1;
     assert!(
         html.contains("id=\"api-routes\"")
             && html.contains("GET /v1/orders")

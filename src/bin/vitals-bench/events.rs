@@ -474,46 +474,42 @@ impl VitalsSide {
 /// The events as the native batch API takes them, and as PostHog's `/batch` (posthog-node's
 /// shape), `BATCH` per request, written by hand before the clock starts.
 fn vitals_uploads(events: &[Ev], key: &str, write_key: &str) -> (Vec<Upload>, Vec<Upload>) {
-    let half = events.len() / 2;
-    let native = events[..half]
-        .chunks(BATCH)
-        .map(|chunk| {
-            let mut s = String::with_capacity(chunk.len() * 220);
-            s.push_str("{\"events\":[");
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
+    // (opening, the event name's key, bearer token) of each wire form.
+    let bodies = |events: &[Ev],
+                  opening: &str,
+                  name_key: &str,
+                  bearer: Option<&str>|
+     -> Vec<Upload> {
+        events
+            .chunks(BATCH)
+            .map(|chunk| {
+                let mut s = String::with_capacity(chunk.len() * 240);
+                s.push_str(opening);
+                for (i, e) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    let _ = write!(
+                        s,
+                        "{{\"uuid\":\"{}\",\"{name_key}\":\"{}\",\"distinct_id\":\"u{}\",\"timestamp\":\"{}\",\"properties\":{}}}",
+                        e.uuid, e.name, e.user, rfc(e.ts), e.props
+                    );
                 }
-                let _ = write!(
-                    s,
-                    "{{\"uuid\":\"{}\",\"name\":\"{}\",\"distinct_id\":\"u{}\",\"timestamp\":\"{}\",\"properties\":{}}}",
-                    e.uuid, e.name, e.user, rfc(e.ts), e.props
-                );
-            }
-            s.push_str("]}");
-            Upload { bearer: Some(key.to_string()), body: s, points: chunk.len() }
-        })
-        .collect();
-    let posthog = events[half..]
-        .chunks(BATCH)
-        .map(|chunk| {
-            let mut s = String::with_capacity(chunk.len() * 240);
-            let _ = write!(s, "{{\"api_key\":\"{write_key}\",\"batch\":[");
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
-                }
-                let _ = write!(
-                    s,
-                    "{{\"uuid\":\"{}\",\"event\":\"{}\",\"distinct_id\":\"u{}\",\"timestamp\":\"{}\",\"properties\":{}}}",
-                    e.uuid, e.name, e.user, rfc(e.ts), e.props
-                );
-            }
-            s.push_str("]}");
-            Upload { bearer: None, body: s, points: chunk.len() }
-        })
-        .collect();
-    (native, posthog)
+                s.push_str("]}");
+                Upload { bearer: bearer.map(str::to_string), body: s, points: chunk.len() }
+            })
+            .collect()
+    };
+    let (first, second) = events.split_at(events.len() / 2);
+    (
+        bodies(first, "{\"events\":[", "name", Some(key)),
+        bodies(
+            second,
+            &format!("{{\"api_key\":\"{write_key}\",\"batch\":["),
+            "event",
+            None,
+        ),
+    )
 }
 
 async fn run_vitals(run: &Run<'_>, res: &mut EventResults) -> anyhow::Result<()> {

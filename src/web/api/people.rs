@@ -18,7 +18,6 @@ use crate::store::StoreError;
 use crate::store::events::cohorts::{
     self as sql, CohortFilter, PersonCursor, PersonQuery, PersonRow,
 };
-use crate::store::meta::audit;
 use crate::store::meta::cohorts::{self as store, CohortRow};
 use crate::web::api::analytics::time_text;
 use crate::web::api::{json_body, parse_query};
@@ -29,10 +28,6 @@ use crate::web::error::ApiError;
 pub const MAX_PERSONS_PER_PAGE: usize = 500;
 const DEFAULT_PERSONS_PER_PAGE: usize = 100;
 const MAX_SEARCH_CHARS: usize = 200;
-
-fn actor(auth: &ApiKeyAuth) -> String {
-    format!("apikey:{}", auth.key.prefix)
-}
 
 fn invalid((field, reason): (String, String)) -> ApiError {
     ApiError::new(
@@ -95,26 +90,22 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Scope::Write)?;
     let input = parse_input(&headers, body)?;
-    let (org_id, who) = (auth.org.id, actor(&auth));
+    let who = auth.actor();
     let definition = input.def.to_json().to_string();
-    let id = app
-        .meta
-        .call(move |c| {
-            let tx = c.unchecked_transaction()?;
+    let id = auth
+        .record(&app, "cohort.create", move |tx, org_id| {
             let id = store::create(
-                &tx,
+                tx,
                 org_id,
                 &input.name,
                 &input.description,
                 &definition,
                 &who,
             )?;
-            audit::record(&tx, Some(org_id), &who, "cohort.create", &input.name, "")?;
-            tx.commit()?;
-            Ok(id)
+            Ok((id, input.name))
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(one(&app, org_id, id).await?)))
+    Ok((StatusCode::CREATED, Json(one(&app, auth.org.id, id).await?)))
 }
 
 async fn one(app: &App, org_id: i64, id: i64) -> Result<Value, ApiError> {
@@ -150,25 +141,13 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Write)?;
     let input = parse_input(&headers, body)?;
-    let (org_id, who) = (auth.org.id, actor(&auth));
     let definition = input.def.to_json().to_string();
-    app.meta
-        .call(move |c| {
-            let tx = c.unchecked_transaction()?;
-            store::update(
-                &tx,
-                org_id,
-                id,
-                &input.name,
-                &input.description,
-                &definition,
-            )?;
-            audit::record(&tx, Some(org_id), &who, "cohort.update", &input.name, "")?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
-    Ok(Json(one(&app, org_id, id).await?))
+    auth.record(&app, "cohort.update", move |tx, org_id| {
+        store::update(tx, org_id, id, &input.name, &input.description, &definition)?;
+        Ok(((), input.name))
+    })
+    .await?;
+    Ok(Json(one(&app, auth.org.id, id).await?))
 }
 
 /// `DELETE /api/v1/cohorts/{id}` (write scope): 204.
@@ -178,17 +157,12 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::Write)?;
-    let (org_id, who) = (auth.org.id, actor(&auth));
-    app.meta
-        .call(move |c| {
-            let tx = c.unchecked_transaction()?;
-            let row = store::get(&tx, org_id, id)?;
-            store::delete(&tx, org_id, id)?;
-            audit::record(&tx, Some(org_id), &who, "cohort.delete", &row.name, "")?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    auth.record(&app, "cohort.delete", move |tx, org_id| {
+        let row = store::get(tx, org_id, id)?;
+        store::delete(tx, org_id, id)?;
+        Ok(((), row.name))
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

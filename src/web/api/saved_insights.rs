@@ -13,17 +13,12 @@ use crate::app::App;
 use crate::domain::roles::Scope;
 use crate::domain::saved_insights::{self, InsightKind, SavedInsightInput};
 use crate::store::StoreError;
-use crate::store::meta::audit;
 use crate::store::meta::orgs::Org;
 use crate::store::meta::saved_insights::{self as store, SavedInsightFields, SavedInsightRow};
 use crate::web::api::analytics::{answer, resolve_cohort, time_text};
 use crate::web::api::json_body;
 use crate::web::auth::ApiKeyAuth;
 use crate::web::error::ApiError;
-
-fn actor(auth: &ApiKeyAuth) -> String {
-    format!("apikey:{}", auth.key.prefix)
-}
 
 fn invalid((field, reason): (String, String)) -> ApiError {
     ApiError::new(
@@ -68,6 +63,31 @@ pub async fn parse_input(
     Ok(input)
 }
 
+/// A checked saved insight as the store keeps it (the question as JSON text).
+pub struct StoredForm {
+    input: SavedInsightInput,
+    query: String,
+}
+
+impl StoredForm {
+    pub fn as_fields(&self) -> SavedInsightFields<'_> {
+        SavedInsightFields {
+            name: &self.input.name,
+            description: &self.input.description,
+            kind: self.input.kind.as_str(),
+            query: &self.query,
+            last_days: self.input.last_days,
+        }
+    }
+}
+
+pub fn fields_of(input: &SavedInsightInput) -> StoredForm {
+    StoredForm {
+        input: input.clone(),
+        query: input.query.to_string(),
+    }
+}
+
 /// The question a saved insight asks now: its rolling range turned into from / to.
 pub fn question_now(row: &SavedInsightRow) -> Result<(InsightKind, Value), ApiError> {
     let kind = InsightKind::parse(&row.kind)
@@ -110,25 +130,12 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Scope::Write)?;
     let body = json_body(&headers, body)?;
-    let (org_id, who) = (auth.org.id, actor(&auth));
-    let input = parse_input(&app, org_id, &body).await?;
-    let row = app
-        .meta
-        .call(move |c| {
-            let tx = c.unchecked_transaction()?;
-            let query = input.query.to_string();
-            let fields = SavedInsightFields {
-                name: &input.name,
-                description: &input.description,
-                kind: input.kind.as_str(),
-                query: &query,
-                last_days: input.last_days,
-            };
-            let id = store::create(&tx, org_id, &fields, &who)?;
-            audit::record(&tx, Some(org_id), &who, "insight.save", &input.name, "")?;
-            let row = store::get(&tx, org_id, id)?;
-            tx.commit()?;
-            Ok(row)
+    let input = parse_input(&app, auth.org.id, &body).await?;
+    let who = auth.actor();
+    let row = auth
+        .record(&app, "insight.save", move |tx, org_id| {
+            let id = store::create(tx, org_id, &fields_of(&input).as_fields(), &who)?;
+            Ok((store::get(tx, org_id, id)?, input.name))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(saved_json(&row))))
@@ -171,25 +178,11 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Write)?;
     let body = json_body(&headers, body)?;
-    let (org_id, who) = (auth.org.id, actor(&auth));
-    let input = parse_input(&app, org_id, &body).await?;
-    let row = app
-        .meta
-        .call(move |c| {
-            let tx = c.unchecked_transaction()?;
-            let query = input.query.to_string();
-            let fields = SavedInsightFields {
-                name: &input.name,
-                description: &input.description,
-                kind: input.kind.as_str(),
-                query: &query,
-                last_days: input.last_days,
-            };
-            store::update(&tx, org_id, id, &fields)?;
-            audit::record(&tx, Some(org_id), &who, "insight.update", &input.name, "")?;
-            let row = store::get(&tx, org_id, id)?;
-            tx.commit()?;
-            Ok(row)
+    let input = parse_input(&app, auth.org.id, &body).await?;
+    let row = auth
+        .record(&app, "insight.update", move |tx, org_id| {
+            store::update(tx, org_id, id, &fields_of(&input).as_fields())?;
+            Ok((store::get(tx, org_id, id)?, input.name))
         })
         .await?;
     Ok(Json(saved_json(&row)))
@@ -202,16 +195,11 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::Write)?;
-    let (org_id, who) = (auth.org.id, actor(&auth));
-    app.meta
-        .call(move |c| {
-            let tx = c.unchecked_transaction()?;
-            let row = store::get(&tx, org_id, id)?;
-            store::delete(&tx, org_id, id)?;
-            audit::record(&tx, Some(org_id), &who, "insight.delete", &row.name, "")?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    auth.record(&app, "insight.delete", move |tx, org_id| {
+        let row = store::get(tx, org_id, id)?;
+        store::delete(tx, org_id, id)?;
+        Ok(((), row.name))
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

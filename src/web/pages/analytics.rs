@@ -750,16 +750,9 @@ pub async fn save_insight(
     let who = m.actor();
     let id = form
         .record(&app, "insight.save", move |tx, org_id| {
-            let query = input.query.to_string();
-            let fields = meta_saved::SavedInsightFields {
-                name: &input.name,
-                description: &input.description,
-                kind: input.kind.as_str(),
-                query: &query,
-                last_days: input.last_days,
-            };
-            let id = meta_saved::create(tx, org_id, &fields, &who)?;
-            Ok((id, input.name.clone()))
+            let fields = crate::web::api::saved_insights::fields_of(&input);
+            let id = meta_saved::create(tx, org_id, &fields.as_fields(), &who)?;
+            Ok((id, input.name))
         })
         .await?;
     form.done(&format!("analytics?insight={id}"))
