@@ -2,6 +2,9 @@
 //! funnels and retention fetch the few columns they need per unit (person or session) and
 //! leave the walk to `domain::analytics`. Every call takes the org.
 
+use arrow::array::{Array, Int32Array, Int64Array, StringArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use duckdb::types::{TimeUnit, Value};
 
@@ -205,21 +208,51 @@ pub fn funnel_events(
           ORDER BY unit, e.ts, steps DESC"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(duckdb::params_from_iter(params))?;
+    // Read as Arrow batches: a row-by-row read converts every value and allocates every
+    // unit's text again (most of a large funnel's time); here a unit's text is copied once.
     let mut out: Vec<(String, Vec<FunnelEvent>)> = Vec::new();
-    while let Some(r) = rows.next()? {
-        let unit: String = r.get(0)?;
-        let event = FunnelEvent {
-            ts_micros: r.get(1)?,
-            steps: r.get::<_, i32>(2)? as u16,
-            breakdown: r.get(3)?,
-        };
-        match out.last_mut() {
-            Some((u, list)) if *u == unit => list.push(event),
-            _ => out.push((unit, vec![event])),
+    for batch in stmt.query_arrow(duckdb::params_from_iter(params))? {
+        let units = text_column(&batch, 0)?;
+        let ts = int64_column(&batch, 1)?;
+        let steps = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .ok_or_else(|| StoreError::internal("funnel steps column"))?;
+        let breakdowns = text_column(&batch, 3)?;
+        for i in 0..batch.num_rows() {
+            let unit = units.value(i);
+            let event = FunnelEvent {
+                ts_micros: ts.value(i),
+                steps: steps.value(i) as u16,
+                breakdown: (!breakdowns.is_null(i)).then(|| breakdowns.value(i).to_string()),
+            };
+            match out.last_mut() {
+                Some((u, list)) if u == unit => list.push(event),
+                _ => out.push((unit.to_string(), vec![event])),
+            }
         }
     }
     Ok(out)
+}
+
+/// Column `i` of a result batch as text (DuckDB hands VARCHAR over as Utf8).
+fn text_column(batch: &RecordBatch, i: usize) -> Result<StringArray, StoreError> {
+    let column =
+        arrow::compute::cast(batch.column(i), &DataType::Utf8).map_err(StoreError::internal)?;
+    column
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| StoreError::internal("a text column of a result"))
+}
+
+fn int64_column(batch: &RecordBatch, i: usize) -> Result<&Int64Array, StoreError> {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| StoreError::internal("an integer column of a result"))
 }
 
 /// (person, bucket key) pairs: the cohorts of a retention (a person's first-ever target event
@@ -259,10 +292,13 @@ pub fn retention_pairs(
         )
     };
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for batch in stmt.query_arrow(duckdb::params_from_iter(params))? {
+        let persons = text_column(&batch, 0)?;
+        let buckets = int64_column(&batch, 1)?;
+        out.extend((0..batch.num_rows()).map(|i| (persons.value(i).to_string(), buckets.value(i))));
+    }
+    Ok(out)
 }
 
 /// API analytics' figures for one route (or all of them): requests, 4xx and 5xx answers, and
