@@ -246,12 +246,7 @@ pub async fn retention(
             let periods = timebucket::bucket_starts(tz, req.period, from, to);
             let index = bucket_index(&periods);
             let bucketing = calendar(tz, req.period, from, to);
-            let to_index = |pairs: Vec<(String, i64)>| -> Vec<(String, usize)> {
-                pairs
-                    .into_iter()
-                    .filter_map(|(p, key)| index.get(&key).map(|i| (p, *i)))
-                    .collect()
-            };
+            let to_index = |pairs| at_positions(pairs, &index);
             let first_time = req.kind == RetentionKind::FirstTime;
             let cohorts = to_index(sql::retention_pairs(
                 c,
@@ -314,15 +309,21 @@ pub async fn stickiness(
                 &req.event,
                 false,
             )?;
-            let active: Vec<(String, usize)> = pairs
-                .into_iter()
-                .filter_map(|(p, k)| index.get(&k).map(|i| (p, *i)))
-                .collect();
+            let active = at_positions(pairs, &index);
             Ok(StickinessAnswer {
                 users: analytics::stickiness(&active, periods.len()),
             })
         })
         .await
+}
+
+/// (person, bucket key) pairs as (person, bucket position), leaving out keys outside the
+/// calendar.
+fn at_positions(pairs: Vec<(String, i64)>, index: &HashMap<i64, usize>) -> Vec<(String, usize)> {
+    pairs
+        .into_iter()
+        .filter_map(|(p, key)| index.get(&key).map(|i| (p, *i)))
+        .collect()
 }
 
 /// Bucket key (the local wall-clock start, as the store's bucketing gives it) → position.
@@ -366,12 +367,7 @@ pub async fn lifecycle(
             let all = timebucket::bucket_starts(tz, req.interval, before, to);
             let index = bucket_index(&all);
             let bucketing = calendar(tz, req.interval, before, to);
-            let to_index = |pairs: Vec<(String, i64)>| -> Vec<(String, usize)> {
-                pairs
-                    .into_iter()
-                    .filter_map(|(p, k)| index.get(&k).map(|i| (p, *i)))
-                    .collect()
-            };
+            let to_index = |pairs| at_positions(pairs, &index);
             let active = to_index(sql::retention_pairs(
                 c, audience, before, to, &bucketing, &req.event, false,
             )?);

@@ -44,16 +44,7 @@ pub fn create(
     definition: &str,
     created_by: &str,
 ) -> Result<i64, StoreError> {
-    let count: i64 = conn.query_row(
-        "SELECT count(*) FROM cohorts WHERE org_id = ?",
-        [org_id],
-        |r| r.get(0),
-    )?;
-    if count >= MAX_PER_ORG {
-        return Err(StoreError::Conflict(format!(
-            "an organisation keeps at most {MAX_PER_ORG} cohorts"
-        )));
-    }
+    super::ensure_room(conn, "cohorts", org_id, MAX_PER_ORG, "cohorts")?;
     let now = now_secs();
     conn.execute(
         "INSERT INTO cohorts (org_id, name, description, definition, created_by, created_at, updated_at)

@@ -480,6 +480,28 @@ pub(crate) fn unique_conflict(e: rusqlite::Error, message: &str) -> StoreError {
     }
 }
 
+/// Refuses (409) a new row of `table` once the org holds `max` of them ("an organisation
+/// keeps at most {max} {what}").
+pub(crate) fn ensure_room(
+    conn: &Connection,
+    table: &str,
+    org_id: i64,
+    max: i64,
+    what: &str,
+) -> Result<(), StoreError> {
+    let count: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM {table} WHERE org_id = ?"),
+        [org_id],
+        |r| r.get(0),
+    )?;
+    if count >= max {
+        return Err(StoreError::Conflict(format!(
+            "an organisation keeps at most {max} {what}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) trait OptionalRow<T> {
     fn found(self) -> Result<T, StoreError>;
 }

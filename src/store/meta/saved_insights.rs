@@ -54,16 +54,13 @@ pub fn create(
     fields: &SavedInsightFields,
     created_by: &str,
 ) -> Result<i64, StoreError> {
-    let count: i64 = conn.query_row(
-        "SELECT count(*) FROM saved_insights WHERE org_id = ?",
-        [org_id],
-        |r| r.get(0),
+    super::ensure_room(
+        conn,
+        "saved_insights",
+        org_id,
+        MAX_PER_ORG,
+        "saved insights",
     )?;
-    if count >= MAX_PER_ORG {
-        return Err(StoreError::Conflict(format!(
-            "an organisation keeps at most {MAX_PER_ORG} saved insights"
-        )));
-    }
     let now = now_secs();
     conn.execute(
         "INSERT INTO saved_insights
