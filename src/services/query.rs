@@ -139,6 +139,37 @@ fn dense_points(
         .collect()
 }
 
+/// Whether a read may reuse a memoised result (the org's data unchanged since, see
+/// [`metrics::MetricStore::read_memo`]) or must be computed now (`Cache-Control: no-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    Memo,
+    Fresh,
+}
+
+/// How long a memoised overview or card read is reused at most even without a write: the
+/// current period ends "now", so a point stamped a little in the future (allowed up to
+/// `ingest.max_future_secs`) joins the period at most this late.
+const MEMO_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `f` as a memoised read under `key`, or directly when the caller wants it fresh.
+async fn read_reusing<R, F>(
+    app: &App,
+    reuse: Reuse,
+    org_id: i64,
+    key: String,
+    f: F,
+) -> Result<std::sync::Arc<R>, StoreError>
+where
+    R: Send + Sync + 'static,
+    F: FnOnce(&duckdb::Connection) -> Result<R, StoreError> + Send + 'static,
+{
+    match reuse {
+        Reuse::Memo => app.metrics.read_memo(org_id, key, MEMO_MAX_AGE, f).await,
+        Reuse::Fresh => Ok(std::sync::Arc::new(app.metrics.read(f).await?)),
+    }
+}
+
 /// One metric of the overview read model: its latest value and its bucketed series.
 #[derive(Debug, Clone)]
 pub struct OverviewMetric {
@@ -153,10 +184,10 @@ pub async fn overview(
     app: &App,
     org: &Org,
     defs: Vec<MetricDef>,
-    from_micros: i64,
-    to_micros: i64,
+    (from_micros, to_micros): (i64, i64),
     bucket: Bucket,
     agg: Option<Aggregation>,
+    reuse: Reuse,
 ) -> Result<Vec<OverviewMetric>, StoreError> {
     let tz = org_tz(org);
     let query = AggregateQuery {
@@ -172,13 +203,15 @@ pub async fn overview(
         group_by: None,
     };
     let org_id = org.id;
-    let (rows, mut latest) = app
-        .metrics
-        .read(move |c| Ok((metrics::aggregate(c, &query)?, metrics::latest(c, org_id)?)))
-        .await?;
+    let key = format!("overview {from_micros} {to_micros} {bucket:?} {tz}");
+    let read = read_reusing(app, reuse, org_id, key, move |c| {
+        Ok((metrics::aggregate(c, &query)?, metrics::latest(c, org_id)?))
+    })
+    .await?;
+    let (rows, latest) = &*read;
     let buckets = buckets_off_runtime(tz, bucket, from_micros, to_micros).await?;
     let mut by_metric: HashMap<&str, HashMap<i64, &AggRow>> = HashMap::new();
-    for r in &rows {
+    for r in rows {
         by_metric
             .entry(r.metric.as_str())
             .or_default()
@@ -191,7 +224,7 @@ pub async fn overview(
             let rows = by_metric.get(def.key.as_str()).unwrap_or(&none);
             OverviewMetric {
                 points: dense_points(tz, &buckets, rows, agg.unwrap_or(def.aggregation)),
-                latest: latest.remove(&def.key),
+                latest: latest.get(&def.key).cloned(),
                 def,
             }
         })
@@ -358,6 +391,7 @@ pub async fn cards(
     defs: Vec<MetricDef>,
     range: Range,
     now_micros: i64,
+    reuse: Reuse,
 ) -> Result<Vec<Card>, StoreError> {
     let tz = org_tz(org);
     let (prev_start, start, end) = periods(tz, range, now_micros);
@@ -378,23 +412,27 @@ pub async fn cards(
         filters: Vec::new(),
         group_by: None,
     };
+    // The key leaves out the end ("now"): see MEMO_MAX_AGE.
+    let key = format!(
+        "cards {} {prev_start} {start} {only:?} {tz}",
+        range.as_str()
+    );
     let period_query = period_query(org.id, only, prev_start, start, end);
-    let (spark_rows, period_rows) = app
-        .metrics
-        .read(move |c| {
-            Ok((
-                metrics::aggregate(c, &spark_query)?,
-                metrics::aggregate(c, &period_query)?,
-            ))
-        })
-        .await?;
+    let read = read_reusing(app, reuse, org.id, key, move |c| {
+        Ok((
+            metrics::aggregate(c, &spark_query)?,
+            metrics::aggregate(c, &period_query)?,
+        ))
+    })
+    .await?;
+    let (spark_rows, period_rows) = &*read;
     let buckets = timebucket::bucket_starts(tz, range.bucket(), start, end);
     let mut by_metric: HashMap<&str, Vec<&AggRow>> = HashMap::new();
-    for r in &spark_rows {
+    for r in spark_rows {
         by_metric.entry(r.metric.as_str()).or_default().push(r);
     }
     let mut periods: HashMap<(&str, i64), &AggRow> = HashMap::new();
-    for r in &period_rows {
+    for r in period_rows {
         periods.insert((r.metric.as_str(), r.bucket), r);
     }
     Ok(defs

@@ -144,6 +144,7 @@ pub fn router(services: Services) -> Router {
     Router::new()
         .route("/", get(pages::session::home))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .route("/hooks/{token}", post(api::metrics::inbound_hook))
         .route(
             "/hooks/stripe/{id}",
@@ -362,7 +363,7 @@ pub fn router(services: Services) -> Router {
                         .get::<MatchedPath>()
                         .map(|p| p.as_str().to_string())
                         .unwrap_or_default();
-                    if route == "/healthz" {
+                    if route == "/healthz" || route == "/livez" {
                         tracing::debug_span!("request", method = %req.method(), route)
                     } else {
                         tracing::info_span!("request", method = %req.method(), route)
@@ -469,6 +470,13 @@ async fn security_headers(hsts: bool, req: Request, next: Next) -> Response {
         );
     }
     response
+}
+
+/// `GET /livez`: the process is up and its runtime answers. Touches no store, so a probe
+/// polled every second costs nothing and does not queue behind a busy DuckDB reader pool; use
+/// `/healthz` to check the stores.
+async fn livez() -> Response {
+    axum::Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") })).into_response()
 }
 
 /// `GET /healthz`: touches both databases.

@@ -1078,6 +1078,10 @@ async fn pages_render_data_without_javascript() {
         (health["sqlite"].as_str(), health["duckdb"].as_str()),
         (Some("ok"), Some("ok"))
     );
+    // Liveness answers without the stores.
+    let (status, live) = get_json(&server, "", "/livez").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(live["status"].as_str(), Some("alive"));
     server.stop().await;
 }
 

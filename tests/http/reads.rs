@@ -235,3 +235,79 @@ async fn group_by_reads_the_named_key_only_and_groups_points_without_it_as_empty
     );
     server.stop().await;
 }
+
+/// The overview is memoised per org until that org's next write, and a memo never outlives
+/// an acknowledged write or crosses orgs. Alpha stores revenue 100 (eu) and 40 (us) on May 1;
+/// its overview says 140 for the day. Beta then writes 9000 for the same day: Alpha's answer
+/// stays 140 and Beta's is 9000 (same question, so the same memo key but another org).
+/// Alpha re-sends eu as 300: the very next read says 340 (300 + 40), the latest value too.
+/// `Cache-Control: no-cache` computes afresh and answers the same JSON as the memo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_memo_ends_with_the_orgs_next_write_and_never_crosses_orgs() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read", "write"]).await;
+    let q = "/api/v1/overview?from=2026-05-01&to=2026-05-02&bucket=day&agg=sum";
+    let revenue_day = |ov: &Value| {
+        let m = ov["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == "revenue")
+            .cloned()
+            .unwrap();
+        (
+            m["points"][0]["value"].as_f64(),
+            m["latest"]["value"].as_f64(),
+        )
+    };
+    let (status, _) = post_points(
+        &server,
+        &key_a,
+        &json!([
+            p("revenue", "2026-05-01T08:00:00Z", 100.0, "eu"),
+            p("revenue", "2026-05-01T08:00:00Z", 40.0, "us"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, first) = get_json(&server, &key_a, q).await;
+    assert_eq!(revenue_day(&first), (Some(140.0), Some(140.0)));
+
+    let (status, _) = post_points(
+        &server,
+        &key_b,
+        &json!([p("revenue", "2026-05-01T08:00:00Z", 9000.0, "eu")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = get_json(&server, &key_a, q).await;
+    assert_eq!(again, first);
+    let (_, beta) = get_json(&server, &key_b, q).await;
+    assert_eq!(revenue_day(&beta), (Some(9000.0), Some(9000.0)));
+
+    let (status, _) = post_points(
+        &server,
+        &key_a,
+        &json!([p("revenue", "2026-05-01T08:00:00Z", 300.0, "eu")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = get_json(&server, &key_a, q).await;
+    assert_eq!(revenue_day(&after), (Some(340.0), Some(340.0)));
+
+    let fresh: Value = reqwest::Client::new()
+        .get(server.url(q))
+        .bearer_auth(&key_a)
+        .header("cache-control", "no-cache")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fresh, after);
+    server.stop().await;
+}

@@ -237,6 +237,9 @@ pub struct ApiClient {
     pub base: String,
     pub key: String,
     pub metric: String,
+    /// Ask with `Cache-Control: no-cache`: Vitals computes the answer instead of reusing its
+    /// memo of the org's unchanged data.
+    pub fresh: bool,
 }
 
 impl ApiClient {
@@ -264,6 +267,7 @@ impl ApiClient {
             base: base.to_string(),
             key: fleet.orgs[q.org].2.clone(),
             metric: Spec::metric_key(q.metric),
+            fresh: false,
         })
     }
 
@@ -301,6 +305,11 @@ impl ApiClient {
             self.session.get(&url)
         } else {
             self.client.get(&url).bearer_auth(&self.key)
+        };
+        let request = if self.fresh {
+            request.header("cache-control", "no-cache")
+        } else {
+            request
         };
         let r = request.send().await?;
         let status = r.status();

@@ -59,8 +59,17 @@ pub(crate) async fn ingest_body(
     };
     let points = app
         .parse_work(move || {
-            let body = parse_json(&body)?;
-            ingest::parse_batch(&body, |k| known.contains(k), &limits).map_err(batch_error)
+            ingest::parse_batch_bytes(&body, |k| known.contains(k), &limits).map_err(|e| match e {
+                Some(e) => batch_error(e),
+                // Not JSON: the same answer as every other JSON input.
+                None => parse_json(&body).err().unwrap_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        "the body is not valid JSON",
+                    )
+                }),
+            })
         })
         .await??;
     let (stored, touched) = app.store_points(org_id, points).await?;

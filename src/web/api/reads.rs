@@ -160,11 +160,33 @@ pub fn check_bucket_count(params: &ReadParams) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A memoised answer serves unless the request says `Cache-Control: no-cache` (or `no-store`):
+/// then it is computed now. Both give the same numbers; a memo lives until the org's next write.
+fn reuse_of(headers: &axum::http::HeaderMap) -> query::Reuse {
+    let fresh = headers
+        .get_all(axum::http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            matches!(
+                d.trim().to_ascii_lowercase().as_str(),
+                "no-cache" | "no-store"
+            )
+        });
+    if fresh {
+        query::Reuse::Fresh
+    } else {
+        query::Reuse::Memo
+    }
+}
+
 /// `GET /api/v1/overview?from&to&bucket&agg`: every metric of the org with its latest value and
 /// its bucketed series, in one request (what a dashboard or a report reads).
 pub async fn overview(
     State(app): State<App>,
     auth: ApiKeyAuth,
+    headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
@@ -186,10 +208,10 @@ pub async fn overview(
         &app,
         &org,
         defs,
-        params.from,
-        params.to,
+        (params.from, params.to),
         params.bucket,
         params.agg,
+        reuse_of(&headers),
     )
     .await?;
     let items: Vec<Value> = metrics

@@ -189,7 +189,15 @@ pub async fn metric_detail(
     let now = chrono::Utc::now().timestamp_micros();
     let tz = query::org_tz(&m.org);
     let (_, start, end) = query::periods(tz, range, now);
-    let cards = query::cards(&app, &m.org, vec![def.clone()], range, now).await?;
+    let cards = query::cards(
+        &app,
+        &m.org,
+        vec![def.clone()],
+        range,
+        now,
+        query::Reuse::Memo,
+    )
+    .await?;
     let card = card_view(
         cards.first().ok_or(PageError::NotFound)?,
         &m.org.slug,

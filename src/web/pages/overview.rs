@@ -193,6 +193,7 @@ async fn categories(
         catalog,
         range,
         chrono::Utc::now().timestamp_micros(),
+        query::Reuse::Memo,
     )
     .await?;
     let has_data = cards
@@ -278,6 +279,7 @@ pub async fn card(
         vec![def],
         range,
         chrono::Utc::now().timestamp_micros(),
+        query::Reuse::Memo,
     )
     .await?;
     let card = cards.first().ok_or(PageError::NotFound)?;

@@ -19,12 +19,15 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use crate::domain::catalog::Aggregation;
-use crate::domain::ingest::{Point, encode_dim_value, encode_dims};
+use crate::domain::ingest::{Point, encode_dim_value};
 use crate::domain::timebucket::{Bucket, OffsetSegment};
 
+mod memo;
+mod writer;
+
+use memo::{Memo, MemoValue};
+
 const SCHEMA_VERSION: i64 = 4;
-/// Largest group of points committed in one transaction.
-const MAX_GROUP_POINTS: usize = 250_000;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the points table. No index or key on purpose: ART indexes cost unevictable memory and
@@ -65,6 +68,13 @@ struct Inner {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     base: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Reads on the blocking pool at once. Sixty-four pages asked together queue here instead
+    /// of opening sixty-four connections, each with its own buffers, on two cores.
+    read_permits: tokio::sync::Semaphore,
+    /// Each org's write generation: bumped by the writer after a commit and before the
+    /// acknowledgement, so a reader that saw the same generation before and after saw no write.
+    generations: Arc<Mutex<HashMap<i64, u64>>>,
+    memo: Mutex<Memo>,
 }
 
 pub struct StoreOptions {
@@ -114,9 +124,11 @@ impl MetricStore {
             "CREATE TEMP TABLE staging (org_id BIGINT, metric VARCHAR, ts TIMESTAMP, value DOUBLE, dims VARCHAR, seq BIGINT);",
         )?;
         let (tx, rx) = mpsc::channel();
+        let generations = Arc::new(Mutex::new(HashMap::new()));
+        let writer_generations = generations.clone();
         let handle = std::thread::Builder::new()
             .name("duckdb-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || writer::writer_loop(writer_conn, rx, &writer_generations))
             .map_err(StoreError::internal)?;
         Ok(MetricStore {
             inner: Arc::new(Inner {
@@ -124,6 +136,11 @@ impl MetricStore {
                 writer_thread: Mutex::new(Some(handle)),
                 base: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
+                read_permits: tokio::sync::Semaphore::new(
+                    (2 * options.threads).clamp(2, 64) as usize
+                ),
+                generations,
+                memo: Mutex::new(Memo::default()),
             }),
         })
     }
@@ -174,10 +191,60 @@ impl MetricStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(StoreError::internal)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.with_reader(f))
             .await
             .map_err(StoreError::internal)?
+    }
+
+    /// The org's write generation: it changes whenever a write for the org commits.
+    pub fn generation(&self, org_id: i64) -> u64 {
+        self.inner
+            .generations
+            .lock()
+            .map(|g| g.get(&org_id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// [`read`](Self::read), memoised: the result for `key` is reused until the org's next
+    /// committed write or until it is `max_age` old, whichever comes first. `key` must name
+    /// everything `f` reads besides the org's points (the question and its time range). The
+    /// generation is taken before the read, so a write landing during it only makes the
+    /// result stale sooner; a write acknowledged before the call is always seen.
+    pub async fn read_memo<R, F>(
+        &self,
+        org_id: i64,
+        key: String,
+        max_age: Duration,
+        f: F,
+    ) -> Result<Arc<R>, StoreError>
+    where
+        R: Send + Sync + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let generation = self.generation(org_id);
+        let cell = self
+            .inner
+            .memo
+            .lock()
+            .map_err(|_| StoreError::internal("memo lock poisoned"))?
+            .cell(org_id, key, generation, max_age);
+        let value = cell
+            .get_or_try_init(|| async {
+                let value: MemoValue = Arc::new(self.read(f).await?);
+                Ok::<_, StoreError>(value)
+            })
+            .await?;
+        value
+            .clone()
+            .downcast::<R>()
+            .map_err(|_| StoreError::internal("a memo key was reused for another type"))
     }
 
     /// A new connection to the same database instance (for another writer thread).
@@ -267,114 +334,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
-
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriterMsg>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        let mut queued: usize = group.iter().map(msg_len).sum();
-        while queued < MAX_GROUP_POINTS {
-            match rx.try_recv() {
-                Ok(m) => {
-                    queued += msg_len(&m);
-                    group.push(m);
-                }
-                Err(_) => break,
-            }
-        }
-        let jobs: Vec<(i64, Vec<Point>, Ack)> = group
-            .into_iter()
-            .map(
-                |WriterMsg::Write {
-                     org_id,
-                     points,
-                     ack,
-                 }| (org_id, points, ack),
-            )
-            .collect();
-        let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
-        match write_group(&conn, &all) {
-            Ok(()) => {
-                for (_, points, ack) in jobs {
-                    let _ = ack.send(Ok(points.len()));
-                }
-            }
-            Err(e) if jobs.len() == 1 => {
-                tracing::error!(error = %e, "metric write failed");
-                for (_, _, ack) in jobs {
-                    let _ = ack.send(Err(StoreError::Internal(e.to_string())));
-                }
-            }
-            Err(_) => {
-                // One bad job must not fail the others: retry each on its own.
-                for (org_id, points, ack) in jobs {
-                    let result = write_group(&conn, &[(org_id, &points)]).map(|()| points.len());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "metric write failed");
-                    }
-                    let _ = ack.send(result);
-                }
-            }
-        }
-    }
-    if let Err(e) = conn.execute_batch("CHECKPOINT;") {
-        tracing::error!(error = %e, "checkpoint on shutdown failed; the WAL will be replayed at next start");
-    }
-}
-
-fn msg_len(m: &WriterMsg) -> usize {
-    match m {
-        WriterMsg::Write { points, .. } => points.len(),
-    }
-}
-
-/// Writes every job in one transaction: stage, delete the rows the staged points replace,
-/// insert the staged points (the latest staged copy of each key wins).
-fn write_group(conn: &Connection, jobs: &[(i64, &[Point])]) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN TRANSACTION;")?;
-    let result = (|| -> Result<(), StoreError> {
-        {
-            let mut app = conn.appender_to_catalog_and_db("staging", "temp", "main")?;
-            let mut seq: i64 = 0;
-            for (org_id, points) in jobs {
-                for p in *points {
-                    app.append_row(params![
-                        *org_id,
-                        p.metric.as_str(),
-                        ts_value(p.ts_micros),
-                        p.value,
-                        encode_dims(&p.dims),
-                        seq
-                    ])?;
-                    seq += 1;
-                }
-            }
-            app.flush()?;
-        }
-        conn.execute_batch(
-            "DELETE FROM points USING (SELECT DISTINCT org_id, metric, ts, dims FROM staging) s
-               WHERE points.org_id = s.org_id AND points.metric = s.metric
-                 AND points.ts = s.ts AND points.dims = s.dims;
-             INSERT INTO points
-               SELECT org_id, metric, ts, value, dims FROM staging
-               QUALIFY row_number() OVER (PARTITION BY org_id, metric, ts, dims ORDER BY seq DESC) = 1
-               ORDER BY org_id, metric, ts;
-             DELETE FROM staging;",
-        )?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            conn.execute_batch("COMMIT;")?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK;");
-            let _ = conn.execute_batch("DELETE FROM staging;");
-            Err(e)
-        }
-    }
-}
-
 /// How rows are put into buckets.
 #[derive(Debug, Clone)]
 pub enum Bucketing {
