@@ -27,6 +27,24 @@ impl StoreError {
     }
 }
 
+/// Stops a writer thread: drops its queue's sender (the thread finishes what is queued and
+/// leaves its loop), then waits for it. Safe to call more than once.
+pub(crate) fn stop_writer<T>(
+    sender: &std::sync::Mutex<Option<T>>,
+    thread: &std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    name: &str,
+) {
+    if let Ok(mut s) = sender.lock() {
+        s.take();
+    }
+    let handle = thread.lock().ok().and_then(|mut h| h.take());
+    if let Some(handle) = handle
+        && handle.join().is_err()
+    {
+        tracing::error!("the {name} writer thread panicked");
+    }
+}
+
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }

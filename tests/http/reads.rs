@@ -250,6 +250,13 @@ async fn overview_memo_ends_with_the_orgs_next_write_and_never_crosses_orgs() {
     let key_a = api_key(&server, &a, &["read", "write"]).await;
     let key_b = api_key(&server, &b, &["read", "write"]).await;
     let q = "/api/v1/overview?from=2026-05-01&to=2026-05-02&bucket=day&agg=sum";
+    let store = |key: &str, points: &Value| {
+        let (server, key, points) = (&server, key.to_string(), points.clone());
+        async move {
+            let (status, body) = post_points(server, &key, &points).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
     let revenue_day = |ov: &Value| {
         let m = ov["metrics"]
             .as_array()
@@ -263,8 +270,7 @@ async fn overview_memo_ends_with_the_orgs_next_write_and_never_crosses_orgs() {
             m["latest"]["value"].as_f64(),
         )
     };
-    let (status, _) = post_points(
-        &server,
+    store(
         &key_a,
         &json!([
             p("revenue", "2026-05-01T08:00:00Z", 100.0, "eu"),
@@ -272,29 +278,24 @@ async fn overview_memo_ends_with_the_orgs_next_write_and_never_crosses_orgs() {
         ]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
     let (_, first) = get_json(&server, &key_a, q).await;
     assert_eq!(revenue_day(&first), (Some(140.0), Some(140.0)));
 
-    let (status, _) = post_points(
-        &server,
+    store(
         &key_b,
         &json!([p("revenue", "2026-05-01T08:00:00Z", 9000.0, "eu")]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
     let (_, again) = get_json(&server, &key_a, q).await;
     assert_eq!(again, first);
     let (_, beta) = get_json(&server, &key_b, q).await;
     assert_eq!(revenue_day(&beta), (Some(9000.0), Some(9000.0)));
 
-    let (status, _) = post_points(
-        &server,
+    store(
         &key_a,
         &json!([p("revenue", "2026-05-01T08:00:00Z", 300.0, "eu")]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
     let (_, after) = get_json(&server, &key_a, q).await;
     assert_eq!(revenue_day(&after), (Some(340.0), Some(340.0)));
 

@@ -209,20 +209,7 @@ impl EventStore {
     /// Stops the writer after it has committed everything queued. Safe to call more than once;
     /// call before the metric store's shutdown, which checkpoints the file.
     pub fn shutdown(&self) {
-        if let Ok(mut w) = self.inner.writer.lock() {
-            w.take();
-        }
-        let handle = self
-            .inner
-            .writer_thread
-            .lock()
-            .ok()
-            .and_then(|mut h| h.take());
-        if let Some(handle) = handle
-            && handle.join().is_err()
-        {
-            tracing::error!("the event writer thread panicked");
-        }
+        super::stop_writer(&self.inner.writer, &self.inner.writer_thread, "event");
     }
 }
 

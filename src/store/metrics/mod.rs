@@ -268,20 +268,7 @@ impl MetricStore {
     /// Stops the writer after it has committed everything queued, then checkpoints the WAL into
     /// the database file. Safe to call more than once.
     pub fn shutdown(&self) {
-        if let Ok(mut w) = self.inner.writer.lock() {
-            w.take();
-        }
-        let handle = self
-            .inner
-            .writer_thread
-            .lock()
-            .ok()
-            .and_then(|mut h| h.take());
-        if let Some(handle) = handle
-            && handle.join().is_err()
-        {
-            tracing::error!("the metric writer thread panicked");
-        }
+        super::stop_writer(&self.inner.writer, &self.inner.writer_thread, "metric");
     }
 }
 
