@@ -627,10 +627,7 @@ fn jobs_command(config: &Config) -> anyhow::Result<()> {
         "{:<16} {:<16} {:<26} {:>9} {:<8} {:<26} message",
         "job", "schedule", "last run", "duration", "outcome", "next run"
     );
-    for (name, expr) in [
-        ("score_recompute", &config.jobs.score_recompute),
-        ("housekeeping", &config.jobs.housekeeping),
-    ] {
+    for (name, expr) in config.jobs.schedules() {
         let schedule = crate::domain::schedule::parse_schedule(expr).map_err(anyhow::Error::msg)?;
         let last = meta
             .call_blocking(|c| crate::store::meta::job_runs::recent(c, name, 1))?

@@ -436,15 +436,9 @@ impl Config {
         if self.ingest.max_event_bytes < 1024 {
             return bad("ingest.max_event_bytes", "must be at least 1024".into());
         }
-        for (key, expr) in [
-            ("jobs.score_recompute", &self.jobs.score_recompute),
-            ("jobs.housekeeping", &self.jobs.housekeeping),
-            ("jobs.alert_evaluation", &self.jobs.alert_evaluation),
-            ("jobs.insights", &self.jobs.insights),
-            ("jobs.integration_sync", &self.jobs.integration_sync),
-        ] {
+        for (name, expr) in self.jobs.schedules() {
             if let Err(m) = crate::domain::schedule::parse_schedule(expr) {
-                return bad(key, m);
+                return bad(&format!("jobs.{name}"), m);
             }
         }
         for (key, value) in [

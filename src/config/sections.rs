@@ -53,6 +53,23 @@ pub struct JobsConfig {
     /// How often integrations are checked for a due pull (each has its own schedule, hourly by
     /// default, and "Sync now").
     pub integration_sync: String,
+    /// Rewrites each settled month of points in storage order (and again after late writes
+    /// into it), so one org's questions read few row groups and the file stays small.
+    pub compaction: String,
+}
+
+impl JobsConfig {
+    /// Every job's name and schedule, as the scheduler, `vitals jobs` and validation know them.
+    pub fn schedules(&self) -> [(&'static str, &String); 6] {
+        [
+            ("score_recompute", &self.score_recompute),
+            ("housekeeping", &self.housekeeping),
+            ("alert_evaluation", &self.alert_evaluation),
+            ("insights", &self.insights),
+            ("integration_sync", &self.integration_sync),
+            ("compaction", &self.compaction),
+        ]
+    }
 }
 
 impl Default for JobsConfig {
@@ -63,6 +80,7 @@ impl Default for JobsConfig {
             alert_evaluation: "*/15 * * * * *".into(),
             insights: "0 10 * * * *".into(),
             integration_sync: "0 */5 * * * *".into(),
+            compaction: "0 45 * * * *".into(),
         }
     }
 }

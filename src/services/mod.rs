@@ -88,6 +88,7 @@ impl Services {
         let alerting = services.alerting.clone();
         let insights = services.insights.clone();
         let integrations = services.integrations.clone();
+        let metrics = app.metrics.clone();
         vec![
             Job {
                 name: "score_recompute",
@@ -180,6 +181,26 @@ impl Services {
                 run: Arc::new(move || {
                     let integrations = integrations.clone();
                     Box::pin(async move { integrations.sync_all().await })
+                }),
+            },
+            Job {
+                name: "compaction",
+                schedule: parse_schedule(&config.compaction).ok().flatten(),
+                expression: config.compaction.clone(),
+                run: Arc::new(move || {
+                    let metrics = metrics.clone();
+                    Box::pin(async move {
+                        metrics
+                            .compact_settled(Utc::now().timestamp_micros())
+                            .await
+                            .map(|r| {
+                                format!(
+                                    "rewrote {} settled months ({} points) in storage order",
+                                    r.months, r.points
+                                )
+                            })
+                            .map_err(|e| e.to_string())
+                    })
                 }),
             },
         ]

@@ -223,7 +223,7 @@ pub async fn api_key(server: &impl Served, s: &Session, scopes: &[&str]) -> Stri
 }
 
 /// Creates a second org through the new-organisation form (the setup user is server admin).
-pub async fn create_org(server: &TestServer, s: &Session, name: &str, slug: &str) -> Session {
+pub async fn create_org(server: &impl Served, s: &Session, name: &str, slug: &str) -> Session {
     let token = csrf(&s.client, &server.url("/orgs/new")).await;
     let r = s
         .client
@@ -314,7 +314,7 @@ pub async fn post_api(
     send_json(server, key, reqwest::Method::POST, path, Some(body)).await
 }
 
-pub async fn post_points(server: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {
+pub async fn post_points(server: &impl Served, key: &str, body: &Value) -> (StatusCode, Value) {
     let r = Client::new()
         .post(server.url("/api/v1/metrics"))
         .bearer_auth(key)
@@ -326,7 +326,7 @@ pub async fn post_points(server: &TestServer, key: &str, body: &Value) -> (Statu
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-pub async fn get_json(server: &TestServer, key: &str, path: &str) -> (StatusCode, Value) {
+pub async fn get_json(server: &impl Served, key: &str, path: &str) -> (StatusCode, Value) {
     let r = Client::new()
         .get(server.url(path))
         .bearer_auth(key)

@@ -4,6 +4,7 @@ mod alerts;
 mod analytics;
 mod browser;
 mod common;
+mod compaction;
 mod events;
 mod hardening;
 mod hooks;

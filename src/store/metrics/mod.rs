@@ -22,12 +22,15 @@ use crate::domain::catalog::Aggregation;
 use crate::domain::ingest::{Point, encode_dim_value};
 use crate::domain::timebucket::{Bucket, OffsetSegment};
 
+mod compaction;
 mod memo;
 mod writer;
 
+pub use compaction::{CompactionReport, SETTLE_MICROS};
+
 use memo::{Memo, MemoValue};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the points table. No index or key on purpose: ART indexes cost unevictable memory and
@@ -45,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
     super::events::identity::MIGRATION,
     // 4: the event catalogue's property definitions.
     super::events::catalogue::MIGRATION,
+    // 5: the compaction log: which settled months are rewritten in storage order.
+    compaction::MIGRATION,
 ];
 
 /// Where the writer reports a write's outcome.
@@ -55,6 +60,12 @@ enum WriterMsg {
         org_id: i64,
         points: Vec<Point>,
         ack: Ack,
+    },
+    /// Rewrite the month starting at `month` (µs) in storage order; `now` is logged.
+    Compact {
+        month: i64,
+        now: i64,
+        ack: oneshot::Sender<Result<u64, StoreError>>,
     },
 }
 
@@ -152,6 +163,15 @@ impl MetricStore {
         points: Vec<Point>,
     ) -> Result<oneshot::Receiver<Result<usize, StoreError>>, StoreError> {
         let (ack, done) = oneshot::channel();
+        self.send(WriterMsg::Write {
+            org_id,
+            points,
+            ack,
+        })?;
+        Ok(done)
+    }
+
+    fn send(&self, msg: WriterMsg) -> Result<(), StoreError> {
         let guard = self
             .inner
             .writer
@@ -161,13 +181,8 @@ impl MetricStore {
             .as_ref()
             .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
         sender
-            .send(WriterMsg::Write {
-                org_id,
-                points,
-                ack,
-            })
-            .map_err(|_| StoreError::internal("the metric writer has stopped"))?;
-        Ok(done)
+            .send(msg)
+            .map_err(|_| StoreError::internal("the metric writer has stopped"))
     }
 
     /// Stores points durably; returns once they are committed. Points of one call are written
@@ -183,6 +198,28 @@ impl MetricStore {
         let done = self.enqueue(org_id, points)?;
         done.blocking_recv()
             .map_err(|_| StoreError::internal("the metric writer has stopped"))?
+    }
+
+    /// Compacts every settled month not yet (or no longer) in storage order, oldest first, one
+    /// month per turn of the writer so that ingest goes on between months.
+    pub async fn compact_settled(&self, now_micros: i64) -> Result<CompactionReport, StoreError> {
+        let due = self
+            .read(move |c| compaction::due_months(c, now_micros))
+            .await?;
+        let mut report = CompactionReport::default();
+        for month in due {
+            let (ack, done) = oneshot::channel();
+            self.send(WriterMsg::Compact {
+                month,
+                now: now_micros,
+                ack,
+            })?;
+            report.points += done
+                .await
+                .map_err(|_| StoreError::internal("the metric writer has stopped"))??;
+            report.months += 1;
+        }
+        Ok(report)
     }
 
     /// Runs a read on a pooled connection on the blocking thread pool.

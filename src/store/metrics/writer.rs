@@ -6,6 +6,7 @@ use std::sync::mpsc;
 
 use duckdb::{Connection, params};
 
+use super::compaction::{self, CompactedMonths};
 use super::{Ack, StoreError, WriterMsg, ts_value};
 use crate::domain::ingest::{Point, encode_dims};
 
@@ -25,74 +26,109 @@ pub(super) fn writer_loop(
             SeriesEnds::unknown()
         }
     };
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        let mut queued: usize = group.iter().map(msg_len).sum();
+    let mut months = match CompactedMonths::load(&conn) {
+        Ok(months) => months,
+        Err(e) => {
+            // Unknown compactions: nothing is marked dirty, so no month is compacted twice,
+            // and none needs to be for reads to stay right.
+            tracing::error!(error = %e, "cannot read the compaction log");
+            CompactedMonths::default()
+        }
+    };
+    let mut held: Option<WriterMsg> = None;
+    loop {
+        let first = match held.take() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        let (org_id, points, ack) = match first {
+            WriterMsg::Compact { month, now, ack } => {
+                let result = compaction::compact_month(&conn, &mut months, month, now);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, month, "compaction failed; the month is as it was");
+                }
+                let _ = ack.send(result);
+                continue;
+            }
+            WriterMsg::Write {
+                org_id,
+                points,
+                ack,
+            } => (org_id, points, ack),
+        };
+        let mut queued = points.len();
+        let mut jobs = vec![(org_id, points, ack)];
         while queued < MAX_GROUP_POINTS {
             match rx.try_recv() {
-                Ok(m) => {
-                    queued += msg_len(&m);
-                    group.push(m);
+                Ok(WriterMsg::Write {
+                    org_id,
+                    points,
+                    ack,
+                }) => {
+                    queued += points.len();
+                    jobs.push((org_id, points, ack));
+                }
+                Ok(other) => {
+                    held = Some(other);
+                    break;
                 }
                 Err(_) => break,
             }
         }
-        let jobs: Vec<(i64, Vec<Point>, Ack)> = group
-            .into_iter()
-            .map(
-                |WriterMsg::Write {
-                     org_id,
-                     points,
-                     ack,
-                 }| (org_id, points, ack),
-            )
-            .collect();
-        let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
-        let outcome = write_group(&conn, &all, &mut ends);
-        // Before any acknowledgement: a reader told "stored" must not be served an older memo.
-        // Every org of the group moves on, committed or not (a failed write only costs a
-        // recomputation).
-        if let Ok(mut g) = generations.lock() {
-            for (org_id, _, _) in &jobs {
-                *g.entry(*org_id).or_default() += 1;
-            }
-        }
-        match outcome {
-            Ok(_) => {
-                for (_, points, ack) in jobs {
-                    let _ = ack.send(Ok(points.len()));
-                }
-            }
-            Err(e) if jobs.len() == 1 => {
-                tracing::error!(error = %e, "metric write failed");
-                for (_, _, ack) in jobs {
-                    let _ = ack.send(Err(StoreError::Internal(e.to_string())));
-                }
-            }
-            Err(_) => {
-                // One bad job must not fail the others: retry each on its own.
-                for (org_id, points, ack) in jobs {
-                    let result =
-                        write_group(&conn, &[(org_id, &points)], &mut ends).map(|_| points.len());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "metric write failed");
-                    }
-                    if let Ok(mut g) = generations.lock() {
-                        *g.entry(org_id).or_default() += 1;
-                    }
-                    let _ = ack.send(result);
-                }
-            }
-        }
+        write_jobs(&conn, jobs, &mut ends, &mut months, generations);
     }
     if let Err(e) = conn.execute_batch("CHECKPOINT;") {
         tracing::error!(error = %e, "checkpoint on shutdown failed; the WAL will be replayed at next start");
     }
 }
 
-fn msg_len(m: &WriterMsg) -> usize {
-    match m {
-        WriterMsg::Write { points, .. } => points.len(),
+/// Commits a group of jobs together and acknowledges each; if the group fails, each job is
+/// retried on its own so one bad job does not fail the others.
+fn write_jobs(
+    conn: &Connection,
+    jobs: Vec<(i64, Vec<Point>, Ack)>,
+    ends: &mut SeriesEnds,
+    months: &mut CompactedMonths,
+    generations: &Mutex<HashMap<i64, u64>>,
+) {
+    let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
+    let outcome = write_group(conn, &all, ends, months);
+    // Before any acknowledgement: a reader told "stored" must not be served an older memo.
+    // Every org of the group moves on, committed or not (a failed write only costs a
+    // recomputation).
+    if let Ok(mut g) = generations.lock() {
+        for (org_id, _, _) in &jobs {
+            *g.entry(*org_id).or_default() += 1;
+        }
+    }
+    match outcome {
+        Ok(_) => {
+            for (_, points, ack) in jobs {
+                let _ = ack.send(Ok(points.len()));
+            }
+        }
+        Err(e) if jobs.len() == 1 => {
+            tracing::error!(error = %e, "metric write failed");
+            for (_, _, ack) in jobs {
+                let _ = ack.send(Err(StoreError::Internal(e.to_string())));
+            }
+        }
+        Err(_) => {
+            for (org_id, points, ack) in jobs {
+                let result =
+                    write_group(conn, &[(org_id, &points)], ends, months).map(|_| points.len());
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "metric write failed");
+                }
+                if let Ok(mut g) = generations.lock() {
+                    *g.entry(org_id).or_default() += 1;
+                }
+                let _ = ack.send(result);
+            }
+        }
     }
 }
 
@@ -142,18 +178,16 @@ impl SeriesEnds {
     }
 
     fn raise(&mut self, org_id: i64, metric: &str, dims: &str, ts: i64) {
-        let by_dims = self
-            .ends
-            .entry(org_id)
-            .or_default()
-            .entry(metric.to_string())
-            .or_default();
-        match by_dims.get_mut(dims) {
-            Some(end) => *end = (*end).max(ts),
-            None => {
-                by_dims.insert(dims.to_string(), ts);
-            }
+        let by_metric = self.ends.entry(org_id).or_default();
+        // A known series is raised in place: Strings are made only for one seen the first time.
+        if let Some(end) = by_metric.get_mut(metric).and_then(|d| d.get_mut(dims)) {
+            *end = (*end).max(ts);
+            return;
         }
+        by_metric
+            .entry(metric.to_string())
+            .or_default()
+            .insert(dims.to_string(), ts);
     }
 }
 
@@ -167,8 +201,13 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn same_series(&self, other: &Row) -> bool {
-        self.org_id == other.org_id && self.metric == other.metric && self.dims == other.dims
+    /// The order rows are stored in: org, then time, then series. A group of one org holds
+    /// every series over a stretch of time, so this order turns `ts` into runs (RLE) and keeps
+    /// `metric` and `dims` in small dictionaries; series-first order made `ts` a bit-packed
+    /// column that restarts at every series and took twice the space on disk (34.8 vs 15.7 MB
+    /// for 3.5 M bench points, DuckDB 1.2).
+    fn storage_key(&self) -> (i64, i64, &str, &str) {
+        (self.org_id, self.ts, self.metric, self.dims.as_str())
     }
 }
 
@@ -181,14 +220,16 @@ enum WritePath {
     Replace,
 }
 
-/// Writes every job in one transaction. Rows are sorted by series and time (which also lays
-/// them out for the zone maps); a group that is new on every series is appended directly,
-/// any other is staged, the rows it replaces deleted and the staged rows inserted (the latest
-/// staged copy of each key wins). `ends` moves on only after the commit.
+/// Writes every job in one transaction. Rows are sorted in storage order ([`Row::storage_key`],
+/// which also lays them out for the zone maps); a group that is new on every series (every
+/// row past its series' end, no key twice) is appended directly, any other is staged, the rows
+/// it replaces deleted and the staged rows inserted (the latest staged copy of each key wins).
+/// `ends` moves on only after the commit.
 fn write_group(
     conn: &Connection,
     jobs: &[(i64, &[Point])],
     ends: &mut SeriesEnds,
+    months: &mut CompactedMonths,
 ) -> Result<WritePath, StoreError> {
     let mut rows: Vec<Row> = jobs
         .iter()
@@ -202,40 +243,33 @@ fn write_group(
             })
         })
         .collect();
-    // Stable: copies of one key keep their arrival order, so the last sent stays last.
-    rows.sort_by(|a, b| {
-        (a.org_id, a.metric, a.dims.as_str(), a.ts).cmp(&(
-            b.org_id,
-            b.metric,
-            b.dims.as_str(),
-            b.ts,
-        ))
+    // Stable: copies of one key keep their arrival order, so the last sent stays last. Copies
+    // of one key are neighbours in this order.
+    rows.sort_by(|a, b| a.storage_key().cmp(&b.storage_key()));
+    let appendable = rows.iter().enumerate().all(|(i, r)| {
+        let repeats_previous = i
+            .checked_sub(1)
+            .is_some_and(|prev| rows[prev].storage_key() == r.storage_key());
+        !repeats_previous && ends.is_past_end(r.org_id, r.metric, &r.dims, r.ts)
     });
-    let appendable = rows
-        .iter()
-        .enumerate()
-        .all(|(i, r)| match i.checked_sub(1) {
-            Some(prev) if rows[prev].same_series(r) => r.ts > rows[prev].ts,
-            _ => ends.is_past_end(r.org_id, r.metric, &r.dims, r.ts),
-        });
     let path = if appendable {
         WritePath::Append
     } else {
         WritePath::Replace
     };
+    let dirtied = months.dirtied_by(rows.iter().map(|r| r.ts));
     conn.execute_batch("BEGIN TRANSACTION;")?;
     let result = match path {
         WritePath::Append => append_rows(conn, &rows),
         WritePath::Replace => replace_rows(conn, &rows),
-    };
+    }
+    .and_then(|()| CompactedMonths::mark_dirty(conn, &dirtied));
     match result {
         Ok(()) => {
             conn.execute_batch("COMMIT;")?;
-            for (i, r) in rows.iter().enumerate() {
-                let last_of_series = rows.get(i + 1).is_none_or(|next| !next.same_series(r));
-                if last_of_series {
-                    ends.raise(r.org_id, r.metric, &r.dims, r.ts);
-                }
+            months.set_dirty(&dirtied);
+            for r in &rows {
+                ends.raise(r.org_id, r.metric, &r.dims, r.ts);
             }
             Ok(path)
         }
@@ -284,7 +318,7 @@ fn replace_rows(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> {
          INSERT INTO points
            SELECT org_id, metric, ts, value, dims FROM staging
            QUALIFY row_number() OVER (PARTITION BY org_id, metric, ts, dims ORDER BY seq DESC) = 1
-           ORDER BY org_id, metric, ts;
+           ORDER BY org_id, ts, metric, dims;
          DELETE FROM staging;",
     )?;
     Ok(())
@@ -341,7 +375,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir);
         let mut ends = SeriesEnds::load(&conn).unwrap();
-        let mut write = |jobs: &[(i64, &[Point])]| write_group(&conn, jobs, &mut ends).unwrap();
+        let mut months = CompactedMonths::default();
+        let mut write =
+            |jobs: &[(i64, &[Point])]| write_group(&conn, jobs, &mut ends, &mut months).unwrap();
         let g1 = [point(1, 10.0), point(2, 20.0), point(3, 30.0)];
         assert_eq!(write(&[(1, &g1)]), WritePath::Append);
         assert_eq!(
@@ -380,5 +416,126 @@ mod tests {
         assert!(!reloaded.is_past_end(2, "revenue", "region=eu", 1));
         assert!(reloaded.is_past_end(2, "revenue", "region=us", 1));
         assert!(!SeriesEnds::unknown().is_past_end(3, "revenue", "", 1));
+    }
+
+    fn at(date: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(date)
+            .unwrap()
+            .timestamp_micros()
+    }
+
+    fn point_at(metric: &str, date: &str, value: f64) -> Point {
+        Point {
+            metric: metric.into(),
+            ts_micros: at(date),
+            value,
+            dims: Dimensions::new(),
+        }
+    }
+
+    /// Every stored row of a month in physical order (rowid): (org, ts, metric, value).
+    fn physical(conn: &Connection, from: &str, to: &str) -> Vec<(i64, i64, String, f64)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT org_id, epoch_us(ts), metric, value FROM points
+                 WHERE ts >= ?::TIMESTAMP AND ts < ?::TIMESTAMP ORDER BY rowid",
+            )
+            .unwrap();
+        stmt.query_map([from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// Four groups interleave two orgs over January and February 2026 (as live feeds do):
+    /// org 2 Jan 20 "b"=1, org 1 Jan 10 "a"=2, then org 1 Jan 5 "b"=3 (before its end: the
+    /// replace path), org 2 Feb 2 "a"=4 and org 1 Feb 3 "a"=5.
+    ///
+    /// On 2026-04-01 (settled: before 2026-03-01, two days before now) January and February
+    /// are due. Compacting January rewrites its three rows in (org, ts, metric) order: org 1
+    /// Jan 5 b=3, org 1 Jan 10 a=2, org 2 Jan 20 b=1; February's rows are untouched. Then
+    /// February; nothing is due. A late point (org 1 Jan 7 "a"=6) and a re-sent one (org 2
+    /// Jan 20 "b"=10) dirty January only: it is due again, holds four rows with b=10 once,
+    /// and a second compaction leaves them in order: Jan 5 b=3, Jan 7 a=6, Jan 10 a=2, then
+    /// org 2 Jan 20 b=10. Reopened, the log knows both months compacted and clean.
+    #[test]
+    fn compaction_rewrites_a_month_in_storage_order_and_late_writes_dirty_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir);
+        let mut ends = SeriesEnds::load(&conn).unwrap();
+        let mut months = CompactedMonths::load(&conn).unwrap();
+        let groups: [(i64, Point); 5] = [
+            (2, point_at("b", "2026-01-20T00:00:00Z", 1.0)),
+            (1, point_at("a", "2026-01-10T00:00:00Z", 2.0)),
+            (1, point_at("b", "2026-01-05T00:00:00Z", 3.0)),
+            (2, point_at("a", "2026-02-02T00:00:00Z", 4.0)),
+            (1, point_at("a", "2026-02-03T00:00:00Z", 5.0)),
+        ];
+        for (org, p) in groups {
+            write_group(&conn, &[(org, &[p])], &mut ends, &mut months).unwrap();
+        }
+        let now = at("2026-04-01T00:00:00Z");
+        let (jan, feb) = (at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z"));
+        assert_eq!(compaction::due_months(&conn, now).unwrap(), vec![jan, feb]);
+        let feb_before = physical(&conn, "2026-02-01", "2026-03-01");
+        assert_eq!(
+            compaction::compact_month(&conn, &mut months, jan, now).unwrap(),
+            3
+        );
+        let row = |org: i64, date: &str, metric: &str, value: f64| {
+            (org, at(date), metric.to_string(), value)
+        };
+        assert_eq!(
+            physical(&conn, "2026-01-01", "2026-02-01"),
+            vec![
+                row(1, "2026-01-05T00:00:00Z", "b", 3.0),
+                row(1, "2026-01-10T00:00:00Z", "a", 2.0),
+                row(2, "2026-01-20T00:00:00Z", "b", 1.0),
+            ]
+        );
+        assert_eq!(physical(&conn, "2026-02-01", "2026-03-01"), feb_before);
+        compaction::compact_month(&conn, &mut months, feb, now).unwrap();
+        assert_eq!(
+            compaction::due_months(&conn, now).unwrap(),
+            Vec::<i64>::new()
+        );
+
+        write_group(
+            &conn,
+            &[
+                (1, &[point_at("a", "2026-01-07T00:00:00Z", 6.0)]),
+                (2, &[point_at("b", "2026-01-20T00:00:00Z", 10.0)]),
+            ],
+            &mut ends,
+            &mut months,
+        )
+        .unwrap();
+        assert_eq!(compaction::due_months(&conn, now).unwrap(), vec![jan]);
+        assert_eq!(
+            compaction::compact_month(&conn, &mut months, jan, now).unwrap(),
+            4
+        );
+        assert_eq!(
+            physical(&conn, "2026-01-01", "2026-02-01"),
+            vec![
+                row(1, "2026-01-05T00:00:00Z", "b", 3.0),
+                row(1, "2026-01-07T00:00:00Z", "a", 6.0),
+                row(1, "2026-01-10T00:00:00Z", "a", 2.0),
+                row(2, "2026-01-20T00:00:00Z", "b", 10.0),
+            ]
+        );
+        let reloaded = CompactedMonths::load(&conn).unwrap();
+        assert!(
+            reloaded
+                .dirtied_by([jan + 1, feb + 1].into_iter())
+                .into_iter()
+                .eq([jan, feb])
+        );
+        assert_eq!(
+            compaction::due_months(&conn, now).unwrap(),
+            Vec::<i64>::new()
+        );
     }
 }

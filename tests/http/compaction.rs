@@ -1,0 +1,266 @@
+//! Compaction of settled months: every answer the same before and after, late and re-sent
+//! points still land, and a crash in the middle of it (kill -9 at a failpoint) loses nothing.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::common::*;
+
+/// Org A: revenue in eu and us every six hours from 2026-09-01 to 2026-10-31 (eu = the day
+/// of the month, us = 100), expenses 10 a day, and one revenue point on 2026-11-20 (not
+/// settled on 2026-12-01). Org B: revenue 9000 a day in September. 61 days × 4 × 2 + 61 +
+/// 1 = 550 points for A, 30 for B.
+fn org_a_points() -> Vec<Value> {
+    let mut points = Vec::new();
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
+    for day in 0..61 {
+        let date = start + chrono::Duration::days(day);
+        let d = date.format("%Y-%m-%d");
+        let dom = f64::from(chrono::Datelike::day(&date));
+        for hour in [0, 6, 12, 18] {
+            let ts = format!("{d}T{hour:02}:00:00Z");
+            points.push(json!({"metric": "revenue", "timestamp": ts, "value": dom, "dimensions": {"region": "eu"}}));
+            points.push(json!({"metric": "revenue", "timestamp": ts, "value": 100.0, "dimensions": {"region": "us"}}));
+        }
+        points.push(
+            json!({"metric": "expenses", "timestamp": format!("{d}T09:00:00Z"), "value": 10.0}),
+        );
+    }
+    points.push(json!({"metric": "revenue", "timestamp": "2026-11-20T00:00:00Z", "value": 1.0, "dimensions": {"region": "eu"}}));
+    points
+}
+
+fn org_b_points() -> Vec<Value> {
+    (1..=30)
+        .map(|d| json!({"metric": "revenue", "timestamp": format!("2026-09-{d:02}T12:00:00Z"), "value": 9000.0}))
+        .collect()
+}
+
+/// The questions whose answers compaction must not change: daily revenue by region over
+/// both months, raw eu points across the month boundary, expenses weekly, the whole overview
+/// (memo bypassed), and org B's daily revenue.
+const A_QUESTIONS: &[&str] = &[
+    "/api/v1/metrics/revenue/series?from=2026-09-01&to=2026-11-01&bucket=day&group_by=region",
+    "/api/v1/metrics/revenue/points?from=2026-09-28&to=2026-10-04&dim.region=eu",
+    "/api/v1/metrics/expenses/series?from=2026-09-01&to=2026-11-01&bucket=week",
+    "/api/v1/overview?from=2026-09-01&to=2026-12-01&bucket=day",
+];
+const B_QUESTION: &str = "/api/v1/metrics/revenue/series?from=2026-09-01&to=2026-10-01&bucket=day";
+
+async fn answers(server: &impl Served, key_a: &str, key_b: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (key, path) in A_QUESTIONS
+        .iter()
+        .map(|p| (key_a, *p))
+        .chain([(key_b, B_QUESTION)])
+    {
+        let r = reqwest::Client::new()
+            .get(server.url(path))
+            .bearer_auth(key)
+            .header("cache-control", "no-cache")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        out.push(r.json().await.unwrap());
+    }
+    out
+}
+
+async fn store_points(server: &impl Served, key: &str, points: Vec<Value>) {
+    let (status, body) = post_points(server, key, &Value::Array(points)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn at(date: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(date)
+        .unwrap()
+        .timestamp_micros()
+}
+
+/// Compacting on 2026-12-01T12:00Z: September and October are settled (November ends less
+/// than two days before), so 2 months and 550 − 1 + 30 = 579 points are rewritten, and every
+/// answer is the same as before. A second run finds nothing due.
+///
+/// Then a late point (A, eu, 2026-09-15T03:00, 7) and a re-sent one (A, eu,
+/// 2026-10-02T00:00, 50 instead of 2) land: eu revenue on Sep 15 is 4 × 15 + 7 = 67, on
+/// Oct 2 it is 3 × 2 + 50 = 56. Both months are dirty, so the next run rewrites 2 months,
+/// 579 + 1 = 580 points, and the answers are again unchanged by it. Org B's answer never
+/// moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read", "write"]).await;
+    store_points(&server, &key_a, org_a_points()).await;
+    store_points(&server, &key_b, org_b_points()).await;
+    let before = answers(&server, &key_a, &key_b).await;
+    let now = at("2026-12-01T12:00:00Z");
+    let report = server.app.metrics.compact_settled(now).await.unwrap();
+    assert_eq!((report.months, report.points), (2, 579));
+    assert_eq!(answers(&server, &key_a, &key_b).await, before);
+    let report = server.app.metrics.compact_settled(now).await.unwrap();
+    assert_eq!((report.months, report.points), (0, 0));
+
+    store_points(
+        &server,
+        &key_a,
+        vec![
+            json!({"metric": "revenue", "timestamp": "2026-09-15T03:00:00Z", "value": 7.0, "dimensions": {"region": "eu"}}),
+            json!({"metric": "revenue", "timestamp": "2026-10-02T00:00:00Z", "value": 50.0, "dimensions": {"region": "eu"}}),
+        ],
+    )
+    .await;
+    let eu_day = |day: &'static str| {
+        let server = &server;
+        let key_a = &key_a;
+        async move {
+            let path = format!(
+                "/api/v1/metrics/revenue/series?from={day}T00:00:00Z&to={day}T23:59:59Z&bucket=day&agg=sum&dim.region=eu"
+            );
+            let (status, body) = get_json(server, key_a, &path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            values(&body)
+        }
+    };
+    assert_eq!(eu_day("2026-09-15").await, vec![Some(67.0)]);
+    assert_eq!(eu_day("2026-10-02").await, vec![Some(56.0)]);
+    let late = answers(&server, &key_a, &key_b).await;
+    assert_ne!(late, before, "the late and re-sent points show");
+    assert_eq!(late[4], before[4], "org B is untouched");
+    let report = server.app.metrics.compact_settled(now).await.unwrap();
+    assert_eq!((report.months, report.points), (2, 580));
+    assert_eq!(answers(&server, &key_a, &key_b).await, late);
+    assert_eq!(eu_day("2026-09-15").await, vec![Some(67.0)]);
+    assert_eq!(eu_day("2026-10-02").await, vec![Some(56.0)]);
+    server.stop().await;
+}
+
+/// `vitals serve` as a child process of this test, killed with SIGKILL.
+struct Child {
+    base: String,
+    child: tokio::process::Child,
+}
+
+impl Served for Child {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Child {
+    /// Starts `vitals serve` on `dir` with compaction every second and `failpoint` armed.
+    async fn start(dir: &std::path::Path, failpoint: &str) -> Child {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vitals"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .env("VITALS_STORAGE__DUCKDB_MEMORY_LIMIT", "256MB")
+            .env("VITALS_STORAGE__DUCKDB_THREADS", "1")
+            .env("VITALS_RATE_LIMITS__API_PER_MINUTE", "0")
+            .env("VITALS_RATE_LIMITS__INGEST_PER_MINUTE", "0")
+            .env("VITALS_JOBS__COMPACTION", "* * * * * *")
+            .env("FAILPOINTS", failpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start vitals serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/healthz");
+        for _ in 0..600 {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
+                }
+                panic!("vitals serve exited ({status}): {err}");
+            }
+            if let Ok(r) = reqwest::get(&health).await
+                && r.status().is_success()
+            {
+                return Child { base, child };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("vitals serve did not answer in 60 s");
+    }
+
+    /// Waits for the armed failpoint to be reached, then kills the process with SIGKILL.
+    async fn kill_at_failpoint(mut self, failpoint: &str) {
+        let stderr = self.child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let wanted = format!("failpoint {failpoint} reached");
+        let seen = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(&wanted) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(seen, Ok(true), "{wanted}");
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reaped");
+    }
+}
+
+/// The points of `org_a_points` and `org_b_points` are acknowledged by a `vitals serve`
+/// whose compaction runs every second with a failpoint armed. At each of the three steps
+/// (after the copy, after the delete, after the insert, each before the commit) the process
+/// is killed with SIGKILL once it stops there. After each crash the server (same data dir,
+/// nothing armed) gives every answer as before the crash. Finally an in-process server on the
+/// same dir compacts both settled months, 579 points, with every answer unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_middle_of_compaction_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Child::start(dir.path(), "").await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write"]).await;
+    let key_b = api_key(&server, &b, &["read", "write"]).await;
+    // Compaction is due from the first second: stop at the copy, before any point is in.
+    drop(server);
+    let server = Child::start(dir.path(), "compaction-copied").await;
+    store_points(&server, &key_a, org_a_points()).await;
+    store_points(&server, &key_b, org_b_points()).await;
+    let before = answers(&server, &key_a, &key_b).await;
+    server.kill_at_failpoint("compaction-copied").await;
+    for failpoint in ["compaction-deleted", "compaction-inserted"] {
+        let server = Child::start(dir.path(), failpoint).await;
+        assert_eq!(
+            answers(&server, &key_a, &key_b).await,
+            before,
+            "after a crash, with {failpoint} armed"
+        );
+        server.kill_at_failpoint(failpoint).await;
+    }
+    let server = TestServer::start_with(dir, |c| c.jobs.compaction = String::new()).await;
+    assert_eq!(answers(&server, &key_a, &key_b).await, before);
+    let report = server
+        .app
+        .metrics
+        .compact_settled(at("2026-12-01T12:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!((report.months, report.points), (2, 579));
+    assert_eq!(answers(&server, &key_a, &key_b).await, before);
+    server.stop().await;
+}
