@@ -245,7 +245,7 @@ fn view(row: AnomalyRow, def: Option<&MetricDef>, org: &Org, weight: f64) -> Ano
 async fn score_weights(app: &App, org_id: i64) -> Result<HashMap<String, f64>, StoreError> {
     let settings = app
         .meta
-        .call(move |c| org_settings::health(c, org_id))
+        .read(move |c| org_settings::health(c, org_id))
         .await?;
     let targets = settings.targets();
     let mut out = HashMap::new();
@@ -280,7 +280,7 @@ pub async fn list_anomalies(
     let since = now_secs() - since_days * 86_400;
     let (defs, rows) = app
         .meta
-        .call(move |c| {
+        .read(move |c| {
             Ok((
                 custom_metrics::catalog(c, org_id)?,
                 anomalies::list(c, org_id, metric.as_deref(), since, limit)?,
@@ -451,7 +451,7 @@ async fn compute_outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, Stor
     let history = daily_history(app, org, &defs, HISTORY_DAYS, now).await?;
     let monthly_target = app
         .meta
-        .call(move |c| org_settings::health(c, org_id))
+        .read(move |c| org_settings::health(c, org_id))
         .await?
         .monthly_revenue_target;
     // Model fitting is CPU work (milliseconds per series): off the async runtime.

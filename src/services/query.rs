@@ -239,7 +239,7 @@ pub async fn catalog_with_latest(
 ) -> Result<(Vec<MetricDef>, HashMap<String, metrics::Latest>), StoreError> {
     let defs = app
         .meta
-        .call(move |c| crate::store::meta::custom_metrics::catalog(c, org_id))
+        .read(move |c| crate::store::meta::custom_metrics::catalog(c, org_id))
         .await?;
     let latest = app
         .metrics

@@ -193,7 +193,7 @@ pub async fn backfill(app: &App, org: &Org, days: i64) -> Result<usize, StoreErr
 pub async fn latest(app: &App, org_id: i64) -> Result<Option<ScoreReport>, StoreError> {
     match app
         .meta
-        .call(move |c| health_scores::latest(c, org_id))
+        .read(move |c| health_scores::latest(c, org_id))
         .await
     {
         Ok(stored) => Ok(serde_json::from_str(&stored.report).ok()),

@@ -110,10 +110,14 @@ where
         let idle = app.config.auth.session_idle_hours as i64 * 3600;
         match app
             .meta
-            .call(move |c| sessions::use_session(c, &lookup, idle))
+            .read(move |c| sessions::find_session(c, &lookup, idle))
             .await
         {
             Ok(s) => {
+                if s.needs_touch(now_secs()) {
+                    let touch = token_hash.clone();
+                    app.meta.call(move |c| sessions::touch(c, &touch)).await?;
+                }
                 rate_limit::charge(&parts.extensions, RouteClass::Pages, &token_hash)
                     .map_err(|e| PageError::RateLimited(e.message))?;
                 Ok(CurrentUser {
@@ -176,7 +180,7 @@ where
         let user_id = current.user.id;
         let (org, role) = app
             .meta
-            .call(move |c| orgs::membership_by_slug(c, user_id, &slug))
+            .read(move |c| orgs::membership_by_slug(c, user_id, &slug))
             .await?;
         Ok(OrgMember {
             user: current.user,
@@ -296,9 +300,13 @@ where
         };
         let found = app
             .meta
-            .call(move |c| api_keys::by_prefix(c, &prefix))
+            .read(move |c| {
+                let (key, hash) = api_keys::by_prefix(c, &prefix)?;
+                let org = orgs::by_id(c, key.org_id)?;
+                Ok((key, hash, org))
+            })
             .await;
-        let (key, stored_hash) = match found {
+        let (key, stored_hash, org) = match found {
             Ok(k) => k,
             Err(StoreError::NotFound) => {
                 return Err(ApiError::unauthorized("the API key is not valid"));
@@ -319,14 +327,10 @@ where
             api_class(parts),
             &format!("key:{}", key.id),
         )?;
-        let (key_id, org_id) = (key.id, key.org_id);
-        let org = app
-            .meta
-            .call(move |c| {
-                api_keys::touch(c, key_id)?;
-                orgs::by_id(c, org_id)
-            })
-            .await?;
+        if key.needs_touch(now_secs()) {
+            let key_id = key.id;
+            app.meta.call(move |c| api_keys::touch(c, key_id)).await?;
+        }
         Ok(ApiKeyAuth { key, org })
     }
 }

@@ -355,3 +355,90 @@ pub fn values(body: &Value) -> Vec<Option<f64>> {
         .map(|p| p["value"].as_f64())
         .collect()
 }
+
+/// `vitals serve` as a child process of the test, to be killed with SIGKILL (`kill_on_drop`).
+pub struct ServeChild {
+    base: String,
+    child: tokio::process::Child,
+}
+
+impl Served for ServeChild {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl ServeChild {
+    /// Starts `vitals serve` on `dir` with the test settings and `env` (config keys, or
+    /// `FAILPOINTS` to arm a failpoint).
+    pub async fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> ServeChild {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vitals"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .env("VITALS_STORAGE__DUCKDB_MEMORY_LIMIT", "256MB")
+            .env("VITALS_STORAGE__DUCKDB_THREADS", "1")
+            .env("VITALS_RATE_LIMITS__API_PER_MINUTE", "0")
+            .env("VITALS_RATE_LIMITS__INGEST_PER_MINUTE", "0")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start vitals serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/healthz");
+        for _ in 0..600 {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
+                }
+                panic!("vitals serve exited ({status}): {err}");
+            }
+            if let Ok(r) = reqwest::get(&health).await
+                && r.status().is_success()
+            {
+                return ServeChild { base, child };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("vitals serve did not answer in 60 s");
+    }
+
+    /// Waits for the armed failpoint to be reached, then kills the process with SIGKILL.
+    pub async fn kill_at_failpoint(mut self, failpoint: &str) {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = self.child.stderr.take().expect("piped stderr");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let wanted = format!("failpoint {failpoint} reached");
+        let seen = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(&wanted) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(seen, Ok(true), "{wanted}");
+        self.kill().await;
+    }
+
+    /// SIGKILL, then waits for the process to be gone (its DuckDB lock with it).
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reaped");
+    }
+}

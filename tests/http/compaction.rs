@@ -1,11 +1,8 @@
 //! Compaction of settled months: every answer the same before and after, late and re-sent
 //! points still land, and a crash in the middle of it (kill -9 at a failpoint) loses nothing.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::*;
 
@@ -141,85 +138,10 @@ async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     server.stop().await;
 }
 
-/// `vitals serve` as a child process of this test, killed with SIGKILL.
-struct Child {
-    base: String,
-    child: tokio::process::Child,
-}
+const COMPACT_EVERY_SECOND: [(&str, &str); 1] = [("VITALS_JOBS__COMPACTION", "* * * * * *")];
 
-impl Served for Child {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Child {
-    /// Starts `vitals serve` on `dir` with compaction every second and `failpoint` armed.
-    async fn start(dir: &std::path::Path, failpoint: &str) -> Child {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vitals"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .env("VITALS_STORAGE__DUCKDB_MEMORY_LIMIT", "256MB")
-            .env("VITALS_STORAGE__DUCKDB_THREADS", "1")
-            .env("VITALS_RATE_LIMITS__API_PER_MINUTE", "0")
-            .env("VITALS_RATE_LIMITS__INGEST_PER_MINUTE", "0")
-            .env("VITALS_JOBS__COMPACTION", "* * * * * *")
-            .env("FAILPOINTS", failpoint)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start vitals serve");
-        let base = format!("http://127.0.0.1:{port}");
-        let health = format!("{base}/healthz");
-        for _ in 0..600 {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
-                }
-                panic!("vitals serve exited ({status}): {err}");
-            }
-            if let Ok(r) = reqwest::get(&health).await
-                && r.status().is_success()
-            {
-                return Child { base, child };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("vitals serve did not answer in 60 s");
-    }
-
-    /// Waits for the armed failpoint to be reached, then kills the process with SIGKILL.
-    async fn kill_at_failpoint(mut self, failpoint: &str) {
-        let stderr = self.child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let wanted = format!("failpoint {failpoint} reached");
-        let seen = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains(&wanted) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(seen, Ok(true), "{wanted}");
-        self.child.start_kill().expect("SIGKILL");
-        self.child.wait().await.expect("reaped");
-    }
+fn armed(failpoint: &str) -> [(&str, &str); 2] {
+    [COMPACT_EVERY_SECOND[0], ("FAILPOINTS", failpoint)]
 }
 
 /// The points of `org_a_points` and `org_b_points` are acknowledged by a `vitals serve`
@@ -231,20 +153,20 @@ impl Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_compaction_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Child::start(dir.path(), "").await;
+    let server = ServeChild::start(dir.path(), &COMPACT_EVERY_SECOND).await;
     let a = setup(&server, "Alpha", "UTC").await;
     let b = create_org(&server, &a, "Beta", "beta").await;
     let key_a = api_key(&server, &a, &["read", "write"]).await;
     let key_b = api_key(&server, &b, &["read", "write"]).await;
     // Compaction is due from the first second: stop at the copy, before any point is in.
     drop(server);
-    let server = Child::start(dir.path(), "compaction-copied").await;
+    let server = ServeChild::start(dir.path(), &armed("compaction-copied")).await;
     store_points(&server, &key_a, org_a_points()).await;
     store_points(&server, &key_b, org_b_points()).await;
     let before = answers(&server, &key_a, &key_b).await;
     server.kill_at_failpoint("compaction-copied").await;
     for failpoint in ["compaction-deleted", "compaction-inserted"] {
-        let server = Child::start(dir.path(), failpoint).await;
+        let server = ServeChild::start(dir.path(), &armed(failpoint)).await;
         assert_eq!(
             answers(&server, &key_a, &key_b).await,
             before,

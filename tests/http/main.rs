@@ -5,6 +5,7 @@ mod analytics;
 mod browser;
 mod common;
 mod compaction;
+mod durability;
 mod events;
 mod hardening;
 mod hooks;

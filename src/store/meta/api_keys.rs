@@ -104,6 +104,14 @@ pub fn revoke(conn: &Connection, org_id: i64, id: i64) -> Result<ApiKey, StoreEr
     Ok(key)
 }
 
+impl ApiKey {
+    /// Whether `last_used_at` is old enough to be stamped again (once a minute, so that API
+    /// calls are reads, not writes).
+    pub fn needs_touch(&self, now: i64) -> bool {
+        self.last_used_at.is_none_or(|t| t < now - 60)
+    }
+}
+
 /// Stamps `last_used_at`, at most once a minute per key so reads stay cheap.
 pub fn touch(conn: &Connection, id: i64) -> Result<(), StoreError> {
     let now = now_secs();

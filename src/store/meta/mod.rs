@@ -390,9 +390,17 @@ const MIGRATIONS: &[&str] = &[
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Read connections kept open for reuse; more may be open at once while pages are busy.
+const POOLED_READERS: usize = 8;
+
+/// The SQLite store: one connection that writes (behind a mutex, so transactions never race
+/// for the write lock) and a pool of read-only connections, which WAL lets read beside it and
+/// each other. Page and API authentication read on every request; they take the pool.
 #[derive(Clone)]
 pub struct MetaStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<std::path::PathBuf>,
 }
 
 impl MetaStore {
@@ -403,7 +411,44 @@ impl MetaStore {
         migrate(&mut conn)?;
         Ok(MetaStore {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::default(),
+            path: Arc::new(path.to_path_buf()),
         })
+    }
+
+    /// Runs a read on a pooled read-only connection on the blocking thread pool. It sees every
+    /// write committed before the call; it cannot write (`query_only`).
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = store
+                .readers
+                .lock()
+                .map_err(|_| StoreError::internal("meta reader pool poisoned"))?
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open(store.path.as_ref())?;
+                    c.busy_timeout(Duration::from_secs(5))?;
+                    c.pragma_update(None, "query_only", "ON")?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = store.readers.lock()
+                && pool.len() < POOLED_READERS
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(StoreError::internal)?
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -539,5 +584,41 @@ mod tests {
         drop(conn);
         let err = MetaStore::open(&path).err().unwrap();
         assert!(err.to_string().contains("newer than this binary"), "{err}");
+    }
+
+    /// A write through `call` is seen by the next `read`; a read connection refuses to write
+    /// (the orgs table stays at the one row written); sixteen reads at once all answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_see_committed_writes_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("meta.sqlite")).unwrap();
+        store
+            .call(|c| {
+                c.execute(
+                    "INSERT INTO orgs (slug, name, time_zone, currency, created_at) VALUES ('a', 'A', 'UTC', 'EUR', 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let count = |c: &Connection| -> Result<i64, StoreError> {
+            Ok(c.query_row("SELECT count(*) FROM orgs", [], |r| r.get(0))?)
+        };
+        assert_eq!(store.read(count).await.unwrap(), 1);
+        let refused = store
+            .read(|c| {
+                c.execute(
+                    "INSERT INTO orgs (slug, name, time_zone, currency, created_at) VALUES ('b', 'B', 'UTC', 'EUR', 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await;
+        assert!(refused.is_err());
+        let reads: Vec<_> = (0..16).map(|_| store.read(count)).collect();
+        for n in futures::future::join_all(reads).await {
+            assert_eq!(n.unwrap(), 1);
+        }
     }
 }

@@ -11,6 +11,7 @@ pub struct Session {
     pub user: User,
     pub csrf_token: String,
     pub expires_at: i64,
+    pub last_seen_at: i64,
 }
 
 pub fn create(
@@ -34,18 +35,17 @@ const TOUCH_EVERY_SECS: i64 = 60;
 
 /// The live session for a token hash, marked as seen now. A session past its absolute expiry
 /// or unused for `idle_secs` is NotFound.
-pub fn use_session(
+pub fn find_session(
     conn: &Connection,
     token_hash: &str,
     idle_secs: i64,
 ) -> Result<Session, StoreError> {
     let now = now_secs();
-    let session = conn
-        .query_row(
-            "SELECT u.id, u.email, u.name, u.is_server_admin, u.created_at, s.csrf_token, s.expires_at
-             FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3",
-            params![token_hash, now, idle_secs],
+    conn.query_row(
+        "SELECT u.id, u.email, u.name, u.is_server_admin, u.created_at, s.csrf_token, s.expires_at, s.last_seen_at
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3",
+        params![token_hash, now, idle_secs],
         |r| {
             Ok(Session {
                 user: User {
@@ -57,15 +57,29 @@ pub fn use_session(
                 },
                 csrf_token: r.get(5)?,
                 expires_at: r.get(6)?,
+                last_seen_at: r.get(7)?,
             })
         },
     )
-    .found()?;
+    .found()
+}
+
+impl Session {
+    /// Whether `last_seen_at` is old enough to be stamped again (once a minute, so that page
+    /// views are reads, not writes).
+    pub fn needs_touch(&self, now: i64) -> bool {
+        self.last_seen_at <= now - TOUCH_EVERY_SECS
+    }
+}
+
+/// Stamps the session seen now (the idle timeout counts from here).
+pub fn touch(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
+    let now = now_secs();
     conn.execute(
         "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1 AND last_seen_at <= ?2 - ?3",
         params![token_hash, now, TOUCH_EVERY_SECS],
     )?;
-    Ok(session)
+    Ok(())
 }
 
 /// Ends every session of `user_id` except `keep` (the one that asked).

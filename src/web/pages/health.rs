@@ -84,7 +84,7 @@ pub(crate) async fn health_view(app: &App, m: &OrgMember) -> Result<HealthView, 
     let at = report.computed_at;
     let (day_ago, week_ago, history) = app
         .meta
-        .call(move |c| {
+        .read(move |c| {
             use crate::store::meta::health_scores;
             Ok((
                 health_scores::before(c, org_id, at - 86_400)?,

@@ -61,7 +61,7 @@ pub struct Nav {
 
 pub(crate) async fn nav(app: &App, m: &OrgMember, active: &'static str) -> Result<Nav, PageError> {
     let user_id = m.user.id;
-    let orgs = app.meta.call(move |c| orgs::for_user(c, user_id)).await?;
+    let orgs = app.meta.read(move |c| orgs::for_user(c, user_id)).await?;
     Ok(Nav {
         user_email: m.user.email.clone(),
         org_slug: m.org.slug.clone(),

@@ -185,7 +185,7 @@ async fn categories(
     let org_id = m.org.id;
     let catalog = app
         .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
+        .read(move |c| custom_metrics::catalog(c, org_id))
         .await?;
     let cards = query::cards(
         app,
@@ -257,7 +257,7 @@ pub(crate) async fn find_metric(app: &App, org_id: i64, key: &str) -> Result<Met
     let key = key.to_string();
     let catalog = app
         .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
+        .read(move |c| custom_metrics::catalog(c, org_id))
         .await?;
     catalog
         .into_iter()
