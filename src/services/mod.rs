@@ -195,8 +195,9 @@ impl Services {
                             .await
                             .map(|r| {
                                 format!(
-                                    "rewrote {} settled months ({} points) in storage order",
-                                    r.months, r.points
+                                    "{} settled months checked, {} rewritten in storage order ({} points), \
+                                     the rest already clustered by org",
+                                    r.checked, r.rewritten, r.points
                                 )
                             })
                             .map_err(|e| e.to_string())

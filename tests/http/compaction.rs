@@ -4,6 +4,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use vitals::store::metrics::CompactionReport;
+
 use crate::common::*;
 
 /// Org A: revenue in eu and us every six hours from 2026-09-01 to 2026-10-31 (eu = the day
@@ -72,21 +74,45 @@ async fn store_points(server: &impl Served, key: &str, points: Vec<Value>) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// Both orgs' points sent as live feeds arrive: day by day, A's day then B's, so every
+/// settled month interleaves the two orgs (about 30 runs per org a month).
+async fn store_as_live_feeds(server: &impl Served, key_a: &str, key_b: &str) {
+    let by_day = |points: Vec<Value>| {
+        let mut days: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for p in points {
+            let day = p["timestamp"].as_str().unwrap()[..10].to_string();
+            days.entry(day).or_default().push(p);
+        }
+        days
+    };
+    let (mut a, mut b) = (by_day(org_a_points()), by_day(org_b_points()));
+    let days: std::collections::BTreeSet<String> = a.keys().chain(b.keys()).cloned().collect();
+    for day in days {
+        for (key, points) in [(key_a, a.remove(&day)), (key_b, b.remove(&day))] {
+            if let Some(points) = points {
+                store_points(server, key, points).await;
+            }
+        }
+    }
+}
+
 fn at(date: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(date)
         .unwrap()
         .timestamp_micros()
 }
 
-/// Compacting on 2026-12-01T12:00Z: September and October are settled (November ends less
-/// than two days before), so 2 months and 550 − 1 + 30 = 579 points are rewritten, and every
-/// answer is the same as before. A second run finds nothing due.
+/// The points arrive as live feeds (the orgs alternate day by day). Compacting on
+/// 2026-12-01T12:00Z: September and October are settled (November ends less than two days
+/// before). September interleaves the two orgs, so it is rewritten: A's 30 × (8 + 1) = 270
+/// points and B's 30, 300 in all; October holds org A alone (one run), so it is only logged.
+/// Every answer is the same as before. A second run finds nothing due.
 ///
 /// Then a late point (A, eu, 2026-09-15T03:00, 7) and a re-sent one (A, eu,
 /// 2026-10-02T00:00, 50 instead of 2) land: eu revenue on Sep 15 is 4 × 15 + 7 = 67, on
-/// Oct 2 it is 3 × 2 + 50 = 56. Both months are dirty, so the next run rewrites 2 months,
-/// 579 + 1 = 580 points, and the answers are again unchanged by it. Org B's answer never
-/// moves.
+/// Oct 2 it is 3 × 2 + 50 = 56. Both months are dirty, so the next run checks both; September
+/// now lies in three runs for two orgs (A, B, the new point of A) and October in one, both
+/// clustered, so nothing is rewritten, and the answers stay. Org B's answer never moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     let server = TestServer::start().await;
@@ -94,15 +120,17 @@ async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     let b = create_org(&server, &a, "Beta", "beta").await;
     let key_a = api_key(&server, &a, &["read", "write"]).await;
     let key_b = api_key(&server, &b, &["read", "write"]).await;
-    store_points(&server, &key_a, org_a_points()).await;
-    store_points(&server, &key_b, org_b_points()).await;
+    store_as_live_feeds(&server, &key_a, &key_b).await;
     let before = answers(&server, &key_a, &key_b).await;
     let now = at("2026-12-01T12:00:00Z");
     let report = server.app.metrics.compact_settled(now).await.unwrap();
-    assert_eq!((report.months, report.points), (2, 579));
+    assert_eq!(
+        (report.checked, report.rewritten, report.points),
+        (2, 1, 300)
+    );
     assert_eq!(answers(&server, &key_a, &key_b).await, before);
     let report = server.app.metrics.compact_settled(now).await.unwrap();
-    assert_eq!((report.months, report.points), (0, 0));
+    assert_eq!(report, CompactionReport::default());
 
     store_points(
         &server,
@@ -131,7 +159,7 @@ async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     assert_ne!(late, before, "the late and re-sent points show");
     assert_eq!(late[4], before[4], "org B is untouched");
     let report = server.app.metrics.compact_settled(now).await.unwrap();
-    assert_eq!((report.months, report.points), (2, 580));
+    assert_eq!((report.checked, report.rewritten, report.points), (2, 0, 0));
     assert_eq!(answers(&server, &key_a, &key_b).await, late);
     assert_eq!(eu_day("2026-09-15").await, vec![Some(67.0)]);
     assert_eq!(eu_day("2026-10-02").await, vec![Some(56.0)]);
@@ -144,28 +172,30 @@ fn armed(failpoint: &str) -> [(&str, &str); 2] {
     [COMPACT_EVERY_SECOND[0], ("FAILPOINTS", failpoint)]
 }
 
-/// The points of `org_a_points` and `org_b_points` are acknowledged by a `vitals serve`
-/// whose compaction runs every second with a failpoint armed. At each of the three steps
-/// (after the copy, after the delete, after the insert, each before the commit) the process
-/// is killed with SIGKILL once it stops there. After each crash the server (same data dir,
-/// nothing armed) gives every answer as before the crash. Finally an in-process server on the
-/// same dir compacts both settled months, 579 points, with every answer unchanged.
+/// The points of `org_a_points` and `org_b_points`, sent as live feeds, are acknowledged by
+/// a `vitals serve` without compaction, which is then killed. Three times a server starts on
+/// the same dir with compaction every second and one failpoint armed (after the copy, after
+/// the delete, after the insert, each before the commit): it gives every answer as before
+/// (the crashes before it lost nothing), reaches its failpoint, and is killed with SIGKILL
+/// there. Finally an in-process server on the same dir compacts the settled months
+/// (September rewritten, 300 points; October holds one org and is only logged) with every
+/// answer unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_compaction_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeChild::start(dir.path(), &COMPACT_EVERY_SECOND).await;
+    let server = ServeChild::start(dir.path(), &[("VITALS_JOBS__COMPACTION", "")]).await;
     let a = setup(&server, "Alpha", "UTC").await;
     let b = create_org(&server, &a, "Beta", "beta").await;
     let key_a = api_key(&server, &a, &["read", "write"]).await;
     let key_b = api_key(&server, &b, &["read", "write"]).await;
-    // Compaction is due from the first second: stop at the copy, before any point is in.
-    drop(server);
-    let server = ServeChild::start(dir.path(), &armed("compaction-copied")).await;
-    store_points(&server, &key_a, org_a_points()).await;
-    store_points(&server, &key_b, org_b_points()).await;
+    store_as_live_feeds(&server, &key_a, &key_b).await;
     let before = answers(&server, &key_a, &key_b).await;
-    server.kill_at_failpoint("compaction-copied").await;
-    for failpoint in ["compaction-deleted", "compaction-inserted"] {
+    server.kill().await;
+    for failpoint in [
+        "compaction-copied",
+        "compaction-deleted",
+        "compaction-inserted",
+    ] {
         let server = ServeChild::start(dir.path(), &armed(failpoint)).await;
         assert_eq!(
             answers(&server, &key_a, &key_b).await,
@@ -182,7 +212,10 @@ async fn a_crash_in_the_middle_of_compaction_loses_nothing() {
         .compact_settled(at("2026-12-01T12:00:00Z"))
         .await
         .unwrap();
-    assert_eq!((report.months, report.points), (2, 579));
+    assert_eq!(
+        (report.checked, report.rewritten, report.points),
+        (2, 1, 300)
+    );
     assert_eq!(answers(&server, &key_a, &key_b).await, before);
     server.stop().await;
 }

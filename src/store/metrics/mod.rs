@@ -201,7 +201,8 @@ impl MetricStore {
     }
 
     /// Compacts every settled month not yet (or no longer) in storage order, oldest first, one
-    /// month per turn of the writer so that ingest goes on between months.
+    /// month per turn of the writer so that ingest goes on between months. A month whose rows
+    /// already lie clustered by org is only logged.
     pub async fn compact_settled(&self, now_micros: i64) -> Result<CompactionReport, StoreError> {
         let due = self
             .read(move |c| compaction::due_months(c, now_micros))
@@ -214,10 +215,14 @@ impl MetricStore {
                 now: now_micros,
                 ack,
             })?;
-            report.points += done
+            let rewritten = done
                 .await
                 .map_err(|_| StoreError::internal("the metric writer has stopped"))??;
-            report.months += 1;
+            report.checked += 1;
+            if rewritten > 0 {
+                report.rewritten += 1;
+                report.points += rewritten;
+            }
         }
         Ok(report)
     }

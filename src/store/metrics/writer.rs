@@ -46,7 +46,13 @@ pub(super) fn writer_loop(
         };
         let (org_id, points, ack) = match first {
             WriterMsg::Compact { month, now, ack } => {
-                let result = compaction::compact_month(&conn, &mut months, month, now);
+                let result = compaction::compact_month(
+                    &conn,
+                    &mut months,
+                    month,
+                    now,
+                    compaction::CLUSTERED_RUNS_PER_ORG,
+                );
                 if let Err(e) = &result {
                     tracing::error!(error = %e, month, "compaction failed; the month is as it was");
                 }
@@ -481,7 +487,7 @@ mod tests {
         assert_eq!(compaction::due_months(&conn, now).unwrap(), vec![jan, feb]);
         let feb_before = physical(&conn, "2026-02-01", "2026-03-01");
         assert_eq!(
-            compaction::compact_month(&conn, &mut months, jan, now).unwrap(),
+            compaction::compact_month(&conn, &mut months, jan, now, 0).unwrap(),
             3
         );
         let row = |org: i64, date: &str, metric: &str, value: f64| {
@@ -496,7 +502,7 @@ mod tests {
             ]
         );
         assert_eq!(physical(&conn, "2026-02-01", "2026-03-01"), feb_before);
-        compaction::compact_month(&conn, &mut months, feb, now).unwrap();
+        compaction::compact_month(&conn, &mut months, feb, now, 0).unwrap();
         assert_eq!(
             compaction::due_months(&conn, now).unwrap(),
             Vec::<i64>::new()
@@ -514,7 +520,7 @@ mod tests {
         .unwrap();
         assert_eq!(compaction::due_months(&conn, now).unwrap(), vec![jan]);
         assert_eq!(
-            compaction::compact_month(&conn, &mut months, jan, now).unwrap(),
+            compaction::compact_month(&conn, &mut months, jan, now, 0).unwrap(),
             4
         );
         assert_eq!(
@@ -533,6 +539,51 @@ mod tests {
                 .into_iter()
                 .eq([jan, feb])
         );
+        assert_eq!(
+            compaction::due_months(&conn, now).unwrap(),
+            Vec::<i64>::new()
+        );
+    }
+
+    /// February 2026: org 1 sends ten days (Feb 1–10, one point each) in one batch, then org 2
+    /// the same: two runs for two orgs, clustered (≤ 4 per org), so compaction only logs it
+    /// (0 points rewritten, rows where they were). March 2026: the two orgs alternate day by
+    /// day in twenty batches: 20 runs for 2 orgs (10 per org), so March is rewritten, all 20
+    /// points, and then lies in 2 runs. Neither month is due afterwards.
+    #[test]
+    fn only_months_interleaved_across_orgs_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir);
+        let mut ends = SeriesEnds::load(&conn).unwrap();
+        let mut months = CompactedMonths::load(&conn).unwrap();
+        let day = |month: u32, d: u32| format!("2026-{month:02}-{d:02}T00:00:00Z");
+        for org in [1, 2] {
+            let points: Vec<Point> = (1..=10).map(|d| point_at("a", &day(2, d), 1.0)).collect();
+            write_group(&conn, &[(org, &points)], &mut ends, &mut months).unwrap();
+        }
+        for d in 1..=10 {
+            for org in [1, 2] {
+                let p = [point_at("a", &day(3, d), 1.0)];
+                write_group(&conn, &[(org, &p)], &mut ends, &mut months).unwrap();
+            }
+        }
+        let (feb, mar) = (at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z"));
+        let now = at("2026-05-01T00:00:00Z");
+        let runs = compaction::CLUSTERED_RUNS_PER_ORG;
+        let feb_before = physical(&conn, "2026-02-01", "2026-03-01");
+        let layout = compaction::month_layout(&conn, mar).unwrap();
+        assert_eq!((layout.points, layout.orgs, layout.runs), (20, 2, 20));
+        assert_eq!(
+            compaction::compact_month(&conn, &mut months, feb, now, runs).unwrap(),
+            0
+        );
+        assert_eq!(physical(&conn, "2026-02-01", "2026-03-01"), feb_before);
+        assert_eq!(
+            compaction::compact_month(&conn, &mut months, mar, now, runs).unwrap(),
+            20
+        );
+        let layout = compaction::month_layout(&conn, mar).unwrap();
+        assert_eq!((layout.points, layout.orgs, layout.runs), (20, 2, 2));
         assert_eq!(
             compaction::due_months(&conn, now).unwrap(),
             Vec::<i64>::new()
