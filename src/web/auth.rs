@@ -97,39 +97,59 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = &App::from_ref(state);
-        let next = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Err(PageError::Login { next });
-        };
-        let token_hash = security::sha256_hex(&token);
-        let lookup = token_hash.clone();
-        let idle = app.config.auth.session_idle_hours as i64 * 3600;
-        match app
+        let token_hash = session_token(parts)?;
+        let (lookup, idle) = (token_hash.clone(), session_idle_secs(app));
+        let found = app
             .meta
             .read(move |c| sessions::find_session(c, &lookup, idle))
-            .await
-        {
-            Ok(s) => {
-                if s.needs_touch(now_secs()) {
-                    let touch = token_hash.clone();
-                    app.meta.call(move |c| sessions::touch(c, &touch)).await?;
-                }
-                rate_limit::charge(&parts.extensions, RouteClass::Pages, &token_hash)
-                    .map_err(|e| PageError::RateLimited(e.message))?;
-                Ok(CurrentUser {
-                    user: s.user,
-                    csrf: s.csrf_token,
-                    token_hash,
-                })
-            }
-            Err(StoreError::NotFound) => Err(PageError::Login { next }),
+            .await;
+        match found {
+            Ok(s) => accept_session(app, parts, token_hash, s).await,
+            Err(StoreError::NotFound) => Err(login_redirect(parts)),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn login_redirect(parts: &Parts) -> PageError {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    PageError::Login { next }
+}
+
+/// The hash of the session cookie's token (what the sessions table keys on).
+fn session_token(parts: &Parts) -> Result<String, PageError> {
+    cookie_value(&parts.headers, SESSION_COOKIE)
+        .map(|token| security::sha256_hex(&token))
+        .ok_or_else(|| login_redirect(parts))
+}
+
+fn session_idle_secs(app: &App) -> i64 {
+    app.config.auth.session_idle_hours as i64 * 3600
+}
+
+/// A session found: the page budget is charged, and the session stamped seen (a write, at
+/// most once a minute).
+async fn accept_session(
+    app: &App,
+    parts: &Parts,
+    token_hash: String,
+    s: sessions::Session,
+) -> Result<CurrentUser, PageError> {
+    rate_limit::charge(&parts.extensions, RouteClass::Pages, &token_hash)
+        .map_err(|e| PageError::RateLimited(e.message))?;
+    if s.needs_touch(now_secs()) {
+        let touch = token_hash.clone();
+        app.meta.call(move |c| sessions::touch(c, &touch)).await?;
+    }
+    Ok(CurrentUser {
+        user: s.user,
+        csrf: s.csrf_token,
+        token_hash,
+    })
 }
 
 /// A signed-in member of the org named by the `{slug}` path segment. A non-member gets the same
@@ -172,16 +192,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = &App::from_ref(state);
-        let current = CurrentUser::from_request_parts(parts, state).await?;
+        let token_hash = session_token(parts)?;
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|_| PageError::NotFound)?;
         let slug = params.get("slug").cloned().ok_or(PageError::NotFound)?;
-        let user_id = current.user.id;
-        let (org, role) = app
+        let (lookup, idle) = (token_hash.clone(), session_idle_secs(app));
+        // One read for both: the session, then the membership it names.
+        let found = app
             .meta
-            .read(move |c| orgs::membership_by_slug(c, user_id, &slug))
-            .await?;
+            .read(move |c| {
+                let s = sessions::find_session(c, &lookup, idle)?;
+                let membership = orgs::membership_by_slug(c, s.user.id, &slug);
+                Ok((s, membership))
+            })
+            .await;
+        let (session, membership) = match found {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => return Err(login_redirect(parts)),
+            Err(e) => return Err(e.into()),
+        };
+        let current = accept_session(app, parts, token_hash, session).await?;
+        let (org, role) = membership?;
         Ok(OrgMember {
             user: current.user,
             org,

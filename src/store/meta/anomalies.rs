@@ -78,7 +78,7 @@ pub fn list(
     since: i64,
     limit: i64,
 ) -> Result<Vec<AnomalyRow>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT metric, at, day, value, expected, band, score, detected_at FROM anomalies
          WHERE org_id = ?1 AND (?2 IS NULL OR metric = ?2) AND at >= ?3
          ORDER BY at DESC, score DESC LIMIT ?4",

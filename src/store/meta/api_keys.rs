@@ -84,9 +84,8 @@ pub fn list(conn: &Connection, org_id: i64) -> Result<Vec<ApiKey>, StoreError> {
 
 /// The key with this prefix and its stored hash, whatever its org (the caller verifies the hash).
 pub fn by_prefix(conn: &Connection, prefix: &str) -> Result<(ApiKey, String), StoreError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS}, k.key_hash FROM api_keys k LEFT JOIN users u ON u.id = k.created_by WHERE k.prefix = ?1"),
-        [prefix],
+    conn.prepare_cached(&format!("SELECT {COLUMNS}, k.key_hash FROM api_keys k LEFT JOIN users u ON u.id = k.created_by WHERE k.prefix = ?1"))?
+        .query_row([prefix],
         |r| Ok((from_row(r)?, r.get(10)?)),
     )
     .found()

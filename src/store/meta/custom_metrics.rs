@@ -47,7 +47,7 @@ pub fn create(conn: &Connection, org_id: i64, def: &MetricDef) -> Result<(), Sto
 }
 
 pub fn list(conn: &Connection, org_id: i64) -> Result<Vec<MetricDef>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT key, name, description, category, unit, higher_is_better, aggregation
          FROM custom_metrics WHERE org_id = ?1 ORDER BY key",
     )?;

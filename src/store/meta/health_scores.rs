@@ -28,9 +28,8 @@ pub fn insert(
 }
 
 pub fn latest(conn: &Connection, org_id: i64) -> Result<StoredScore, StoreError> {
-    conn.query_row(
-        "SELECT computed_at, overall, report FROM health_scores WHERE org_id = ?1 ORDER BY computed_at DESC, id DESC LIMIT 1",
-        [org_id],
+    conn.prepare_cached("SELECT computed_at, overall, report FROM health_scores WHERE org_id = ?1 ORDER BY computed_at DESC, id DESC LIMIT 1")?
+        .query_row([org_id],
         |r| Ok(StoredScore { computed_at: r.get(0)?, overall: r.get(1)?, report: r.get(2)? }),
     )
     .found()
@@ -43,7 +42,7 @@ pub fn history(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, Option<f64>)>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT computed_at, overall FROM health_scores WHERE org_id = ?1 AND computed_at >= ?2 AND computed_at < ?3 ORDER BY computed_at, id",
     )?;
     let rows = stmt.query_map(params![org_id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -52,10 +51,8 @@ pub fn history(
 
 /// The last score computed before `at` (for "vs yesterday" and "vs last week").
 pub fn before(conn: &Connection, org_id: i64, at: i64) -> Result<Option<f64>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT overall FROM health_scores WHERE org_id = ?1 AND computed_at < ?2 ORDER BY computed_at DESC, id DESC LIMIT 1",
-            params![org_id, at],
+    Ok(conn.prepare_cached("SELECT overall FROM health_scores WHERE org_id = ?1 AND computed_at < ?2 ORDER BY computed_at DESC, id DESC LIMIT 1")?
+        .query_row(params![org_id, at],
             |r| r.get::<_, Option<f64>>(0),
         )
         .found()

@@ -436,6 +436,8 @@ impl MetaStore {
                     let c = Connection::open(store.path.as_ref())?;
                     c.busy_timeout(Duration::from_secs(5))?;
                     c.pragma_update(None, "query_only", "ON")?;
+                    // Page and API authentication alone prepare about a dozen statements.
+                    c.set_prepared_statement_cache_capacity(64);
                     c
                 }
             };

@@ -8,11 +8,8 @@ use crate::store::StoreError;
 /// The org's settings, or the defaults when none were saved.
 pub fn health(conn: &Connection, org_id: i64) -> Result<HealthSettings, StoreError> {
     let json: Option<String> = conn
-        .query_row(
-            "SELECT health FROM org_settings WHERE org_id = ?1",
-            [org_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT health FROM org_settings WHERE org_id = ?1")?
+        .query_row([org_id], |r| r.get(0))
         .optional()?;
     match json {
         Some(j) => serde_json::from_str(&j).map_err(StoreError::internal),

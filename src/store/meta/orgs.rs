@@ -65,12 +65,9 @@ pub fn create(
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Org, StoreError> {
-    conn.query_row(
-        &format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?1"),
-        [id],
-        org_from_row,
-    )
-    .found()
+    conn.prepare_cached(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?1"))?
+        .query_row([id], org_from_row)
+        .found()
 }
 
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Org, StoreError> {
@@ -88,7 +85,7 @@ pub fn count(conn: &Connection) -> Result<i64, StoreError> {
 
 /// The organisations a user belongs to, with the user's role in each.
 pub fn for_user(conn: &Connection, user_id: i64) -> Result<Vec<(Org, Role)>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT o.id, o.slug, o.name, o.time_zone, o.currency, o.created_at, m.role
          FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.name",
     )?;
@@ -105,12 +102,13 @@ pub fn membership_by_slug(
     user_id: i64,
     slug: &str,
 ) -> Result<(Org, Role), StoreError> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT o.id, o.slug, o.name, o.time_zone, o.currency, o.created_at, m.role
          FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = ?1 AND o.slug = ?2",
-        params![user_id, slug],
-        |r| Ok((org_from_row(r)?, role_from_sql(r.get(6)?)?)),
-    )
+    )?
+    .query_row(params![user_id, slug], |r| {
+        Ok((org_from_row(r)?, role_from_sql(r.get(6)?)?))
+    })
     .found()
 }
 

@@ -41,11 +41,10 @@ pub fn find_session(
     idle_secs: i64,
 ) -> Result<Session, StoreError> {
     let now = now_secs();
-    conn.query_row(
-        "SELECT u.id, u.email, u.name, u.is_server_admin, u.created_at, s.csrf_token, s.expires_at, s.last_seen_at
+    conn.prepare_cached("SELECT u.id, u.email, u.name, u.is_server_admin, u.created_at, s.csrf_token, s.expires_at, s.last_seen_at
          FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3",
-        params![token_hash, now, idle_secs],
+         WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?2 - ?3")?
+        .query_row(params![token_hash, now, idle_secs],
         |r| {
             Ok(Session {
                 user: User {
