@@ -96,6 +96,16 @@ async fn store_as_live_feeds(server: &impl Served, key_a: &str, key_b: &str) {
     }
 }
 
+/// Orgs Alpha and Beta on a fresh server, fed as live feeds; their API keys.
+async fn two_orgs_fed(server: &impl Served) -> (String, String) {
+    let a = setup(server, "Alpha", "UTC").await;
+    let b = create_org(server, &a, "Beta", "beta").await;
+    let key_a = api_key(server, &a, &["read", "write"]).await;
+    let key_b = api_key(server, &b, &["read", "write"]).await;
+    store_as_live_feeds(server, &key_a, &key_b).await;
+    (key_a, key_b)
+}
+
 fn at(date: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(date)
         .unwrap()
@@ -116,11 +126,7 @@ fn at(date: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     let server = TestServer::start().await;
-    let a = setup(&server, "Alpha", "UTC").await;
-    let b = create_org(&server, &a, "Beta", "beta").await;
-    let key_a = api_key(&server, &a, &["read", "write"]).await;
-    let key_b = api_key(&server, &b, &["read", "write"]).await;
-    store_as_live_feeds(&server, &key_a, &key_b).await;
+    let (key_a, key_b) = two_orgs_fed(&server).await;
     let before = answers(&server, &key_a, &key_b).await;
     let now = at("2026-12-01T12:00:00Z");
     let report = server.app.metrics.compact_settled(now).await.unwrap();
@@ -184,11 +190,7 @@ fn armed(failpoint: &str) -> [(&str, &str); 2] {
 async fn a_crash_in_the_middle_of_compaction_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServeChild::start(dir.path(), &[("VITALS_JOBS__COMPACTION", "")]).await;
-    let a = setup(&server, "Alpha", "UTC").await;
-    let b = create_org(&server, &a, "Beta", "beta").await;
-    let key_a = api_key(&server, &a, &["read", "write"]).await;
-    let key_b = api_key(&server, &b, &["read", "write"]).await;
-    store_as_live_feeds(&server, &key_a, &key_b).await;
+    let (key_a, key_b) = two_orgs_fed(&server).await;
     let before = answers(&server, &key_a, &key_b).await;
     server.kill().await;
     for failpoint in [

@@ -258,26 +258,19 @@ mod tests {
     /// first microsecond of a month is its own start; December rolls over to January.
     #[test]
     fn months_are_utc_calendar_months() {
-        assert_eq!(
-            month_start(at("2026-03-15T12:00:00Z")),
-            at("2026-03-01T00:00:00Z")
-        );
-        assert_eq!(
-            month_start(at("2026-03-01T00:00:00Z")),
-            at("2026-03-01T00:00:00Z")
-        );
-        assert_eq!(
-            month_start(at("2026-02-28T23:59:59.999999Z")),
-            at("2026-02-01T00:00:00Z")
-        );
-        assert_eq!(
-            next_month(at("2026-03-01T00:00:00Z")),
-            at("2026-04-01T00:00:00Z")
-        );
-        assert_eq!(
-            next_month(at("2025-12-01T00:00:00Z")),
-            at("2026-01-01T00:00:00Z")
-        );
+        for (at_time, start) in [
+            ("2026-03-15T12:00:00Z", "2026-03-01T00:00:00Z"),
+            ("2026-03-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+            ("2026-02-28T23:59:59.999999Z", "2026-02-01T00:00:00Z"),
+        ] {
+            assert_eq!(month_start(at(at_time)), at(start), "{at_time}");
+        }
+        for (month, next) in [
+            ("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"),
+            ("2025-12-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(next_month(at(month)), at(next), "{month}");
+        }
     }
 
     /// Compacted: January (clean) and February (dirty). Points on Jan 10 and Jan 20 dirty
