@@ -27,6 +27,23 @@ impl StoreError {
     }
 }
 
+/// Hands `msg` to a writer thread's queue; `name` says which store in the errors.
+pub(crate) fn send_to_writer<T>(
+    sender: &std::sync::Mutex<Option<std::sync::mpsc::Sender<T>>>,
+    msg: T,
+    name: &str,
+) -> Result<(), StoreError> {
+    let guard = sender
+        .lock()
+        .map_err(|_| StoreError::Internal(format!("{name} writer lock poisoned")))?;
+    let sender = guard
+        .as_ref()
+        .ok_or_else(|| StoreError::Internal(format!("the {name} store is shut down")))?;
+    sender
+        .send(msg)
+        .map_err(|_| StoreError::Internal(format!("the {name} writer has stopped")))
+}
+
 /// Stops a writer thread: drops its queue's sender (the thread finishes what is queued and
 /// leaves its loop), then waits for it. Safe to call more than once.
 pub(crate) fn stop_writer<T>(

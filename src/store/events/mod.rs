@@ -162,17 +162,7 @@ impl EventStore {
         events: PreparedEvents,
     ) -> Result<oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (ack, done) = oneshot::channel();
-        let guard = self
-            .inner
-            .writer
-            .lock()
-            .map_err(|_| StoreError::internal("event writer lock poisoned"))?;
-        let sender = guard
-            .as_ref()
-            .ok_or_else(|| StoreError::internal("the event store is shut down"))?;
-        sender
-            .send(Job { events, ack })
-            .map_err(|_| StoreError::internal("the event writer has stopped"))?;
+        super::send_to_writer(&self.inner.writer, Job { events, ack }, "event")?;
         Ok(done)
     }
 

@@ -179,14 +179,7 @@ pub(super) fn compact_month(
 ) -> Result<u64, StoreError> {
     let layout = month_layout(conn, month)?;
     if layout.is_clustered(runs_per_org) {
-        conn.execute(
-            "DELETE FROM point_months WHERE month = ?",
-            [ts_value(month)],
-        )?;
-        conn.execute(
-            "INSERT INTO point_months VALUES (?, ?, ?, false)",
-            params![ts_value(month), ts_value(now_micros), layout.points as i64],
-        )?;
+        log_clean(conn, month, now_micros, layout.points)?;
         months.months.insert(month, false);
         return Ok(0);
     }
@@ -208,11 +201,7 @@ pub(super) fn compact_month(
             "INSERT INTO points SELECT org_id, metric, ts, value, dims FROM compacting
                ORDER BY org_id, ts, metric, dims;",
         )?;
-        conn.execute("DELETE FROM point_months WHERE month = ?", [from.clone()])?;
-        conn.execute(
-            "INSERT INTO point_months VALUES (?, ?, ?, false)",
-            params![from, ts_value(now_micros), points as i64],
-        )?;
+        log_clean(conn, month, now_micros, points as u64)?;
         failpoint("compaction-inserted");
         Ok(points as u64)
     };
@@ -230,6 +219,24 @@ pub(super) fn compact_month(
             Err(e)
         }
     }
+}
+
+/// Records the month as checked and clean (replacing an earlier entry).
+fn log_clean(
+    conn: &Connection,
+    month: i64,
+    now_micros: i64,
+    points: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM point_months WHERE month = ?",
+        [ts_value(month)],
+    )?;
+    conn.execute(
+        "INSERT INTO point_months VALUES (?, ?, ?, false)",
+        params![ts_value(month), ts_value(now_micros), points as i64],
+    )?;
+    Ok(())
 }
 
 /// A test hook: with `FAILPOINTS` set to `name`, the calling thread says so on

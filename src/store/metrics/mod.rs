@@ -172,17 +172,7 @@ impl MetricStore {
     }
 
     fn send(&self, msg: WriterMsg) -> Result<(), StoreError> {
-        let guard = self
-            .inner
-            .writer
-            .lock()
-            .map_err(|_| StoreError::internal("writer lock poisoned"))?;
-        let sender = guard
-            .as_ref()
-            .ok_or_else(|| StoreError::internal("the metric store is shut down"))?;
-        sender
-            .send(msg)
-            .map_err(|_| StoreError::internal("the metric writer has stopped"))
+        super::send_to_writer(&self.inner.writer, msg, "metric")
     }
 
     /// Stores points durably; returns once they are committed. Points of one call are written
