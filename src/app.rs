@@ -99,6 +99,9 @@ pub struct App {
     pub http: crate::outbound::Outbound,
     /// Seals integration credentials at rest.
     pub secrets: crate::secrets::SecretBox,
+    /// Rendered org-level page parts (the overview's body), shared by the org's members until
+    /// its points or the meta store change.
+    pub rendered: crate::org_cache::OrgCache<Arc<str>>,
 }
 
 /// `work` on the blocking pool while holding one of `slots`' permits.
@@ -194,7 +197,16 @@ impl App {
             bound_url: Arc::new(std::sync::OnceLock::new()),
             http,
             secrets,
+            rendered: Default::default(),
         })
+    }
+
+    /// The versions an org-level result computed now is made from (see [`crate::org_cache`]).
+    pub fn versions(&self, org_id: i64) -> crate::org_cache::Versions {
+        crate::org_cache::Versions {
+            metrics: self.metrics.generation(org_id),
+            meta: self.meta.version(),
+        }
     }
 
     /// Stores points for an org (durably, before returning), tells open pages, and announces

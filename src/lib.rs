@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 #[cfg(test)]
 mod fuzz;
+pub mod org_cache;
 pub mod outbound;
 pub mod secrets;
 pub mod security;

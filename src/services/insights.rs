@@ -156,10 +156,7 @@ pub fn anomaly_rows(metric: &str, days: &[Day], detected_at: i64) -> Vec<Anomaly
 /// [`Insights::detect`] refreshes them too). Returns the number of anomalies.
 pub async fn detect_org(app: &App, org: &Org) -> Result<usize, StoreError> {
     let org_id = org.id;
-    let defs = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let defs = app.meta.catalog(org_id).await?.to_vec();
     let now = chrono::Utc::now().timestamp_micros();
     let history = daily_history(app, org, &defs, HISTORY_DAYS, now).await?;
     let detected_at = now_secs();
@@ -443,10 +440,7 @@ pub struct OutlookSlot {
 
 async fn compute_outlooks(app: &App, org: &Org) -> Result<Vec<OutlookCard>, StoreError> {
     let org_id = org.id;
-    let defs = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let defs = app.meta.catalog(org_id).await?.to_vec();
     let now = chrono::Utc::now().timestamp_micros();
     let history = daily_history(app, org, &defs, HISTORY_DAYS, now).await?;
     let monthly_target = app

@@ -237,10 +237,7 @@ pub async fn catalog_with_latest(
     app: &App,
     org_id: i64,
 ) -> Result<(Vec<MetricDef>, HashMap<String, metrics::Latest>), StoreError> {
-    let defs = app
-        .meta
-        .read(move |c| crate::store::meta::custom_metrics::catalog(c, org_id))
-        .await?;
+    let defs = app.meta.catalog(org_id).await?.to_vec();
     let latest = app
         .metrics
         .read(move |c| metrics::latest(c, org_id))

@@ -312,3 +312,82 @@ async fn overview_memo_ends_with_the_orgs_next_write_and_never_crosses_orgs() {
     assert_eq!(fresh, after);
     server.stop().await;
 }
+
+/// The overview page's body is rendered once per org and kept until the org's points or the
+/// meta store change, shared by the org's members and never by another org. Alpha stores
+/// revenue 1234 an hour ago: its overview (30 days by default) says "EUR 1,234"; Beta's, asked
+/// right after by the same owner, does not. Alpha adds 1000 more (another hour): the very next
+/// page and grid fragment say "EUR 2,234" (revenue sums). Alpha defines a custom metric
+/// "Widgets sold" (a meta write, no point): the next page has its card. A Viewer of Alpha sees
+/// the same figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_body_is_shared_by_members_and_follows_every_change() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let b = create_org(&server, &a, "Beta", "beta").await;
+    let key_a = api_key(&server, &a, &["read", "write", "admin"]).await;
+    let at = |hours: i64| (chrono::Utc::now() - chrono::Duration::hours(hours)).to_rfc3339();
+    let page = |slug: String| {
+        let (client, url) = (a.client.clone(), server.url(&format!("/o/{slug}/")));
+        async move {
+            let (status, html) = get_page(&client, &url).await;
+            assert_eq!(status, StatusCode::OK);
+            html
+        }
+    };
+    let (status, body) = post_points(
+        &server,
+        &key_a,
+        &json!([p("revenue", &at(1), 1234.0, "eu")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = page(a.slug.clone()).await;
+    assert!(
+        first.contains("EUR 1,234"),
+        "Alpha's overview shows its revenue"
+    );
+    assert!(
+        !page(b.slug.clone()).await.contains("EUR 1,234"),
+        "Beta's does not"
+    );
+
+    let (status, body) = post_points(
+        &server,
+        &key_a,
+        &json!([p("revenue", &at(2), 1000.0, "eu")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = page(a.slug.clone()).await;
+    assert!(second.contains("EUR 2,234") && !second.contains("EUR 1,234"));
+    let (status, grid) = get_page(
+        &a.client,
+        &server.url(&format!("/o/{}/grid?range=30d", a.slug)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(grid.contains("EUR 2,234"));
+
+    assert!(!second.contains("Widgets sold"));
+    let (status, body) = post_api(
+        &server,
+        &key_a,
+        "/custom-metrics",
+        json!({"key": "widgets_sold", "name": "Widgets sold", "category": "operational", "unit": "count"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let third = page(a.slug.clone()).await;
+    assert!(
+        third.contains("Widgets sold"),
+        "a new custom metric shows at once"
+    );
+
+    add_member(&server, &a, "viewer@acme.test", "viewer").await;
+    let viewer = login(&server, "viewer@acme.test", PASSWORD).await;
+    let (status, seen) = get_page(&viewer, &server.url(&format!("/o/{}/", a.slug))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(seen.contains("Widgets sold") && seen.contains("EUR 2,234"));
+    server.stop().await;
+}

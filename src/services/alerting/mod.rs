@@ -29,7 +29,7 @@ use crate::services::query;
 use crate::services::signals::{Debouncer, Heard, subscribe};
 use crate::store::meta::alerts::{self, AlertRow, RuleRow};
 use crate::store::meta::orgs::{self, Org};
-use crate::store::meta::{channels, custom_metrics, health_scores};
+use crate::store::meta::{channels, health_scores};
 use crate::store::metrics::{self, AggregateQuery, Bucketing};
 use crate::store::{StoreError, now_secs};
 
@@ -319,9 +319,7 @@ pub struct RuleOutcome {
 }
 
 pub(crate) async fn catalog_of(app: &App, org_id: i64) -> Result<Vec<MetricDef>, StoreError> {
-    app.meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await
+    Ok(app.meta.catalog(org_id).await?.to_vec())
 }
 
 /// Evaluates one rule at `now` (the caller holds the alert lock): steps every series and

@@ -197,7 +197,8 @@ pub async fn register_metrics(
     org_id: i64,
     p: &'static Provider,
 ) -> Result<(), StoreError> {
-    app.meta
+    let registered = app
+        .meta
         .call(move |c| {
             let have: HashSet<String> = custom_metrics::catalog(c, org_id)?
                 .into_iter()
@@ -221,7 +222,10 @@ pub async fn register_metrics(
             }
             Ok(())
         })
-        .await
+        .await;
+    // Each create commits on its own: some may have landed even when a later one failed.
+    app.meta.catalog_changed(org_id);
+    registered
 }
 
 /// What is sealed for an integration: the API key and, for webhooks, their signing secret.

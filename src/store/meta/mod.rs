@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod anomalies;
 pub mod api_keys;
 pub mod audit;
+pub mod catalog_cache;
 pub mod channels;
 pub mod cohorts;
 pub mod custom_metrics;
@@ -401,6 +402,9 @@ pub struct MetaStore {
     conn: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<std::path::PathBuf>,
+    catalogs: catalog_cache::CatalogCache,
+    /// Bumped after every `call` that changed a row: caches of org-level results compare it.
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MetaStore {
@@ -413,6 +417,8 @@ impl MetaStore {
             conn: Arc::new(Mutex::new(conn)),
             readers: Arc::default(),
             path: Arc::new(path.to_path_buf()),
+            catalogs: catalog_cache::CatalogCache::default(),
+            writes: Arc::default(),
         })
     }
 
@@ -453,21 +459,43 @@ impl MetaStore {
         .map_err(StoreError::internal)?
     }
 
+    /// The org's metric catalogue (built-ins, then custom metrics), from memory after the
+    /// first read.
+    pub async fn catalog(&self, org_id: i64) -> Result<catalog_cache::Catalog, StoreError> {
+        let (kept, epoch) = self.catalogs.get(org_id);
+        if let Some(catalog) = kept {
+            return Ok(catalog);
+        }
+        let loaded = Arc::new(
+            self.read(move |c| custom_metrics::catalog(c, org_id))
+                .await?,
+        );
+        self.catalogs.keep(org_id, epoch, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Call after committing a change to `org_id`'s custom metrics.
+    pub fn catalog_changed(&self, org_id: i64) {
+        self.catalogs.changed(org_id);
+    }
+
     /// Runs `f` with the connection on the blocking thread pool.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::internal("meta store mutex poisoned"))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(StoreError::internal)?
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.call_blocking(f))
+            .await
+            .map_err(StoreError::internal)?
+    }
+
+    /// How many `call`s have changed rows so far (reads through `read` never do). A result
+    /// computed from this store stays right while the count stands; a change made by another
+    /// process (the CLI) is not counted.
+    pub fn version(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `f` on the current thread (for CLI commands and startup, outside the runtime).
@@ -479,7 +507,13 @@ impl MetaStore {
             .conn
             .lock()
             .map_err(|_| StoreError::internal("meta store mutex poisoned"))?;
-        f(&mut guard)
+        let before = guard.total_changes();
+        let result = f(&mut guard);
+        if guard.total_changes() != before {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        result
     }
 }
 

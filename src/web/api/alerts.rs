@@ -428,10 +428,7 @@ pub async fn test_draft(
 
 /// A rule from input that is validated but not stored (for "test rule" in the editor).
 pub async fn draft_rule(app: &App, org_id: i64, body: &Value) -> Result<RuleRow, SaveError> {
-    let catalog = app
-        .meta
-        .call(move |c| crate::store::meta::custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?.to_vec();
     let spec = crate::domain::alert_rules::validate(body, &catalog, |_| true)
         .map_err(SaveError::Invalid)?;
     Ok(RuleRow {

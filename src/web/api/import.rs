@@ -19,8 +19,8 @@ use crate::domain::ingest::Point;
 use crate::domain::roles::Scope;
 use crate::services::uploads::uploads_dir;
 use crate::store::StoreError;
+use crate::store::meta::audit;
 use crate::store::meta::orgs::Org;
-use crate::store::meta::{audit, custom_metrics};
 use crate::web::api::parse_query;
 use crate::web::auth::ApiKeyAuth;
 use crate::web::error::ApiError;
@@ -141,8 +141,9 @@ pub async fn run_import(
     let org_id = org.id;
     let known: Arc<HashSet<String>> = Arc::new(
         app.meta
-            .call(move |c| custom_metrics::catalog(c, org_id))
+            .catalog(org_id)
             .await?
+            .to_vec()
             .into_iter()
             .map(|d| d.key)
             .collect(),

@@ -9,19 +9,16 @@ use crate::domain::catalog::MetricDef;
 use crate::domain::roles::Scope;
 use crate::services::Insights;
 use crate::services::insights;
-use crate::store::meta::custom_metrics;
 use crate::web::api::parse_query;
 use crate::web::auth::ApiKeyAuth;
 use crate::web::error::ApiError;
 
 async fn metric_def(app: &App, org_id: i64, key: &str) -> Result<MetricDef, ApiError> {
-    let catalog = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?;
     catalog
-        .into_iter()
+        .iter()
         .find(|d| d.key == key)
+        .cloned()
         .ok_or_else(|| ApiError::not_found(format!("unknown metric `{key}`")).field("key"))
 }
 

@@ -47,8 +47,9 @@ pub(crate) async fn ingest_body(
     let app = app.clone();
     let known: HashSet<String> = app
         .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
+        .catalog(org_id)
         .await?
+        .to_vec()
         .into_iter()
         .map(|m| m.key)
         .collect();
@@ -159,13 +160,11 @@ pub async fn series(
     auth.require(Scope::Read)?;
     let org = auth.org.clone();
     let org_id = org.id;
-    let catalog = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?;
     let def = catalog
-        .into_iter()
+        .iter()
         .find(|d| d.key == key)
+        .cloned()
         .ok_or_else(|| ApiError::not_found(format!("unknown metric `{key}`")).field("key"))?;
     let tz = query::org_tz(&org);
     let params = reads::parse_read_params(
@@ -246,7 +245,8 @@ pub async fn create_custom_metric(
     let actor = format!("apikey:{}", auth.key.prefix);
     let stored = def.clone();
     let definition = from_events.as_ref().map(|(_, text)| text.clone());
-    app.meta
+    let created = app
+        .meta
         .call(move |c| {
             let tx = c.unchecked_transaction()?;
             custom_metrics::create(&tx, org_id, &stored)?;
@@ -257,7 +257,9 @@ pub async fn create_custom_metric(
             tx.commit()?;
             Ok(())
         })
-        .await?;
+        .await;
+    app.meta.catalog_changed(org_id);
+    created?;
     let mut answer = metric_json(&def, None);
     if let Some((_, spec)) = from_events {
         // Backfill from the events already stored (the days since then follow each write).

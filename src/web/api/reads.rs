@@ -15,7 +15,7 @@ use crate::domain::ingest::{self, decode_dims};
 use crate::domain::roles::Scope;
 use crate::domain::timebucket::{self, Bucket};
 use crate::services::query;
-use crate::store::meta::{custom_metrics, health_scores, orgs};
+use crate::store::meta::{health_scores, orgs};
 use crate::store::metrics;
 use crate::web::api::{MAX_BUCKETS, parse_query};
 use crate::web::auth::{ApiKeyAuth, CurrentUser};
@@ -200,10 +200,7 @@ pub async fn overview(
     )?;
     check_bucket_count(&params)?;
     let org_id = org.id;
-    let defs = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let defs = app.meta.catalog(org_id).await?.to_vec();
     let metrics = query::overview(
         &app,
         &org,
@@ -251,12 +248,7 @@ pub async fn points(
     let org = auth.org.clone();
     let org_id = org.id;
     let tz = query::org_tz(&org);
-    let known = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?
-        .into_iter()
-        .any(|d| d.key == key);
+    let known = app.meta.catalog(org_id).await?.iter().any(|d| d.key == key);
     if !known {
         return Err(ApiError::not_found(format!("unknown metric `{key}`")).field("key"));
     }

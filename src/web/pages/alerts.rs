@@ -20,7 +20,6 @@ use crate::services::Alerting;
 use crate::services::alerting::{self, AlertActionError};
 use crate::services::query::{self, SeriesRequest};
 use crate::store::meta::alerts::{self, AlertEventRow, AlertFilter, AlertRow};
-use crate::store::meta::custom_metrics;
 use crate::store::{StoreError, now_secs};
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
@@ -310,10 +309,7 @@ pub async fn alert_page(
         .meta
         .call(move |c| alerts::get_rule(c, org_id, rule_id))
         .await?;
-    let catalog = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?.to_vec();
     let def = rule
         .spec
         .metric

@@ -145,6 +145,7 @@ pub async fn catalog_create(
             audit::record(c, Some(org_id), &actor, "metric.create", &stored.key, &ip)
         })
         .await;
+    app.meta.catalog_changed(org_id);
     match created {
         Ok(()) => {
             let notice = format!(

@@ -9,7 +9,6 @@ use super::render;
 use crate::app::App;
 use crate::domain::catalog::{self, Category};
 use crate::services::query::{self};
-use crate::store::meta::custom_metrics;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
 
@@ -105,9 +104,7 @@ pub(crate) async fn health_view(app: &App, m: &OrgMember) -> Result<HealthView, 
     }
     let defs = {
         let org_id = m.org.id;
-        app.meta
-            .call(move |c| custom_metrics::catalog(c, org_id))
-            .await?
+        app.meta.catalog(org_id).await?.to_vec()
     };
     let name = |k: &str| {
         defs.iter()

@@ -11,7 +11,6 @@ use crate::app::App;
 use crate::domain::catalog::{self, Category, MetricDef};
 use crate::services::Insights;
 use crate::services::query::{self, Card, Range};
-use crate::store::meta::custom_metrics;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
 
@@ -112,6 +111,15 @@ pub(crate) fn parse_range(p: &RangeParam) -> Result<Range, PageError> {
 #[template(path = "overview.html")]
 pub struct OverviewPage {
     pub nav: Nav,
+    pub time_zone: String,
+    /// The rendered [`OverviewBody`], shared by the org's members.
+    pub body: std::sync::Arc<str>,
+}
+
+/// Everything of the overview below its heading: the same for every member of the org.
+#[derive(Template)]
+#[template(path = "overview_body.html")]
+pub struct OverviewBody {
     pub health: HealthView,
     pub slug: String,
     pub range: &'static str,
@@ -119,7 +127,6 @@ pub struct OverviewPage {
     pub ranges: Vec<(&'static str, &'static str)>,
     pub categories: Vec<CategoryView>,
     pub has_data: bool,
-    pub time_zone: String,
     /// The few most important anomalies and forecasts (insight cards).
     pub insights: Vec<InsightCard>,
 }
@@ -161,7 +168,7 @@ async fn insight_cards(
 }
 
 #[derive(Template)]
-#[template(path = "overview.html", block = "grid")]
+#[template(path = "overview_body.html", block = "grid")]
 pub struct GridFragment {
     pub slug: String,
     pub range: &'static str,
@@ -183,10 +190,7 @@ async fn categories(
     range: Range,
 ) -> Result<(Vec<CategoryView>, bool), PageError> {
     let org_id = m.org.id;
-    let catalog = app
-        .meta
-        .read(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?.to_vec();
     let cards = query::cards(
         app,
         &m.org,
@@ -221,19 +225,49 @@ pub async fn overview(
     Query(p): Query<RangeParam>,
 ) -> Result<Response, PageError> {
     let range = parse_range(&p)?;
-    let (categories, has_data) = categories(&app, &m, range).await?;
-    render(&OverviewPage {
-        health: health_view(&app, &m).await?,
-        nav: nav(&app, &m, "overview").await?,
-        slug: m.org.slug.clone(),
-        range: range.as_str(),
-        range_label: range.label(),
-        ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
-        categories,
-        has_data,
-        time_zone: m.org.time_zone.clone(),
-        insights: insight_cards(&insight_service, &m).await?,
+    let key = format!("overview body {}", range.as_str());
+    let body = rendered_for_org(&app, &m, &key, async {
+        let (categories, has_data) = categories(&app, &m, range).await?;
+        Ok(OverviewBody {
+            health: health_view(&app, &m).await?,
+            slug: m.org.slug.clone(),
+            range: range.as_str(),
+            range_label: range.label(),
+            ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
+            categories,
+            has_data,
+            insights: insight_cards(&insight_service, &m).await?,
+        }
+        .render()?)
     })
+    .await?;
+    render(&OverviewPage {
+        nav: nav(&app, &m, "overview").await?,
+        time_zone: m.org.time_zone.clone(),
+        body,
+    })
+}
+
+/// How long an org-level rendering is reused at most without a change: as long as the
+/// memoised reads under it ([`query::Reuse::Memo`]), since "now" moves on.
+const RENDERED_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The org-level HTML kept under `key`, or `make`'s, kept for the org's other members and
+/// later requests until the org's points or the meta store change.
+async fn rendered_for_org(
+    app: &App,
+    m: &OrgMember,
+    key: &str,
+    make: impl std::future::Future<Output = Result<String, PageError>>,
+) -> Result<std::sync::Arc<str>, PageError> {
+    let versions = app.versions(m.org.id);
+    if let Some(kept) = app.rendered.get(m.org.id, key, versions, RENDERED_MAX_AGE) {
+        return Ok(kept);
+    }
+    let made: std::sync::Arc<str> = std::sync::Arc::from(make.await?);
+    app.rendered
+        .put(m.org.id, key, versions, RENDERED_MAX_AGE, made.clone());
+    Ok(made)
 }
 
 pub async fn overview_grid(
@@ -242,26 +276,32 @@ pub async fn overview_grid(
     Query(p): Query<RangeParam>,
 ) -> Result<Response, PageError> {
     let range = parse_range(&p)?;
-    let (categories, has_data) = categories(&app, &m, range).await?;
-    render(&GridFragment {
-        slug: m.org.slug.clone(),
-        range: range.as_str(),
-        range_label: range.label(),
-        ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
-        categories,
-        has_data,
+    let key = format!("overview grid {}", range.as_str());
+    let grid = rendered_for_org(&app, &m, &key, async {
+        let (categories, has_data) = categories(&app, &m, range).await?;
+        Ok(GridFragment {
+            slug: m.org.slug.clone(),
+            range: range.as_str(),
+            range_label: range.label(),
+            ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
+            categories,
+            has_data,
+        }
+        .render()?)
     })
+    .await?;
+    Ok(axum::response::IntoResponse::into_response(
+        axum::response::Html(grid.to_string()),
+    ))
 }
 
 pub(crate) async fn find_metric(app: &App, org_id: i64, key: &str) -> Result<MetricDef, PageError> {
     let key = key.to_string();
-    let catalog = app
-        .meta
-        .read(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?;
     catalog
-        .into_iter()
+        .iter()
         .find(|d| d.key == key)
+        .cloned()
         .ok_or(PageError::NotFound)
 }
 

@@ -19,7 +19,6 @@ use crate::domain::roles::Permission;
 use crate::services::alerting::{self, SaveError};
 use crate::store::meta::alerts::{self, RuleRow};
 use crate::store::meta::channels::{self};
-use crate::store::meta::custom_metrics;
 use crate::store::now_secs;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
@@ -52,10 +51,7 @@ pub async fn rules_page(State(app): State<App>, m: OrgMember) -> Result<Response
         .meta
         .call(move |c| alerts::list_rules(c, org_id))
         .await?;
-    let catalog = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog = app.meta.catalog(org_id).await?.to_vec();
     let items = rules
         .iter()
         .map(|r| {
@@ -265,10 +261,7 @@ async fn rule_form(
     notice: String,
 ) -> Result<RuleFormPage, PageError> {
     let org_id = m.org.id;
-    let catalog: Vec<MetricDef> = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let catalog: Vec<MetricDef> = app.meta.catalog(org_id).await?.to_vec();
     let chans = app.meta.call(move |c| channels::list(c, org_id)).await?;
     Ok(RuleFormPage {
         nav: nav(app, m, "alert-rules").await?,

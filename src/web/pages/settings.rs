@@ -13,7 +13,6 @@ use crate::domain::catalog::Category;
 use crate::domain::roles::Permission;
 use crate::services::Insights;
 use crate::store::meta::audit::{self};
-use crate::store::meta::custom_metrics;
 use crate::web::auth::OrgMember;
 use crate::web::error::PageError;
 
@@ -62,10 +61,7 @@ async fn settings_page(
 ) -> Result<SettingsPage, PageError> {
     use crate::domain::health::{Basis, BusinessKind};
     let org_id = m.org.id;
-    let defs = app
-        .meta
-        .call(move |c| custom_metrics::catalog(c, org_id))
-        .await?;
+    let defs = app.meta.catalog(org_id).await?.to_vec();
     Ok(SettingsPage {
         nav: nav(app, m, "settings").await?,
         slug: m.org.slug.clone(),
