@@ -392,6 +392,7 @@ async fn vitals_phase(
     // Ingest schedules score, alert and anomaly work; let it finish before asking questions.
     res.settle = procs::wait_idle(server.process.pid(), Duration::from_secs(600));
     res.rss_ingest_mb = sampler.take_peak_mb();
+    println!("  peak RSS while ingesting: {:.0} MB", res.rss_ingest_mb);
     drop(sampler);
     // What the hourly compaction job does to a backfill, done now in one pass on the store
     // (the server stopped: one process per DuckDB file), so every question below is asked of
