@@ -335,13 +335,15 @@ async fn the_overview_body_is_shared_by_members_and_follows_every_change() {
             html
         }
     };
-    let (status, body) = post_points(
-        &server,
-        &key_a,
-        &json!([p("revenue", &at(1), 1234.0, "eu")]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let revenue = |hours_ago: i64, value: f64| {
+        let (server, key) = (&server, key_a.clone());
+        async move {
+            let points = json!([p("revenue", &at(hours_ago), value, "eu")]);
+            let (status, body) = post_points(server, &key, &points).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    revenue(1, 1234.0).await;
     let first = page(a.slug.clone()).await;
     assert!(
         first.contains("EUR 1,234"),
@@ -352,13 +354,7 @@ async fn the_overview_body_is_shared_by_members_and_follows_every_change() {
         "Beta's does not"
     );
 
-    let (status, body) = post_points(
-        &server,
-        &key_a,
-        &json!([p("revenue", &at(2), 1000.0, "eu")]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    revenue(2, 1000.0).await;
     let second = page(a.slug.clone()).await;
     assert!(second.contains("EUR 2,234") && !second.contains("EUR 1,234"));
     let (status, grid) = get_page(

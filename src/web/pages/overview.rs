@@ -122,11 +122,8 @@ pub struct OverviewPage {
 pub struct OverviewBody {
     pub health: HealthView,
     pub slug: String,
-    pub range: &'static str,
-    pub range_label: &'static str,
-    pub ranges: Vec<(&'static str, &'static str)>,
-    pub categories: Vec<CategoryView>,
-    pub has_data: bool,
+    /// The rendered [`GridFragment`].
+    pub grid: String,
     /// The few most important anomalies and forecasts (insight cards).
     pub insights: Vec<InsightCard>,
 }
@@ -168,7 +165,7 @@ async fn insight_cards(
 }
 
 #[derive(Template)]
-#[template(path = "overview_body.html", block = "grid")]
+#[template(path = "overview_grid.html")]
 pub struct GridFragment {
     pub slug: String,
     pub range: &'static str,
@@ -227,15 +224,10 @@ pub async fn overview(
     let range = parse_range(&p)?;
     let key = format!("overview body {}", range.as_str());
     let body = rendered_for_org(&app, &m, &key, async {
-        let (categories, has_data) = categories(&app, &m, range).await?;
         Ok(OverviewBody {
+            grid: grid_fragment(&app, &m, range).await?.render()?,
             health: health_view(&app, &m).await?,
             slug: m.org.slug.clone(),
-            range: range.as_str(),
-            range_label: range.label(),
-            ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
-            categories,
-            has_data,
             insights: insight_cards(&insight_service, &m).await?,
         }
         .render()?)
@@ -270,6 +262,18 @@ async fn rendered_for_org(
     Ok(made)
 }
 
+async fn grid_fragment(app: &App, m: &OrgMember, range: Range) -> Result<GridFragment, PageError> {
+    let (categories, has_data) = categories(app, m, range).await?;
+    Ok(GridFragment {
+        slug: m.org.slug.clone(),
+        range: range.as_str(),
+        range_label: range.label(),
+        ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
+        categories,
+        has_data,
+    })
+}
+
 pub async fn overview_grid(
     State(app): State<App>,
     m: OrgMember,
@@ -278,16 +282,7 @@ pub async fn overview_grid(
     let range = parse_range(&p)?;
     let key = format!("overview grid {}", range.as_str());
     let grid = rendered_for_org(&app, &m, &key, async {
-        let (categories, has_data) = categories(&app, &m, range).await?;
-        Ok(GridFragment {
-            slug: m.org.slug.clone(),
-            range: range.as_str(),
-            range_label: range.label(),
-            ranges: Range::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
-            categories,
-            has_data,
-        }
-        .render()?)
+        Ok(grid_fragment(&app, &m, range).await?.render()?)
     })
     .await?;
     Ok(axum::response::IntoResponse::into_response(
