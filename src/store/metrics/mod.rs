@@ -478,33 +478,57 @@ pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, S
         params.push(Value::Text(format!("&{k}={}&", encode_dim_value(v))));
     }
     let sql = format!(
-        "SELECT metric, {bucket_sql} AS bucket, dims,
+        "SELECT metric, ({bucket_sql})::BIGINT AS bucket, dims,
                 sum(value), count(*), min(value), max(value), arg_max(value, ts)
          FROM points
          WHERE org_id = ? AND ts >= ? AND ts < ?{filter_sql}
          GROUP BY ALL"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(duckdb::params_from_iter(params))?;
     let mut groups = fold::GroupFold::default();
-    while let Some(r) = rows.next()? {
-        let metric = r.get_ref(0)?.as_str().map_err(StoreError::internal)?;
-        let dims = r.get_ref(2)?.as_str().map_err(StoreError::internal)?;
-        let group = q.group_by.as_deref().map(|key| fold::dim_value(dims, key));
-        groups.add(
-            metric,
-            r.get(1)?,
-            group,
-            fold::SeriesBucket {
-                sum: r.get(3)?,
-                count: r.get(4)?,
-                min: r.get(5)?,
-                max: r.get(6)?,
-                last: r.get(7)?,
-            },
-        );
+    // Arrow batches: reading a few thousand per-series rows column by column costs a fraction
+    // of the row API's per-value conversions (bench Q1: 10,800 per-series rows).
+    for batch in stmt.query_arrow(duckdb::params_from_iter(params))? {
+        let metric = column::<arrow::array::StringArray>(&batch, 0)?;
+        let bucket = column::<arrow::array::Int64Array>(&batch, 1)?;
+        let dims = column::<arrow::array::StringArray>(&batch, 2)?;
+        let sum = column::<arrow::array::Float64Array>(&batch, 3)?;
+        let count = column::<arrow::array::Int64Array>(&batch, 4)?;
+        let min = column::<arrow::array::Float64Array>(&batch, 5)?;
+        let max = column::<arrow::array::Float64Array>(&batch, 6)?;
+        let last = column::<arrow::array::Float64Array>(&batch, 7)?;
+        for i in 0..batch.num_rows() {
+            let group = q
+                .group_by
+                .as_deref()
+                .map(|key| fold::dim_value(dims.value(i), key));
+            groups.add(
+                metric.value(i),
+                bucket.value(i),
+                group,
+                fold::SeriesBucket {
+                    sum: sum.value(i),
+                    count: count.value(i),
+                    min: min.value(i),
+                    max: max.value(i),
+                    last: last.value(i),
+                },
+            );
+        }
     }
     Ok(groups.finish())
+}
+
+/// Column `i` of a result batch as the array type the query gives it.
+fn column<A: 'static>(
+    batch: &arrow::record_batch::RecordBatch,
+    i: usize,
+) -> Result<&A, StoreError> {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| StoreError::internal(format!("result column {i} has an unexpected type")))
 }
 
 /// One stored point as read back: time (µs), value, canonical dimensions.
