@@ -65,3 +65,30 @@ pub(crate) fn stop_writer<T>(
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// Column `i` of a query's Arrow result batch as the array type the query gives it.
+pub(crate) fn result_column<A: 'static>(
+    batch: &arrow::record_batch::RecordBatch,
+    i: usize,
+) -> Result<&A, StoreError> {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| StoreError::internal(format!("result column {i} has an unexpected type")))
+}
+
+/// Column `i` of a result batch as text (DuckDB hands VARCHAR over as Utf8; the cast keeps
+/// this right should it hand over another string layout).
+pub(crate) fn text_column(
+    batch: &arrow::record_batch::RecordBatch,
+    i: usize,
+) -> Result<arrow::array::StringArray, StoreError> {
+    let column = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
+        .map_err(StoreError::internal)?;
+    column
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .cloned()
+        .ok_or_else(|| StoreError::internal(format!("result column {i} is not text")))
+}

@@ -2,9 +2,7 @@
 //! funnels and retention fetch the few columns they need per unit (person or session) and
 //! leave the walk to `domain::analytics`. Every call takes the org.
 
-use arrow::array::{Array, Int32Array, Int64Array, StringArray};
-use arrow::datatypes::DataType;
-use arrow::record_batch::RecordBatch;
+use arrow::array::{Array, Int32Array, Int64Array};
 use duckdb::Connection;
 use duckdb::types::{TimeUnit, Value};
 
@@ -14,8 +12,8 @@ use crate::domain::analytics::{
     Breakdown, EventMatcher, FunnelEvent, FunnelOrder, FunnelRequest, FunnelUnit, PropertySource,
     TrendMath,
 };
-use crate::store::StoreError;
 use crate::store::metrics::Bucketing;
+use crate::store::{StoreError, result_column, text_column};
 
 fn ts_value(micros: i64) -> Value {
     Value::Timestamp(TimeUnit::Microsecond, micros)
@@ -213,12 +211,8 @@ pub fn funnel_events(
     let mut out: Vec<(String, Vec<FunnelEvent>)> = Vec::new();
     for batch in stmt.query_arrow(duckdb::params_from_iter(params))? {
         let units = text_column(&batch, 0)?;
-        let ts = int64_column(&batch, 1)?;
-        let steps = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .ok_or_else(|| StoreError::internal("funnel steps column"))?;
+        let ts = result_column::<Int64Array>(&batch, 1)?;
+        let steps = result_column::<Int32Array>(&batch, 2)?;
         let breakdowns = text_column(&batch, 3)?;
         for i in 0..batch.num_rows() {
             let unit = units.value(i);
@@ -234,25 +228,6 @@ pub fn funnel_events(
         }
     }
     Ok(out)
-}
-
-/// Column `i` of a result batch as text (DuckDB hands VARCHAR over as Utf8).
-fn text_column(batch: &RecordBatch, i: usize) -> Result<StringArray, StoreError> {
-    let column =
-        arrow::compute::cast(batch.column(i), &DataType::Utf8).map_err(StoreError::internal)?;
-    column
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| StoreError::internal("a text column of a result"))
-}
-
-fn int64_column(batch: &RecordBatch, i: usize) -> Result<&Int64Array, StoreError> {
-    batch
-        .column(i)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| StoreError::internal("an integer column of a result"))
 }
 
 /// (person, bucket key) pairs: the cohorts of a retention (a person's first-ever target event
@@ -295,7 +270,7 @@ pub fn retention_pairs(
     let mut out = Vec::new();
     for batch in stmt.query_arrow(duckdb::params_from_iter(params))? {
         let persons = text_column(&batch, 0)?;
-        let buckets = int64_column(&batch, 1)?;
+        let buckets = result_column::<Int64Array>(&batch, 1)?;
         out.extend((0..batch.num_rows()).map(|i| (persons.value(i).to_string(), buckets.value(i))));
     }
     Ok(out)

@@ -489,14 +489,14 @@ pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, S
     // Arrow batches: reading a few thousand per-series rows column by column costs a fraction
     // of the row API's per-value conversions (bench Q1: 10,800 per-series rows).
     for batch in stmt.query_arrow(duckdb::params_from_iter(params))? {
-        let metric = column::<arrow::array::StringArray>(&batch, 0)?;
-        let bucket = column::<arrow::array::Int64Array>(&batch, 1)?;
-        let dims = column::<arrow::array::StringArray>(&batch, 2)?;
-        let sum = column::<arrow::array::Float64Array>(&batch, 3)?;
-        let count = column::<arrow::array::Int64Array>(&batch, 4)?;
-        let min = column::<arrow::array::Float64Array>(&batch, 5)?;
-        let max = column::<arrow::array::Float64Array>(&batch, 6)?;
-        let last = column::<arrow::array::Float64Array>(&batch, 7)?;
+        let metric = super::text_column(&batch, 0)?;
+        let bucket = super::result_column::<arrow::array::Int64Array>(&batch, 1)?;
+        let dims = super::text_column(&batch, 2)?;
+        let sum = super::result_column::<arrow::array::Float64Array>(&batch, 3)?;
+        let count = super::result_column::<arrow::array::Int64Array>(&batch, 4)?;
+        let min = super::result_column::<arrow::array::Float64Array>(&batch, 5)?;
+        let max = super::result_column::<arrow::array::Float64Array>(&batch, 6)?;
+        let last = super::result_column::<arrow::array::Float64Array>(&batch, 7)?;
         for i in 0..batch.num_rows() {
             let group = q
                 .group_by
@@ -517,18 +517,6 @@ pub fn aggregate(conn: &Connection, q: &AggregateQuery) -> Result<Vec<AggRow>, S
         }
     }
     Ok(groups.finish())
-}
-
-/// Column `i` of a result batch as the array type the query gives it.
-fn column<A: 'static>(
-    batch: &arrow::record_batch::RecordBatch,
-    i: usize,
-) -> Result<&A, StoreError> {
-    batch
-        .column(i)
-        .as_any()
-        .downcast_ref::<A>()
-        .ok_or_else(|| StoreError::internal(format!("result column {i} has an unexpected type")))
 }
 
 /// One stored point as read back: time (µs), value, canonical dimensions.
