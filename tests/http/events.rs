@@ -18,7 +18,7 @@ fn uuid(n: u32) -> String {
 
 /// Five events of org A:
 /// | # | name     | user | time (UTC)       | plan  | amount |
-/// | 1 | signup   | u1   | 2026-05-01 10:00 | free  |        |
+/// | 1 | signup   | u1   | 2026-05-01 10:00 | free  |        | (and seats, trial, utm.*)
 /// | 2 | purchase | u1   | 2026-05-01 11:00 | pro   | 30     |
 /// | 3 | purchase | u2   | 2026-05-01 11:00 | pro   | 5      |
 /// | 4 | signup   | u2   | 2026-05-02 09:00 |       |        |
@@ -26,9 +26,11 @@ fn uuid(n: u32) -> String {
 /// Stats: 5 events, 3 users; purchase 3 (3 users), signup 2 (2 users).
 /// Filters: plan = pro → #2, #3; amount > 10 → #2, #5; plan is not set → #4;
 /// plan ≠ pro → #1, #4, #5 (an absent plan is "not pro").
+/// Sent in one batch, `amount` is 30 and 5 (integers) beside 12.5: each comes back as sent,
+/// and so do #5's null and array; every event's properties are stored once (no text copy).
 fn org_a_events() -> Value {
     json!({"events": [
-        ev("signup", "u1", "2026-05-01T10:00:00Z", &uuid(1), json!({"plan": "free"})),
+        ev("signup", "u1", "2026-05-01T10:00:00Z", &uuid(1), json!({"plan": "free", "seats": 3, "trial": true, "utm": {"source": "ads", "cost": 0.25}})),
         ev("purchase", "u1", "2026-05-01T11:00:00Z", &uuid(2), json!({"plan": "pro", "amount": 30})),
         ev("purchase", "u2", "2026-05-01T11:00:00Z", &uuid(3), json!({"plan": "pro", "amount": 5})),
         ev("signup", "u2", "2026-05-02T09:00:00Z", &uuid(4), json!({})),
@@ -94,6 +96,18 @@ async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
         "properties come back as sent"
     );
     assert_eq!(e5["ip"], "127.0.0.1");
+    let sent: Vec<Value> = org_a_events()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["properties"].clone())
+        .collect();
+    let listed: Vec<Value> = all["events"].as_array().unwrap()[1..]
+        .iter()
+        .map(|e| e["properties"].clone())
+        .collect();
+    assert_eq!(listed, sent, "every event's properties come back as sent");
 
     let filtered = |q: &str| {
         let q = q.to_string();
@@ -183,6 +197,90 @@ async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
     let (_, body) = post_api(&server, &key_a, "/events/batch", org_a_events()).await;
     assert_eq!(body, json!({"accepted": 0, "duplicates": 5}));
     assert_eq!(names(&list(&server, &key_a, "").await).len(), 6);
+
+    // Properties are stored once: the VARIANT alone, no text column beside it.
+    let dir = server.stop().await;
+    let db = duckdb::Connection::open(dir.path().join("metrics.duckdb")).unwrap();
+    let (events, text_columns): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM events),
+                    (SELECT count(*) FROM information_schema.columns
+                      WHERE table_name = 'events' AND data_type = 'VARCHAR'
+                        AND column_name LIKE 'props%')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((events, text_columns), (7, 0));
+}
+
+/// A store from before properties were kept once (schema 5) held a VARIANT built from per-batch
+/// structs and, where that was lossy, the text as sent in `props_json`: #2's `amount` 30 sat
+/// in a float column (30.0) and #5's array as text. Rebuilt here from a current store by hand,
+/// it opens with the text made the VARIANT: every event lists its properties as sent (30, not
+/// 30.0; the array an array), #1 (no text copy) keeps its VARIANT, and the column is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_text_copies_of_properties_is_migrated_to_one_copy() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let (status, body) = post_api(&server, &key, "/events/batch", org_a_events()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dir = server.stop().await;
+    {
+        let db = duckdb::Connection::open(dir.path().join("metrics.duckdb")).unwrap();
+        db.execute_batch(&format!(
+            "ALTER TABLE events ADD COLUMN props_json VARCHAR;
+             UPDATE events SET props_json = props::JSON::VARCHAR,
+                    props = {{'amount': 30.0, 'plan': 'pro'}}::VARIANT
+              WHERE uuid = '{}';
+             UPDATE events SET props_json = props::JSON::VARCHAR,
+                    props = {{'amount': 12.5, 'cart': {{'items': 2}}, 'plan': 'team',
+                              'tags': '[\"a\",1]'}}::VARIANT
+              WHERE uuid = '{}';
+             DELETE FROM schema_version WHERE version = 6;
+             CHECKPOINT;",
+            uuid(2),
+            uuid(5)
+        ))
+        .unwrap();
+        let copies: i64 = db
+            .query_row("SELECT count(props_json) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(copies, 2, "the old layout is in place");
+    }
+    let server = TestServer::start_with(dir, |_| {}).await;
+    let all = list(&server, &key, "").await;
+    assert_eq!(names(&all), vec!["5", "4", "3", "2", "1"]);
+    let sent: Vec<Value> = org_a_events()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["properties"].clone())
+        .collect();
+    let listed: Vec<Value> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["properties"].clone())
+        .collect();
+    assert_eq!(listed, sent);
+    // Filters read the migrated VARIANT: amount > 10 → #5, #2.
+    let filter = json!([{"key": "amount", "op": "gt", "value": 10}]).to_string();
+    let body = list(&server, &key, &format!("properties={}", urlencode(&filter))).await;
+    assert_eq!(names(&body), vec!["5", "2"]);
+    let dir = server.stop().await;
+    let db = duckdb::Connection::open(dir.path().join("metrics.duckdb")).unwrap();
+    let columns: i64 = db
+        .query_row(
+            "SELECT count(*) FROM information_schema.columns
+              WHERE table_name = 'events' AND column_name = 'props_json'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -376,7 +376,7 @@ pub fn backfill(conn: &Connection) -> Result<usize, StoreError> {
     type Key = (i64, &'static str, String, String, &'static str);
     let mut seen: HashMap<Key, (i64, i64)> = HashMap::new();
     let mut stmt = conn.prepare(
-        "SELECT org_id, 'event', name, epoch_us(ts), props_json FROM events
+        "SELECT org_id, 'event', name, epoch_us(ts), props::JSON::VARCHAR FROM events
          UNION ALL
          SELECT org_id, 'person', '', epoch_us(updated_at), props_json FROM persons",
     )?;

@@ -1,11 +1,12 @@
-//! Events as Arrow record batches in the `events` table's column order, for the appender.
+//! Arrow record batches for the appenders: events in the staging table's column order, and
+//! the properties columns of the persons and groups tables.
 //!
-//! Properties become one struct column (cast by DuckDB to `VARIANT`, which it shreds into typed
-//! columns at checkpoint: filters and breakdowns then read as fast as typed columns, see
-//! `bench/probes/event-properties.md`). A struct needs one type per key, so the schema is the
-//! union of the batch's keys: a key that is a number in one event and text in another is kept
-//! as text (numbers as their JSON), arrays as their JSON text, nested objects as nested structs.
-//! Row-by-row appends of nested values are 20× slower than this.
+//! An event's properties go as their JSON text; DuckDB parses it into the VARIANT (see the
+//! store's module). A person's or group's properties go as one struct column (cast by DuckDB
+//! to `VARIANT`), beside their JSON text. A struct needs one type per key, so its schema is the
+//! union of the rows' keys: a key that is a number in one row and text in another is kept as
+//! text (numbers as their JSON), arrays as their JSON text, nested objects as nested structs.
+//! Row-by-row appends of nested values are 20× slower than Arrow.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -186,8 +187,8 @@ fn build_struct(
     ))
 }
 
-/// The `events` table's schema for a batch whose properties have kind `props`.
-fn schema(props: &DataType) -> Arc<Schema> {
+/// The staging table's schema: the `events` columns, with the properties as JSON text.
+fn schema() -> Arc<Schema> {
     let uuid = Field::new("uuid", DataType::FixedSizeBinary(16), false).with_metadata(
         [(
             ARROW_EXTENSION_NAME_KEY.to_string(),
@@ -204,8 +205,7 @@ fn schema(props: &DataType) -> Arc<Schema> {
         Field::new("distinct_id", DataType::Utf8, false),
         Field::new("ts", ts.clone(), false),
         Field::new("session_id", DataType::Utf8, true),
-        Field::new("props", props.clone(), true),
-        Field::new("props_json", DataType::Utf8, true),
+        Field::new("props", DataType::Utf8, true),
         Field::new("ip", DataType::Utf8, true),
         Field::new("user_agent", DataType::Utf8, true),
         Field::new("received_at", ts, false),
@@ -215,20 +215,64 @@ fn schema(props: &DataType) -> Arc<Schema> {
 /// Positions in the record batch of the columns the dedup check reads.
 pub const KEY_COLUMNS: [usize; 3] = [0, 1, 4];
 
-/// Record batches for `events`, in time order, split so no batch has more than
-/// [`MAX_FIELDS_PER_BATCH`] property fields.
-pub fn record_batches(
+/// The events as one record batch for the staging table, in time order.
+pub fn record_batch(
     org_id: i64,
     events: &[Event],
     received_micros: i64,
-) -> Result<Vec<RecordBatch>, StoreError> {
+) -> Result<RecordBatch, StoreError> {
     let mut order: Vec<&Event> = events.iter().collect();
     order.sort_by_key(|e| e.ts_micros);
-    let objects: Vec<&Map<String, Value>> = order.iter().map(|e| &e.props).collect();
-    chunks_by_fields(&objects)
-        .into_iter()
-        .map(|(range, union)| one_batch(org_id, &order[range], &union, received_micros))
-        .collect()
+    let n = order.len();
+    // No properties is NULL (read back as `{}`), which stores nothing.
+    let props: Vec<Option<String>> = order
+        .iter()
+        .map(|e| {
+            if e.props.is_empty() {
+                Ok(None)
+            } else {
+                serde_json::to_string(&e.props)
+                    .map(Some)
+                    .map_err(StoreError::internal)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let uuid_bytes: Vec<u8> = order.iter().flat_map(|e| e.uuid).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![org_id; n])),
+        Arc::new(FixedSizeBinaryArray::new(
+            16,
+            Buffer::from_vec(uuid_bytes),
+            None,
+        )),
+        Arc::new(StringArray::from_iter_values(
+            order.iter().map(|e| e.name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            order.iter().map(|e| e.distinct_id.as_str()),
+        )),
+        Arc::new(TimestampMicrosecondArray::from(
+            order.iter().map(|e| e.ts_micros).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            order
+                .iter()
+                .map(|e| e.session_id.as_deref())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(props)),
+        Arc::new(StringArray::from(
+            order.iter().map(|e| e.ip.as_deref()).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            order
+                .iter()
+                .map(|e| e.user_agent.as_deref())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(TimestampMicrosecondArray::from(vec![received_micros; n])),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(StoreError::internal)
 }
 
 /// Consecutive ranges of `objects` whose union of keys stays within [`MAX_FIELDS_PER_BATCH`]
@@ -261,7 +305,8 @@ fn chunks_by_fields(
 }
 
 /// A properties column (struct, or all-null text when nobody has any) and its JSON text, for
-/// rows whose union of keys fits one batch: the persons and groups tables.
+/// the persons and groups tables: one per range of rows whose union of keys stays within
+/// [`MAX_FIELDS_PER_BATCH`].
 pub fn props_columns(
     objects: &[&Map<String, Value>],
 ) -> Result<Vec<(std::ops::Range<usize>, ArrayRef, ArrayRef)>, StoreError> {
@@ -288,68 +333,11 @@ pub fn props_columns(
         .collect()
 }
 
-fn one_batch(
-    org_id: i64,
-    events: &[&Event],
-    union: &BTreeMap<String, Kind>,
-    received_micros: i64,
-) -> Result<RecordBatch, StoreError> {
-    let n = events.len();
-    let objects: Vec<Option<&Map<String, Value>>> = events
-        .iter()
-        .map(|e| (!e.props.is_empty()).then_some(&e.props))
-        .collect();
-    let props: ArrayRef = if union.is_empty() {
-        Arc::new(StringArray::from(vec![None::<&str>; n]))
-    } else {
-        build_struct(union, &objects)?
-    };
-    let props_json: Vec<Option<String>> = objects
-        .iter()
-        .map(|m| m.and_then(|m| serde_json::to_string(m).ok()))
-        .collect();
-    let uuid_bytes: Vec<u8> = events.iter().flat_map(|e| e.uuid).collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(vec![org_id; n])),
-        Arc::new(FixedSizeBinaryArray::new(
-            16,
-            Buffer::from_vec(uuid_bytes),
-            None,
-        )),
-        Arc::new(StringArray::from_iter_values(
-            events.iter().map(|e| e.name.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            events.iter().map(|e| e.distinct_id.as_str()),
-        )),
-        Arc::new(TimestampMicrosecondArray::from(
-            events.iter().map(|e| e.ts_micros).collect::<Vec<_>>(),
-        )),
-        Arc::new(StringArray::from(
-            events
-                .iter()
-                .map(|e| e.session_id.as_deref())
-                .collect::<Vec<_>>(),
-        )),
-        props.clone(),
-        Arc::new(StringArray::from(props_json)),
-        Arc::new(StringArray::from(
-            events.iter().map(|e| e.ip.as_deref()).collect::<Vec<_>>(),
-        )),
-        Arc::new(StringArray::from(
-            events
-                .iter()
-                .map(|e| e.user_agent.as_deref())
-                .collect::<Vec<_>>(),
-        )),
-        Arc::new(TimestampMicrosecondArray::from(vec![received_micros; n])),
-    ];
-    RecordBatch::try_new(schema(props.data_type()), columns).map_err(StoreError::internal)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
     use serde_json::json;
 
     fn event(props: Value, ts: i64) -> Event {
@@ -365,21 +353,26 @@ mod tests {
         }
     }
 
+    fn person_props(values: &[Value]) -> Vec<Map<String, Value>> {
+        values
+            .iter()
+            .map(|v| v.as_object().cloned().unwrap())
+            .collect()
+    }
+
     #[test]
     fn the_schema_is_the_union_and_disagreeing_types_become_text() {
-        let events = vec![
-            event(json!({"plan": "pro", "n": 1, "deep": {"a": true}}), 2),
-            event(
-                json!({"plan": 7, "n": 1.5, "deep": {"b": "x"}, "tags": [1, "a"]}),
-                1,
-            ),
-            event(json!({}), 3),
-        ];
-        let batches = record_batches(9, &events, 0).unwrap();
-        assert_eq!(batches.len(), 1);
-        let b = &batches[0];
-        assert_eq!(b.num_rows(), 3);
-        let DataType::Struct(fields) = b.column(6).data_type() else {
+        let maps = person_props(&[
+            json!({"plan": "pro", "n": 1, "deep": {"a": true}}),
+            json!({"plan": 7, "n": 1.5, "deep": {"b": "x"}, "tags": [1, "a"]}),
+            json!({}),
+        ]);
+        let refs: Vec<&Map<String, Value>> = maps.iter().collect();
+        let columns = props_columns(&refs).unwrap();
+        assert_eq!(columns.len(), 1);
+        let (range, props, json) = &columns[0];
+        assert_eq!(range.clone(), 0..3);
+        let DataType::Struct(fields) = props.data_type() else {
             panic!("props is a struct");
         };
         let kinds: Vec<(String, DataType)> = fields
@@ -391,45 +384,139 @@ mod tests {
         assert_eq!(kinds[1], ("n".into(), DataType::Float64));
         assert_eq!(kinds[2], ("plan".into(), DataType::Utf8));
         assert_eq!(kinds[3], ("tags".into(), DataType::Utf8));
-        // Sorted by time: the event at ts 1 comes first; the empty one is a null struct.
-        let ts = b
-            .column(4)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
-        assert_eq!(ts.values().to_vec(), vec![1, 2, 3]);
-        assert!(b.column(6).is_null(2));
-        let plan = b
-            .column(6)
+        // The one with no properties is a null struct.
+        assert!(props.is_null(2));
+        let plan = props
             .as_any()
             .downcast_ref::<StructArray>()
             .unwrap()
             .column(2)
             .clone();
         let plan = plan.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(plan.value(0), "7");
-        assert_eq!(plan.value(1), "pro");
+        assert_eq!(plan.value(0), "pro");
+        assert_eq!(plan.value(1), "7");
+        let json = json.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(json.value(2), "{}");
     }
 
     #[test]
     fn a_batch_with_too_many_distinct_keys_is_split() {
-        let events: Vec<Event> = (0..5)
-            .map(|i| {
-                let map: Map<String, Value> =
-                    (0..900).map(|k| (format!("k{i}_{k}"), json!(k))).collect();
-                event(Value::Object(map), i)
-            })
+        let maps: Vec<Map<String, Value>> = (0..5)
+            .map(|i| (0..900).map(|k| (format!("k{i}_{k}"), json!(k))).collect())
             .collect();
-        let batches = record_batches(1, &events, 0).unwrap();
+        let refs: Vec<&Map<String, Value>> = maps.iter().collect();
+        let ranges: Vec<std::ops::Range<usize>> = props_columns(&refs)
+            .unwrap()
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect();
         // 900 fields each, at most 2,000 per batch: 2 + 2 + 1.
-        let rows: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
-        assert_eq!(rows, vec![2, 2, 1]);
+        assert_eq!(ranges, vec![0..2, 2..4, 4..5]);
     }
 
     #[test]
-    fn no_properties_at_all_is_a_text_column_of_nulls() {
-        let batches = record_batches(1, &[event(json!({}), 1)], 0).unwrap();
-        assert_eq!(batches[0].column(6).data_type(), &DataType::Utf8);
-        assert!(batches[0].column(6).is_null(0));
+    fn events_go_in_time_order_with_their_properties_as_text() {
+        let events = vec![
+            event(json!({"plan": "pro"}), 2),
+            event(json!({"tags": [1, "a"], "n": 1.5}), 1),
+            event(json!({}), 3),
+        ];
+        let b = record_batch(9, &events, 0).unwrap();
+        assert_eq!(b.num_rows(), 3);
+        let ts = b
+            .column(4)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.values().to_vec(), vec![1, 2, 3]);
+        let props = b.column(6).as_any().downcast_ref::<StringArray>().unwrap();
+        // serde_json keeps keys sorted.
+        assert_eq!(props.value(0), r#"{"n":1.5,"tags":[1,"a"]}"#);
+        assert_eq!(props.value(1), r#"{"plan":"pro"}"#);
+        assert!(b.column(6).is_null(2), "no properties stores nothing");
+    }
+
+    /// A random property value: every JSON kind, nested objects (some empty), arrays, nulls,
+    /// extreme integers, floats, text with quotes and non-ASCII letters.
+    fn random_value(rng: &mut StdRng, depth: usize) -> Value {
+        match rng.gen_range(0..if depth < 2 { 9 } else { 7 }) {
+            0 => Value::Null,
+            1 => json!(rng.gen_bool(0.5)),
+            2 => json!([i64::MIN, -1, 0, 7, i64::MAX][rng.gen_range(0..5)]),
+            3 => json!(rng.gen_range(-1e6..1e6_f64)),
+            4 => json!(["pro", "a \"quoted\" é", "", "日本"][rng.gen_range(0..4)]),
+            5 => json!(u64::MAX),
+            6 => json!([1, "a", null]),
+            _ => Value::Object(random_object(rng, depth + 1)),
+        }
+    }
+
+    fn random_object(rng: &mut StdRng, depth: usize) -> Map<String, Value> {
+        (0..rng.gen_range(0..5))
+            .map(|_| {
+                let key = ["plan", "n", "deep", "tags", "x"][rng.gen_range(0..5)].to_string();
+                (key, random_value(rng, depth))
+            })
+            .collect()
+    }
+
+    /// Property: whatever the properties (every JSON kind, keys whose type differs between
+    /// events of one batch, arrays, explicit nulls, empty objects, i64 and u64 extremes), they
+    /// read back from the table exactly as sent, before and after a checkpoint has shredded
+    /// the VARIANT; an event without any reads back as `{}`.
+    #[test]
+    fn properties_read_back_as_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = duckdb::Connection::open(dir.path().join("t.duckdb")).unwrap();
+        conn.execute_batch(super::super::MIGRATION).unwrap();
+        conn.execute_batch(super::super::PROPS_ONCE_MIGRATION)
+            .unwrap();
+        conn.execute_batch(super::super::STAGING).unwrap();
+        let mut rng = StdRng::seed_from_u64(14);
+        let mut sent = Vec::new();
+        for batch in 0..30 {
+            let events: Vec<Event> = (0..40)
+                .map(|i| {
+                    let ts = batch * 100 + i;
+                    let mut e = event(Value::Object(random_object(&mut rng, 1)), ts);
+                    e.uuid = [0; 16];
+                    e.uuid[..8].copy_from_slice(&ts.to_be_bytes());
+                    e
+                })
+                .collect();
+            sent.extend(events.iter().map(|e| e.props.clone()));
+            let mut app = conn
+                .appender_to_catalog_and_db("event_rows", "temp", "main")
+                .unwrap();
+            app.append_record_batch(record_batch(1, &events, 0).unwrap())
+                .unwrap();
+            app.flush().unwrap();
+            drop(app);
+            conn.execute_batch(super::super::MOVE_STAGED).unwrap();
+        }
+        for checkpointed in [false, true] {
+            if checkpointed {
+                conn.execute_batch("CHECKPOINT;").unwrap();
+            }
+            let mut stmt = conn
+                .prepare("SELECT props::JSON::VARCHAR FROM events ORDER BY ts")
+                .unwrap();
+            let read: Vec<Map<String, Value>> = stmt
+                .query_map([], |r| r.get::<_, Option<String>>(0))
+                .unwrap()
+                .map(|text| match text.unwrap() {
+                    Some(text) => serde_json::from_str(&text).unwrap(),
+                    None => Map::new(),
+                })
+                .collect();
+            assert_eq!(read.len(), sent.len());
+            for (i, (got, want)) in read.iter().zip(&sent).enumerate() {
+                assert_eq!(got, want, "event {i}, checkpointed: {checkpointed}");
+            }
+        }
+        let staged: i64 = conn
+            .query_row("SELECT count(*) FROM event_rows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(staged, 0, "the staging table is emptied by each move");
     }
 }

@@ -7,6 +7,13 @@
 //! the group's time range (an hour either side), so zone maps skip every other row group. A
 //! re-sent event keeps its timestamp (every SDK re-sends the same payload), so it is found.
 //! There is no key or index on the table (ART indexes cost unevictable memory).
+//!
+//! Properties are stored once, in a VARIANT that DuckDB shreds into typed columns at
+//! checkpoint (filters and breakdowns read them at typed-column speed). They arrive as JSON
+//! text in a staging table and DuckDB's JSON extension parses them into the VARIANT, so
+//! arrays, nulls and a key whose type differs between events are kept exactly; reads turn the
+//! VARIANT back into JSON text. (A second copy of the text beside the VARIANT halved DuckDB's
+//! append rate: `bench/probes/event-properties.md`.)
 
 pub mod analytics;
 pub mod catalogue;
@@ -47,6 +54,25 @@ pub(super) const MIGRATION: &str = "CREATE TABLE events (
     received_at TIMESTAMP NOT NULL
 );";
 
+/// Migration 6: the text copy of the properties (`props_json`, kept beside a VARIANT that
+/// was built from per-batch structs, which held arrays and disagreeing types as text) becomes
+/// the VARIANT itself, and goes.
+pub(super) const PROPS_ONCE_MIGRATION: &str =
+    "UPDATE events SET props = props_json::JSON::VARIANT WHERE props_json IS NOT NULL;
+     ALTER TABLE events DROP COLUMN props_json;";
+
+/// The staging table the appender fills (properties as JSON text) and its move into `events`.
+pub(super) const STAGING: &str = "CREATE TEMP TABLE event_rows (
+    org_id BIGINT, uuid UUID, name VARCHAR, distinct_id VARCHAR, ts TIMESTAMP,
+    session_id VARCHAR, props VARCHAR, ip VARCHAR, user_agent VARCHAR, received_at TIMESTAMP
+);";
+pub(super) const MOVE_STAGED: &str = "INSERT INTO events
+        (org_id, uuid, name, distinct_id, ts, session_id, props, ip, user_agent, received_at)
+    SELECT org_id, uuid, name, distinct_id, ts, session_id, props::JSON::VARIANT, ip,
+           user_agent, received_at
+      FROM event_rows;
+    DELETE FROM event_rows;";
+
 /// Largest group of events committed in one transaction.
 const MAX_GROUP_EVENTS: usize = 200_000;
 /// How far either side of a group's time range a stored copy of a re-sent event is looked for.
@@ -56,7 +82,8 @@ const DEDUP_MARGIN_MICROS: i64 = 3_600_000_000;
 /// pool, in parallel), so the single writer only checks and appends.
 pub struct PreparedEvents {
     org_id: i64,
-    batches: Vec<RecordBatch>,
+    /// The events in time order, in the staging table's columns.
+    batch: RecordBatch,
     count: usize,
     /// The identity operations of the events, in time order, each with its event's uuid (a
     /// re-sent event's operations are not applied again).
@@ -80,7 +107,7 @@ impl PreparedEvents {
             .collect();
         Ok(PreparedEvents {
             org_id,
-            batches: columns::record_batches(org_id, events, received_micros)?,
+            batch: columns::record_batch(org_id, events, received_micros)?,
             count: events.len(),
             sightings: catalogue::sightings(events, &ops),
             ops,
@@ -141,6 +168,7 @@ impl EventStore {
         conn.execute_batch(
             "CREATE TEMP TABLE event_keys (org_id BIGINT, uuid UUID, ts TIMESTAMP);",
         )?;
+        conn.execute_batch(STAGING)?;
         conn.execute_batch(identity::SCRATCH)?;
         conn.execute_batch(catalogue::SCRATCH)?;
         let (tx, rx) = mpsc::channel();
@@ -266,35 +294,33 @@ fn write_group(
         let stored = stored_duplicates(conn, jobs)?;
         let mut seen: HashSet<(i64, [u8; 16])> = HashSet::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut app = conn.appender("events")?;
+        let mut app = conn.appender_to_catalog_and_db("event_rows", "temp", "main")?;
         let mut identity_work: Vec<(i64, Vec<&IdentityOp>)> = Vec::new();
         for job in jobs {
             let mut outcome = WriteOutcome::default();
             let mut fresh_keys: HashSet<[u8; 16]> = HashSet::new();
-            for batch in &job.batches {
-                let uuids = uuid_column(batch)?;
-                let keep: BooleanArray = (0..batch.num_rows())
-                    .map(|i| {
-                        let mut key = [0u8; 16];
-                        key.copy_from_slice(uuids.value(i));
-                        let fresh =
-                            !stored.contains(&(job.org_id, key)) && seen.insert((job.org_id, key));
-                        if fresh {
-                            fresh_keys.insert(key);
-                        }
-                        Some(fresh)
-                    })
-                    .collect();
-                let kept = keep.true_count();
-                outcome.stored += kept;
-                outcome.duplicates += batch.num_rows() - kept;
-                if kept == batch.num_rows() {
-                    app.append_record_batch(batch.clone())?;
-                } else if kept > 0 {
-                    let filtered =
-                        filter_record_batch(batch, &keep).map_err(StoreError::internal)?;
-                    app.append_record_batch(filtered)?;
-                }
+            let batch = &job.batch;
+            let uuids = uuid_column(batch)?;
+            let keep: BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    let mut key = [0u8; 16];
+                    key.copy_from_slice(uuids.value(i));
+                    let fresh =
+                        !stored.contains(&(job.org_id, key)) && seen.insert((job.org_id, key));
+                    if fresh {
+                        fresh_keys.insert(key);
+                    }
+                    Some(fresh)
+                })
+                .collect();
+            let kept = keep.true_count();
+            outcome.stored += kept;
+            outcome.duplicates += batch.num_rows() - kept;
+            if kept == batch.num_rows() {
+                app.append_record_batch(batch.clone())?;
+            } else if kept > 0 {
+                let filtered = filter_record_batch(batch, &keep).map_err(StoreError::internal)?;
+                app.append_record_batch(filtered)?;
             }
             outcomes.push(outcome);
             // Only the events stored now change identity (a re-sent one did already).
@@ -309,6 +335,8 @@ fn write_group(
             }
         }
         app.flush()?;
+        drop(app);
+        conn.execute_batch(MOVE_STAGED)?;
         let now = chrono::Utc::now().timestamp_micros();
         for (org_id, ops) in identity_work {
             let refused = identity::apply(conn, org_id, &ops, now)?;
@@ -358,21 +386,21 @@ fn stored_duplicates(
     {
         let mut keys = conn.appender_to_catalog_and_db("event_keys", "temp", "main")?;
         for job in jobs {
-            for batch in &job.batches {
-                let ts = batch
-                    .column(columns::KEY_COLUMNS[2])
-                    .as_any()
-                    .downcast_ref::<TimestampMicrosecondArray>()
-                    .ok_or_else(|| StoreError::internal("ts column has the wrong type"))?;
-                if let (Some(min), Some(max)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
-                    lo = lo.min(min);
-                    hi = hi.max(max);
-                }
-                let projected = batch
-                    .project(&columns::KEY_COLUMNS)
-                    .map_err(StoreError::internal)?;
-                keys.append_record_batch(projected)?;
+            let ts = job
+                .batch
+                .column(columns::KEY_COLUMNS[2])
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .ok_or_else(|| StoreError::internal("ts column has the wrong type"))?;
+            if let (Some(min), Some(max)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
+                lo = lo.min(min);
+                hi = hi.max(max);
             }
+            let projected = job
+                .batch
+                .project(&columns::KEY_COLUMNS)
+                .map_err(StoreError::internal)?;
+            keys.append_record_batch(projected)?;
         }
         keys.flush()?;
     }

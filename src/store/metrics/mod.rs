@@ -31,7 +31,7 @@ pub use compaction::{CompactionReport, SETTLE_MICROS};
 
 use memo::{Memo, MemoValue};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the points table. No index or key on purpose: ART indexes cost unevictable memory and
@@ -51,6 +51,8 @@ const MIGRATIONS: &[&str] = &[
     super::events::catalogue::MIGRATION,
     // 5: the compaction log: which settled months are rewritten in storage order.
     compaction::MIGRATION,
+    // 6: event properties stored once, in the VARIANT (parsed from the text copy).
+    super::events::PROPS_ONCE_MIGRATION,
 ];
 
 /// Where the writer reports a write's outcome.

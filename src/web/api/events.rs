@@ -305,11 +305,7 @@ fn time_text(micros: i64) -> Option<String> {
 }
 
 fn event_json(e: &queries::StoredEvent) -> Value {
-    let props = e
-        .props_json
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok())
-        .unwrap_or_else(|| json!({}));
+    let props = serde_json::from_str::<Value>(&e.props_json).unwrap_or_else(|_| json!({}));
     json!({
         "uuid": e.uuid,
         "name": e.name,

@@ -384,7 +384,7 @@ async fn latest_events(
             time: local_time(tz, e.ts_micros),
             name: e.name,
             distinct_id: e.distinct_id,
-            properties: e.props_json.unwrap_or_default(),
+            properties: e.props_json,
         })
         .collect())
 }

@@ -420,7 +420,7 @@ pub async fn person(
                 time: local_time(tz, e.ts_micros),
                 name: e.name,
                 distinct_id: e.distinct_id,
-                properties: e.props_json.unwrap_or_default(),
+                properties: e.props_json,
             })
             .collect(),
         older,
