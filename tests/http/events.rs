@@ -53,6 +53,23 @@ fn names(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Org A's events' properties as sent, newest first (the list's order).
+fn sent_properties() -> Vec<Value> {
+    let mut sent = properties(&org_a_events());
+    sent.reverse();
+    sent
+}
+
+/// The `properties` of each of a body's `events`, in order.
+fn properties(body: &Value) -> Vec<Value> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["properties"].clone())
+        .collect()
+}
+
 async fn list(server: &TestServer, key: &str, query: &str) -> Value {
     let (status, body) = get_json(server, key, &format!("/api/v1/events?{RANGE}&{query}")).await;
     assert_eq!(status, StatusCode::OK, "{query}: {body}");
@@ -96,18 +113,11 @@ async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
         "properties come back as sent"
     );
     assert_eq!(e5["ip"], "127.0.0.1");
-    let sent: Vec<Value> = org_a_events()["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["properties"].clone())
-        .collect();
-    let listed: Vec<Value> = all["events"].as_array().unwrap()[1..]
-        .iter()
-        .map(|e| e["properties"].clone())
-        .collect();
-    assert_eq!(listed, sent, "every event's properties come back as sent");
+    assert_eq!(
+        properties(&all)[1..],
+        sent_properties(),
+        "every event's properties come back as sent"
+    );
 
     let filtered = |q: &str| {
         let q = q.to_string();
@@ -252,20 +262,7 @@ async fn a_store_with_text_copies_of_properties_is_migrated_to_one_copy() {
     let server = TestServer::start_with(dir, |_| {}).await;
     let all = list(&server, &key, "").await;
     assert_eq!(names(&all), vec!["5", "4", "3", "2", "1"]);
-    let sent: Vec<Value> = org_a_events()["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["properties"].clone())
-        .collect();
-    let listed: Vec<Value> = all["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["properties"].clone())
-        .collect();
-    assert_eq!(listed, sent);
+    assert_eq!(properties(&all), sent_properties());
     // Filters read the migrated VARIANT: amount > 10 → #5, #2.
     let filter = json!([{"key": "amount", "op": "gt", "value": 10}]).to_string();
     let body = list(&server, &key, &format!("properties={}", urlencode(&filter))).await;
