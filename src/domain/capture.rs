@@ -112,7 +112,7 @@ pub fn posthog_v0(
         }
         _ => query_sent_at_micros,
     };
-    parse_items(items, limits, |item| {
+    parse_items(items.iter(), limits, |item| {
         posthog_event(item, sent_at, ctx, limits)
     })
 }
@@ -129,7 +129,7 @@ pub fn posthog_v1(
             "the body must be {\"created_at\": …, \"batch\": [...]}".into(),
         ));
     };
-    parse_items(items, limits, |item| {
+    parse_items(items.iter(), limits, |item| {
         let map = item
             .as_object()
             .ok_or_else(|| field_error("", "must be an object"))?;
@@ -313,7 +313,7 @@ pub fn segment(
             ));
         }
     };
-    parse_items(items, &limits, |item| {
+    parse_items(items.iter(), &limits, |item| {
         segment_message(item, call, ctx, &limits)
     })
 }

@@ -278,12 +278,13 @@ pub fn json_len_exceeds(value: &Value, limit: usize) -> bool {
 
 /// Lays out an all-or-nothing batch: the items of a list, `{"events": [...]}` or (`single`)
 /// one event, each turned into an event by `parse_one` (which names its own fields).
-pub fn parse_items(
-    items: &[Value],
+/// The items come by reference or by value (`T`), so a parser may move properties out.
+pub fn parse_items<T: std::borrow::Borrow<Value>>(
+    items: impl ExactSizeIterator<Item = T>,
     limits: &EventLimits,
-    mut parse_one: impl FnMut(&Value) -> Result<Event, FieldError>,
+    mut parse_one: impl FnMut(T) -> Result<Event, FieldError>,
 ) -> Result<Vec<Event>, EventBatchError> {
-    if items.is_empty() {
+    if items.len() == 0 {
         return Err(EventBatchError::Empty);
     }
     if items.len() > limits.max_events {
@@ -294,8 +295,8 @@ pub fn parse_items(
     }
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let parsed = if json_len_exceeds(item, limits.max_event_bytes) {
+    for (index, item) in items.enumerate() {
+        let parsed = if json_len_exceeds(item.borrow(), limits.max_event_bytes) {
             Err(field_error(
                 "",
                 format!("the event is larger than {} bytes", limits.max_event_bytes),
@@ -338,39 +339,44 @@ const NATIVE_FIELDS: &[&str] = &[
 
 /// A batch for the native API: a list of events or `{"events": [...]}`.
 pub fn parse_native_batch(
-    body: &Value,
+    body: Value,
     ctx: &RequestContext,
     limits: &EventLimits,
 ) -> Result<Vec<Event>, EventBatchError> {
-    let items: &[Value] = match body {
+    let items: Vec<Value> = match body {
         Value::Array(items) => items,
-        Value::Object(map) if map.contains_key("events") => match map.get("events") {
-            Some(Value::Array(items)) if map.len() == 1 => items,
-            Some(Value::Array(_)) => {
-                return Err(EventBatchError::Shape(
-                    "a batch is {\"events\": [...]} with no other fields".into(),
-                ));
+        Value::Object(mut map) if map.contains_key("events") => {
+            let others = map.len() > 1;
+            match map.remove("events") {
+                Some(Value::Array(_)) if others => {
+                    return Err(EventBatchError::Shape(
+                        "a batch is {\"events\": [...]} with no other fields".into(),
+                    ));
+                }
+                Some(Value::Array(items)) => items,
+                _ => return Err(EventBatchError::Shape("`events` must be a list".into())),
             }
-            _ => return Err(EventBatchError::Shape("`events` must be a list".into())),
-        },
+        }
         _ => {
             return Err(EventBatchError::Shape(
                 "the body must be a list of events or {\"events\": [...]}".into(),
             ));
         }
     };
-    parse_items(items, limits, |item| parse_native_event(item, ctx, limits))
+    parse_items(items.into_iter(), limits, |item| {
+        parse_native_event(item, ctx, limits)
+    })
 }
 
 /// One event in the native shape (the seed's): `name` (or `event`), `distinct_id` (or
 /// `user_id`), optional `session_id`, `timestamp` (default: now), `uuid`, `properties`, `ip`,
 /// `user_agent`.
 pub fn parse_native_event(
-    item: &Value,
+    item: Value,
     ctx: &RequestContext,
     limits: &EventLimits,
 ) -> Result<Event, FieldError> {
-    let Value::Object(map) = item else {
+    let Value::Object(mut map) = item else {
         return Err(field_error(
             "",
             "must be an object with name and distinct_id",
@@ -420,11 +426,12 @@ pub fn parse_native_event(
         }
         Some(_) => return Err(field_error("uuid", "must be a UUID string")),
     };
-    let props = match map.get("properties") {
+    // Moved out, not copied: the properties are most of an event's bytes.
+    let props = match map.remove("properties") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => {
-            check_properties(m)?;
-            m.clone()
+            check_properties(&m)?;
+            m
         }
         Some(_) => return Err(field_error("properties", "must be an object")),
     };
@@ -613,7 +620,7 @@ mod tests {
     #[test]
     fn a_native_event_keeps_what_was_sent_and_fills_the_rest_from_the_request() {
         let e = parse_native_event(
-            &json!({"name": "signup", "user_id": 42, "timestamp": "2026-05-01T10:00:00+02:00",
+            json!({"name": "signup", "user_id": 42, "timestamp": "2026-05-01T10:00:00+02:00",
                     "uuid": "0190D6B2-0000-7000-8000-000000000001",
                     "properties": {"plan": "pro", "n": {"deep": [1, 2]}}}),
             &ctx(),
@@ -640,7 +647,7 @@ mod tests {
         ]});
         let mut l = limits();
         l.max_events = 10;
-        let Err(EventBatchError::Items(items)) = parse_native_batch(&body, &ctx(), &l) else {
+        let Err(EventBatchError::Items(items)) = parse_native_batch(body, &ctx(), &l) else {
             panic!("expected item errors");
         };
         let named: Vec<(usize, &str)> = items.iter().map(|i| (i.index, i.field.as_str())).collect();
@@ -652,16 +659,16 @@ mod tests {
         let one = json!({"name": "a", "distinct_id": "u"});
         let four = json!([one, one, one, one]);
         assert_eq!(
-            parse_native_batch(&four, &ctx(), &limits()),
+            parse_native_batch(four, &ctx(), &limits()),
             Err(EventBatchError::TooMany { count: 4, max: 3 })
         );
         assert_eq!(
-            parse_native_batch(&json!([]), &ctx(), &limits()),
+            parse_native_batch(json!([]), &ctx(), &limits()),
             Err(EventBatchError::Empty)
         );
         let big =
             json!([{"name": "a", "distinct_id": "u", "properties": {"s": "x".repeat(2_000)}}]);
-        let Err(EventBatchError::Items(items)) = parse_native_batch(&big, &ctx(), &limits()) else {
+        let Err(EventBatchError::Items(items)) = parse_native_batch(big, &ctx(), &limits()) else {
             panic!("expected the big event refused");
         };
         assert!(items[0].reason.contains("larger than 1000 bytes"));
@@ -670,7 +677,7 @@ mod tests {
             deep = json!({ "k": deep });
         }
         let err = parse_native_event(
-            &json!({"name": "a", "distinct_id": "u", "properties": deep}),
+            json!({"name": "a", "distinct_id": "u", "properties": deep}),
             &ctx(),
             &limits(),
         )
@@ -678,7 +685,7 @@ mod tests {
         assert!(err.1.contains("deeper than 8"), "{err:?}");
         // Two hours ahead with one hour allowed.
         let err = parse_native_event(
-            &json!({"name": "a", "distinct_id": "u", "timestamp": 1_780_007_200_000u64}),
+            json!({"name": "a", "distinct_id": "u", "timestamp": 1_780_007_200_000u64}),
             &ctx(),
             &limits(),
         )

@@ -126,7 +126,7 @@ pub async fn track(
             ));
         }
         let event =
-            events::parse_native_event(&value, &ctx, &limits).map_err(|(field, reason)| {
+            events::parse_native_event(value, &ctx, &limits).map_err(|(field, reason)| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_event",
@@ -158,7 +158,7 @@ pub async fn track_batch(
     let limits = limits(&app);
     let (outcome, ()) = store_events(&app, auth.org.id, move || {
         let value = parse_json(&body)?;
-        let events = events::parse_native_batch(&value, &ctx, &limits).map_err(batch_error)?;
+        let events = events::parse_native_batch(value, &ctx, &limits).map_err(batch_error)?;
         Ok((events, ()))
     })
     .await?;
