@@ -191,7 +191,7 @@ pub struct StoredEvent {
     pub distinct_id: String,
     pub ts_micros: i64,
     pub session_id: Option<String>,
-    /// The properties' JSON text, as sent.
+    /// The properties' JSON text, as sent (`{}` when none: those are stored as NULL).
     pub props_json: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -213,8 +213,8 @@ pub fn list(
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut params = Vec::new();
     let mut sql = format!(
-        "SELECT uuid::VARCHAR, name, distinct_id, epoch_us(ts), session_id, props::JSON::VARCHAR,
-                ip, user_agent
+        "SELECT uuid::VARCHAR, name, distinct_id, epoch_us(ts), session_id,
+                coalesce(props::JSON::VARCHAR, '{{}}'), ip, user_agent
            FROM events e WHERE {}",
         q.where_sql(&mut params)
     );
@@ -226,25 +226,19 @@ pub fn list(
     }
     sql.push_str(&format!(" ORDER BY ts DESC, uuid DESC LIMIT {limit}"));
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(duckdb::params_from_iter(params))?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        // No properties are stored as NULL.
-        let props_json = r
-            .get::<_, Option<String>>(5)?
-            .unwrap_or_else(|| "{}".to_string());
-        out.push(StoredEvent {
+    let rows = stmt.query_map(duckdb::params_from_iter(params), |r| {
+        Ok(StoredEvent {
             uuid: r.get(0)?,
             name: r.get(1)?,
             distinct_id: r.get(2)?,
             ts_micros: r.get(3)?,
             session_id: r.get(4)?,
-            props_json,
+            props_json: r.get(5)?,
             ip: r.get(6)?,
             user_agent: r.get(7)?,
-        });
-    }
-    Ok(out)
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
