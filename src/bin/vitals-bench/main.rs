@@ -80,6 +80,14 @@ struct Args {
     /// Skip the event benchmark.
     #[arg(long)]
     no_events: bool,
+    /// Only Vitals' side of the point benchmark (HTTP and store; answers still checked against
+    /// the generator), for quick before/after comparisons: prints its figures, writes nothing.
+    #[arg(long)]
+    vitals_only: bool,
+    /// Keep the temp dir (every store's data) at the end and print its path, to profile a
+    /// server started on it by hand.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn parse_interval(s: &str) -> anyhow::Result<i64> {
@@ -219,8 +227,15 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let budget = Duration::from_secs(if args.quick { 4 } else { 15 });
     let wrk_secs = args.wrk_secs.unwrap_or(if args.quick { 5 } else { 20 });
     let started = Instant::now();
-    let tmp = tempfile::Builder::new().prefix("vitals-bench-").tempdir()?;
-    procs::track_temp_dir(tmp.path());
+    let tmp = tempfile::Builder::new()
+        .prefix("vitals-bench-")
+        .disable_cleanup(args.keep)
+        .tempdir()?;
+    if args.keep {
+        println!("keeping {}", tmp.path().display());
+    } else {
+        procs::track_temp_dir(tmp.path());
+    }
     // PostgreSQL runs as its own user and must reach its data dir.
     std::fs::set_permissions(
         tmp.path(),
@@ -251,13 +266,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         answers::summary(&truth)
     );
     let mut res = Results::default();
-
     // 1. DuckDB's ceiling, in process.
-    println!("DuckDB appender ceiling …");
-    let ceiling = duck::load(&spec, &tmp.path().join("ceiling.duckdb"))?;
-    res.ceiling_ingest = Some((ceiling.points, ceiling.elapsed));
-    res.ceiling_size = ceiling.bytes_on_disk;
-    let _ = std::fs::remove_file(tmp.path().join("ceiling.duckdb"));
+    if !args.vitals_only {
+        println!("DuckDB appender ceiling …");
+        let ceiling = duck::load(&spec, &tmp.path().join("ceiling.duckdb"))?;
+        res.ceiling_ingest = Some((ceiling.points, ceiling.elapsed));
+        res.ceiling_size = ceiling.bytes_on_disk;
+        let _ = std::fs::remove_file(tmp.path().join("ceiling.duckdb"));
+    }
 
     // 2. Vitals over HTTP, then its store directly.
     vitals_phase(
@@ -272,6 +288,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         &mut res,
     )
     .await?;
+    if args.vitals_only {
+        println!("\n{}", vitals_summary(&res));
+        return Ok(());
+    }
 
     // 3. PostgreSQL.
     println!("PostgreSQL 15 …");
@@ -358,6 +378,48 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Vitals' own figures of a run, one per line (`--vitals-only`).
+fn vitals_summary(r: &Results) -> String {
+    let mut lines = Vec::new();
+    if let Some((n, d)) = r.vitals_ingest {
+        lines.push(format!("ingest: {} ({n} points)", rate(per_sec(n, d))));
+    }
+    for (i, (http, store)) in r.vitals_http.iter().zip(&r.vitals_store).enumerate() {
+        lines.push(format!(
+            "Q{}: HTTP {} / {} / cold {} · store {} / {} / cold {}",
+            i + 1,
+            ms(http.p50_ms),
+            ms(http.p95_ms),
+            ms(http.cold_ms),
+            ms(store.p50_ms),
+            ms(store.p95_ms),
+            ms(store.cold_ms)
+        ));
+    }
+    lines.push(format!(
+        "Q1 memo bypassed: {} / {}",
+        ms(r.vitals_q1_fresh.p50_ms),
+        ms(r.vitals_q1_fresh.p95_ms)
+    ));
+    lines.push(format!(
+        "peak RSS: ingest {:.0} MB / serving {:.0} MB",
+        r.rss_ingest_mb, r.rss_serving_mb
+    ));
+    for (name, rps, p99, beside) in &r.wrk {
+        lines.push(format!(
+            "wrk {name}: {rps:.0} req/s, p99 {p99} (ingest beside {})",
+            rate(*beside)
+        ));
+    }
+    lines.push(format!(
+        "on disk: {} ({} before compaction); cold start {:.1} ms",
+        mb(r.vitals_size),
+        mb(r.vitals_size_uncompacted),
+        r.cold_start.as_secs_f64() * 1e3
+    ));
+    lines.join("\n")
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn vitals_phase(
     spec: &Spec,
@@ -374,6 +436,11 @@ async fn vitals_phase(
     let data = tmp.join("vitals");
     let log = tmp.join("vitals.log");
     let fleet = vitals_side::setup(spec, &data)?;
+    // For profiling by hand on a kept dir (--keep): a throwaway key of a throwaway store.
+    println!(
+        "  questioned org {} (key {})",
+        fleet.orgs[q.org].0, fleet.orgs[q.org].2
+    );
     let (mut server, _) = vitals_side::start(&data, &log).await?;
     let sampler = procs::RssSampler::start(server.process.pid());
     let work: Vec<procs::Upload> = fleet

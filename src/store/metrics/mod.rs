@@ -21,15 +21,19 @@ use super::StoreError;
 use crate::domain::catalog::Aggregation;
 use crate::domain::ingest::{Point, encode_dim_value};
 use crate::domain::timebucket::{Bucket, OffsetSegment};
+use crate::org_cache::Cells;
 
 mod compaction;
 mod fold;
-mod memo;
 mod writer;
 
 pub use compaction::{CompactionReport, SETTLE_MICROS};
 
-use memo::{Memo, MemoValue};
+/// A shared, type-erased memoised read result.
+type MemoValue = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Most memoised read results kept.
+const MAX_MEMO_ENTRIES: usize = 512;
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -88,7 +92,8 @@ struct Inner {
     /// Each org's write generation: bumped by the writer after a commit and before the
     /// acknowledgement, so a reader that saw the same generation before and after saw no write.
     generations: Arc<Mutex<HashMap<i64, u64>>>,
-    memo: Mutex<Memo>,
+    /// Read results by org and key, tagged with the org's generation when read.
+    memo: Mutex<Cells<u64, MemoValue>>,
 }
 
 pub struct StoreOptions {
@@ -154,7 +159,7 @@ impl MetricStore {
                     (2 * options.threads).clamp(2, 64) as usize
                 ),
                 generations,
-                memo: Mutex::new(Memo::default()),
+                memo: Mutex::new(Cells::new(MAX_MEMO_ENTRIES)),
             }),
         })
     }
@@ -269,7 +274,7 @@ impl MetricStore {
             .memo
             .lock()
             .map_err(|_| StoreError::internal("memo lock poisoned"))?
-            .cell(org_id, key, generation, max_age);
+            .cell(org_id, &key, generation, max_age);
         let value = cell
             .get_or_try_init(|| async {
                 let value: MemoValue = Arc::new(self.read(f).await?);

@@ -245,7 +245,8 @@ pub async fn overview(
 const RENDERED_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The org-level HTML kept under `key`, or `make`'s, kept for the org's other members and
-/// later requests until the org's points or the meta store change.
+/// later requests until the org's points or the meta store change. Requests missing together
+/// wait for one rendering.
 async fn rendered_for_org(
     app: &App,
     m: &OrgMember,
@@ -253,13 +254,11 @@ async fn rendered_for_org(
     make: impl std::future::Future<Output = Result<String, PageError>>,
 ) -> Result<std::sync::Arc<str>, PageError> {
     let versions = app.versions(m.org.id);
-    if let Some(kept) = app.rendered.get(m.org.id, key, versions, RENDERED_MAX_AGE) {
-        return Ok(kept);
-    }
-    let made: std::sync::Arc<str> = std::sync::Arc::from(make.await?);
     app.rendered
-        .put(m.org.id, key, versions, RENDERED_MAX_AGE, made.clone());
-    Ok(made)
+        .get_or_make(m.org.id, key, versions, RENDERED_MAX_AGE, async {
+            Ok(std::sync::Arc::from(make.await?))
+        })
+        .await
 }
 
 async fn grid_fragment(app: &App, m: &OrgMember, range: Range) -> Result<GridFragment, PageError> {
