@@ -149,6 +149,7 @@ impl App {
             &StoreOptions {
                 threads: config.storage.duckdb_threads,
                 memory_limit: config.storage.duckdb_memory_limit.clone(),
+                checkpoint_wal: config.storage.duckdb_checkpoint_wal.clone(),
             },
         )
         .with_context(|| format!("while opening {}", dir.join("metrics.duckdb").display()))?;

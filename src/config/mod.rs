@@ -379,6 +379,18 @@ impl Config {
                 );
             }
         }
+        match parse_size(&self.storage.duckdb_checkpoint_wal) {
+            Some(b) if (1_000_000..=4_000_000_000).contains(&b) => {}
+            _ => {
+                return bad(
+                    "storage.duckdb_checkpoint_wal",
+                    format!(
+                        "{:?} is not a size between 1MB and 4GB, such as 64MB",
+                        self.storage.duckdb_checkpoint_wal
+                    ),
+                );
+            }
+        }
         if self.auth.session_ttl_hours == 0 {
             return bad("auth.session_ttl_hours", "must be at least 1".into());
         }
@@ -698,6 +710,22 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "storage.duckdb_memory_limit");
+        for bad_wal in ["64", "512KB", "5GB"] {
+            let err = resolve(
+                None,
+                env(&[("VITALS_STORAGE__DUCKDB_CHECKPOINT_WAL", bad_wal)]),
+                &Overrides::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.key, "storage.duckdb_checkpoint_wal", "{bad_wal}");
+        }
+        let ok = resolve(
+            None,
+            env(&[("VITALS_STORAGE__DUCKDB_CHECKPOINT_WAL", "256MiB")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.storage.duckdb_checkpoint_wal, "256MiB");
         let err = resolve(
             None,
             env(&[("VITALS_JOBS__HOUSEKEEPING", "nightly")]),

@@ -224,6 +224,31 @@ async fn events_are_stored_once_listed_filtered_and_counted_per_org() {
     assert_eq!((events, text_columns), (7, 0));
 }
 
+/// Writes that pause are checkpointed: right after the batch is acknowledged its rows sit in
+/// DuckDB's write-ahead log (five small events are far below the 64MB at which DuckDB
+/// checkpoints by itself); a second later the writer has moved them into the file, so the log
+/// is empty, and they still list as sent. Unchecked, the log would stay until shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_in_writing_checkpoints_the_log() {
+    let server = TestServer::start().await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let wal = server.dir.path().join("metrics.duckdb.wal");
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let (status, body) = post_api(&server, &key, "/events/batch", org_a_events()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(wal_len() > 0, "the acknowledged batch is in the log");
+    wait_until("the log to be checkpointed", || async {
+        (wal_len() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        properties(&list(&server, &key, "").await),
+        sent_properties(),
+        "the checkpointed events read as sent"
+    );
+}
+
 /// A store from before properties were kept once (schema 5) held a VARIANT built from per-batch
 /// structs and, where that was lossy, the text as sent in `props_json`: #2's `amount` 30 sat
 /// in a float column (30.0) and #5's array as text. Rebuilt here from a current store by hand,

@@ -82,6 +82,7 @@ struct Args {
     no_events: bool,
     /// Only Vitals' side of the point benchmark (HTTP and store; answers still checked against
     /// the generator), for quick before/after comparisons: prints its figures, writes nothing.
+    /// With --events-only: the event benchmark's appender ceiling and Vitals.
     #[arg(long)]
     vitals_only: bool,
     /// Keep the temp dir (every store's data) at the end and print its path, to profile a
@@ -242,7 +243,20 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
     if args.events_only {
-        let results = events::run(args.event_spec(), tmp.path(), timing, budget, max_runs).await?;
+        let peers = !args.vitals_only;
+        let results = events::run(
+            args.event_spec(),
+            tmp.path(),
+            timing,
+            budget,
+            max_runs,
+            peers,
+        )
+        .await?;
+        if !peers {
+            println!("\n{}", events::vitals_summary(&results));
+            return Ok(());
+        }
         if timing {
             let section = events::render(&results, started.elapsed());
             println!("\n{section}");
@@ -354,7 +368,17 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let event_results = if args.no_events {
         None
     } else {
-        Some(events::run(args.event_spec(), tmp.path(), timing, budget, max_runs).await?)
+        Some(
+            events::run(
+                args.event_spec(),
+                tmp.path(),
+                timing,
+                budget,
+                max_runs,
+                true,
+            )
+            .await?,
+        )
     };
     if !timing {
         println!(

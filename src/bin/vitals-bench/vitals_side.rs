@@ -145,7 +145,11 @@ pub async fn start(data_dir: &Path, log: &Path) -> anyhow::Result<(Server, Durat
         "--data-dir",
     ])
     .arg(data_dir)
-    .env("RUST_LOG", "warn")
+    // BENCH_SERVER_LOG (say vitals::store=debug) for the server log in a kept dir.
+    .env(
+        "VITALS_LOG",
+        std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+    )
     // The budgets stay on (their cost is part of every request) but sized above any load the
     // bench offers: it measures the server, not the limit.
     .env("VITALS_RATE_LIMITS__API_PER_MINUTE", "1000000")
@@ -430,6 +434,7 @@ impl Direct {
             &StoreOptions {
                 threads: defaults.storage.duckdb_threads,
                 memory_limit: defaults.storage.duckdb_memory_limit.clone(),
+                checkpoint_wal: defaults.storage.duckdb_checkpoint_wal.clone(),
             },
         )?;
         Ok(Direct {

@@ -99,6 +99,8 @@ struct Inner {
 pub struct StoreOptions {
     pub threads: u64,
     pub memory_limit: String,
+    /// DuckDB's `checkpoint_threshold`.
+    pub checkpoint_wal: String,
 }
 
 fn ts_value(micros: i64) -> Value {
@@ -115,7 +117,8 @@ impl MetricStore {
                 .enable_autoload_extension(false)?
                 .with("autoinstall_known_extensions", "false")?
                 .threads(options.threads as i64)?
-                .max_memory(&options.memory_limit)?;
+                .max_memory(&options.memory_limit)?
+                .with("checkpoint_threshold", &options.checkpoint_wal)?;
             match Connection::open_with_flags(path, config) {
                 Ok(c) => break c,
                 Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {

@@ -41,14 +41,16 @@ pub(super) fn writer_loop(
         }
     };
     let mut held: Option<WriterMsg> = None;
+    let mut dirty = false;
     loop {
         let first = match held.take() {
             Some(m) => m,
-            None => match rx.recv() {
-                Ok(m) => m,
-                Err(_) => break,
+            None => match crate::store::next_or_checkpoint(&conn, &rx, &mut dirty) {
+                Some(m) => m,
+                None => break,
             },
         };
+        dirty = true;
         let (org_id, points, ack) = match first {
             WriterMsg::Compact { month, now, ack } => {
                 let result = compaction::compact_month(

@@ -359,6 +359,8 @@ pub struct EventResults {
     pub pg_bytes: u64,
     pub ch_bytes: u64,
     pub ceiling_bytes: u64,
+    /// Vitals' peak RSS while ingesting and while answering (MB).
+    pub vitals_rss_mb: (f64, f64),
 }
 
 const QUESTION_NAMES: [&str; 3] = [
@@ -427,6 +429,7 @@ pub async fn run(
     timing: bool,
     budget: Duration,
     max_runs: usize,
+    peers: bool,
 ) -> anyhow::Result<EventResults> {
     println!("event dataset: {}", spec.describe());
     let t = Instant::now();
@@ -452,6 +455,9 @@ pub async fn run(
         max_runs,
     };
     vitals_http::run_vitals(&run, &mut res).await?;
+    if !peers {
+        return Ok(res);
+    }
     postgres::run_pg(&run, &mut res)?;
     clickhouse::run_ch(&run, &mut res).await?;
     println!("all event contenders give the generator's answers to E1–E3");
@@ -523,4 +529,37 @@ pub fn render(r: &EventResults, elapsed: Duration) -> String {
         elapsed.as_secs_f64(),
         t
     )
+}
+
+/// Vitals' own event figures of a run, one per line (`--events-only --vitals-only`).
+pub fn vitals_summary(r: &EventResults) -> String {
+    let per_sec = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let ceiling = r
+        .ceiling
+        .ingest
+        .first()
+        .map(|(_, n, d)| per_sec(*n, *d))
+        .unwrap_or(f64::NAN);
+    let mut lines = vec![format!("appender ceiling: {}", rate(ceiling))];
+    for (label, n, d) in &r.vitals.ingest {
+        let v = per_sec(*n, *d);
+        lines.push(format!(
+            "ingest {label}: {} ({:.2}× the ceiling)",
+            rate(v),
+            v / ceiling
+        ));
+    }
+    for (name, q) in QUESTION_NAMES.iter().zip(&r.vitals.questions) {
+        lines.push(format!(
+            "{name}: p50 {} / p95 {}",
+            ms(q.p50_ms),
+            ms(q.p95_ms)
+        ));
+    }
+    lines.push(format!(
+        "peak RSS: ingest {:.0} MB / serving {:.0} MB",
+        r.vitals_rss_mb.0, r.vitals_rss_mb.1
+    ));
+    lines.push(format!("on disk: {}", report::mb(r.vitals_bytes)));
+    lines.join("\n")
 }

@@ -178,6 +178,7 @@ pub(super) async fn run_vitals(run: &Run<'_>, res: &mut EventResults) -> anyhow:
     drop(app);
     let (native, posthog) = vitals_uploads(events, &key, &write_key);
     let (server, _) = vitals_side::start(&data, &tmp.join("vitals-events.log")).await?;
+    let sampler = procs::RssSampler::start(server.process.pid());
     for (label, path, uploads) in [
         (
             "native /api/v1/events/batch",
@@ -202,6 +203,7 @@ pub(super) async fn run_vitals(run: &Run<'_>, res: &mut EventResults) -> anyhow:
         );
         res.vitals.ingest.push((label.to_string(), n, d));
     }
+    res.vitals_rss_mb.0 = sampler.take_peak_mb();
     let side = VitalsSide {
         server,
         key,
@@ -216,6 +218,8 @@ pub(super) async fn run_vitals(run: &Run<'_>, res: &mut EventResults) -> anyhow:
             .await?;
         }
     }
+    res.vitals_rss_mb.1 = sampler.take_peak_mb();
+    drop(sampler);
     let mut server = side.server;
     server.process.stop();
     res.vitals_bytes = procs::disk_size(&data.join("metrics.duckdb"))
