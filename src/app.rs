@@ -268,8 +268,6 @@ impl App {
         Ok(outcome)
     }
 
-    /// Runs password hashing or verification on the blocking pool, at most
-    /// [`MAX_CONCURRENT_PASSWORD_CHECKS`] at once (the others wait their turn).
     /// Runs CPU-heavy request parsing on the blocking pool, at most `parse_slots` at once.
     pub async fn parse_work<T: Send + 'static>(
         &self,
@@ -278,6 +276,8 @@ impl App {
         bounded_blocking(&self.parse_slots, work).await
     }
 
+    /// Runs password hashing or verification on the blocking pool, at most
+    /// [`MAX_CONCURRENT_PASSWORD_CHECKS`] at once (the others wait their turn).
     pub async fn password_work<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,

@@ -176,6 +176,8 @@ pub(super) async fn run_vitals(run: &Run<'_>, res: &mut EventResults) -> anyhow:
     app.close();
     // The database file is free for the server once every handle on it is gone.
     drop(app);
+    // For profiling by hand on a kept dir (--keep): a throwaway key of a throwaway store.
+    println!("  org {} (key {key})", org.id);
     let (native, posthog) = vitals_uploads(events, &key, &write_key);
     let (server, _) = vitals_side::start(&data, &tmp.join("vitals-events.log")).await?;
     let sampler = procs::RssSampler::start(server.process.pid());
