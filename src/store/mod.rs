@@ -66,10 +66,10 @@ pub(crate) fn stop_writer<T>(
 const IDLE_CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A writer's next message. When none comes within [`IDLE_CHECKPOINT_AFTER`] and the writer
-/// has committed since its last checkpoint (`dirty`), it checkpoints first: rows still in the
-/// write-ahead log are read unshredded (event properties 2× slower) and replayed at start, and
-/// during steady ingest DuckDB checkpoints only at `storage.duckdb_checkpoint_wal`. `None`
-/// once the queue is closed and empty.
+/// has written since its last checkpoint (`dirty`: every message is a write), it checkpoints
+/// first: rows still in the write-ahead log are read unshredded (event properties 2× slower)
+/// and replayed at start, and during steady ingest DuckDB checkpoints only at
+/// `storage.duckdb_checkpoint_wal`. `None` once the queue is closed and empty.
 pub(crate) fn next_or_checkpoint<T>(
     conn: &duckdb::Connection,
     rx: &std::sync::mpsc::Receiver<T>,
@@ -78,6 +78,7 @@ pub(crate) fn next_or_checkpoint<T>(
     use std::sync::mpsc::RecvTimeoutError;
     if *dirty {
         match rx.recv_timeout(IDLE_CHECKPOINT_AFTER) {
+            // Still dirty: the message is another write.
             Ok(msg) => return Some(msg),
             Err(RecvTimeoutError::Disconnected) => return None,
             Err(RecvTimeoutError::Timeout) => {
@@ -89,7 +90,9 @@ pub(crate) fn next_or_checkpoint<T>(
             }
         }
     }
-    rx.recv().ok()
+    let next = rx.recv().ok();
+    *dirty = next.is_some();
+    next
 }
 
 pub fn now_secs() -> i64 {

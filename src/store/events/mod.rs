@@ -239,9 +239,8 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         Err(e) => tracing::error!(error = %e, "the event catalogue could not be filled"),
     }
     let mut recorded = catalogue::Recorded::default();
-    let mut dirty = false;
-    while let Some(first) = super::next_or_checkpoint(&conn, &rx, &mut dirty) {
-        dirty = true;
+    let mut written_since_checkpoint = false;
+    while let Some(first) = super::next_or_checkpoint(&conn, &rx, &mut written_since_checkpoint) {
         let mut queued = first.events.len();
         let mut group = vec![first];
         while queued < MAX_GROUP_EVENTS {
@@ -293,20 +292,12 @@ fn write_group(
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     // Where the writer's time goes, logged per group at debug level
     // (VITALS_LOG=vitals::store::events=debug): the writer is the ingest's bottleneck.
-    let started = std::time::Instant::now();
-    let mut phases = [std::time::Duration::ZERO; 5];
-    let mut lap = {
-        let mut last = started;
-        move |slot: &mut std::time::Duration| {
-            let now = std::time::Instant::now();
-            *slot = now - last;
-            last = now;
-        }
-    };
+    // marks[0] is the start; marks[i] the end of phase i.
+    let mut marks = [std::time::Instant::now(); 6];
     conn.execute_batch("BEGIN TRANSACTION;")?;
     let result = (|| -> Result<(Vec<WriteOutcome>, catalogue::Pending), StoreError> {
         let stored = stored_duplicates(conn, jobs)?;
-        lap(&mut phases[0]);
+        marks[1] = std::time::Instant::now();
         let mut seen: HashSet<(i64, [u8; 16])> = HashSet::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut app = conn.appender_to_catalog_and_db("event_rows", "temp", "main")?;
@@ -351,9 +342,9 @@ fn write_group(
         }
         app.flush()?;
         drop(app);
-        lap(&mut phases[1]);
+        marks[2] = std::time::Instant::now();
         conn.execute_batch(MOVE_STAGED)?;
-        lap(&mut phases[2]);
+        marks[3] = std::time::Instant::now();
         let now = chrono::Utc::now().timestamp_micros();
         for (org_id, ops) in identity_work {
             let refused = identity::apply(conn, org_id, &ops, now)?;
@@ -370,21 +361,22 @@ fn write_group(
             .map(|j| (j.org_id, j.sightings.as_slice()))
             .collect();
         let pending = recorded.write(conn, &sightings)?;
-        lap(&mut phases[3]);
+        marks[4] = std::time::Instant::now();
         Ok((outcomes, pending))
     })();
     match result {
         Ok((outcomes, pending)) => {
             conn.execute_batch("COMMIT;")?;
-            lap(&mut phases[4]);
+            marks[5] = std::time::Instant::now();
+            let ms = |phase: usize| (marks[phase] - marks[phase - 1]).as_secs_f64() * 1e3;
             tracing::debug!(
                 events = jobs.iter().map(|j| j.len()).sum::<usize>(),
-                total_ms = started.elapsed().as_secs_f64() * 1e3,
-                dedup_ms = phases[0].as_secs_f64() * 1e3,
-                stage_ms = phases[1].as_secs_f64() * 1e3,
-                move_ms = phases[2].as_secs_f64() * 1e3,
-                identity_catalogue_ms = phases[3].as_secs_f64() * 1e3,
-                commit_ms = phases[4].as_secs_f64() * 1e3,
+                total_ms = (marks[5] - marks[0]).as_secs_f64() * 1e3,
+                dedup_ms = ms(1),
+                stage_ms = ms(2),
+                move_ms = ms(3),
+                identity_catalogue_ms = ms(4),
+                commit_ms = ms(5),
                 "event group committed"
             );
             recorded.remember(pending);

@@ -41,16 +41,17 @@ pub(super) fn writer_loop(
         }
     };
     let mut held: Option<WriterMsg> = None;
-    let mut dirty = false;
+    let mut written_since_checkpoint = false;
     loop {
         let first = match held.take() {
             Some(m) => m,
-            None => match crate::store::next_or_checkpoint(&conn, &rx, &mut dirty) {
-                Some(m) => m,
-                None => break,
-            },
+            None => {
+                match crate::store::next_or_checkpoint(&conn, &rx, &mut written_since_checkpoint) {
+                    Some(m) => m,
+                    None => break,
+                }
+            }
         };
-        dirty = true;
         let (org_id, points, ack) = match first {
             WriterMsg::Compact { month, now, ack } => {
                 let result = compaction::compact_month(

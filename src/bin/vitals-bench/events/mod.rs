@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use vitals::app::{self, NewOrg};
 use vitals::domain::roles::Scope;
 
+use crate::per_sec;
 use crate::postgres::Postgres;
 use crate::procs::{self, ChildServer, Upload};
 use crate::report::{self, Latency, ms, rate, ratio, runs_within};
@@ -464,6 +465,14 @@ pub async fn run(
     Ok(res)
 }
 
+/// Events per second of a contender's first load (NaN when it did not load).
+fn first_rate(c: &Contender) -> f64 {
+    c.ingest
+        .first()
+        .map(|(_, n, d)| per_sec(*n, *d))
+        .unwrap_or(f64::NAN)
+}
+
 /// The event section of `bench/results/latest.md`.
 pub fn render(r: &EventResults, elapsed: Duration) -> String {
     let mut t = String::from(
@@ -476,14 +485,7 @@ pub fn render(r: &EventResults, elapsed: Duration) -> String {
             .collect();
         t.push_str(&format!("| {} |\n", cells.join(" | ")));
     };
-    let per_sec = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    let first = |c: &Contender| {
-        c.ingest
-            .first()
-            .map(|(_, n, d)| per_sec(*n, *d))
-            .unwrap_or(f64::NAN)
-    };
-    let (pg, ch, ceil) = (first(&r.pg), first(&r.ch), first(&r.ceiling));
+    let (pg, ch, ceil) = (first_rate(&r.pg), first_rate(&r.ch), first_rate(&r.ceiling));
     for (label, n, d) in &r.vitals.ingest {
         let v = per_sec(*n, *d);
         row(&[
@@ -533,13 +535,7 @@ pub fn render(r: &EventResults, elapsed: Duration) -> String {
 
 /// Vitals' own event figures of a run, one per line (`--events-only --vitals-only`).
 pub fn vitals_summary(r: &EventResults) -> String {
-    let per_sec = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    let ceiling = r
-        .ceiling
-        .ingest
-        .first()
-        .map(|(_, n, d)| per_sec(*n, *d))
-        .unwrap_or(f64::NAN);
+    let ceiling = first_rate(&r.ceiling);
     let mut lines = vec![format!("appender ceiling: {}", rate(ceiling))];
     for (label, n, d) in &r.vitals.ingest {
         let v = per_sec(*n, *d);
