@@ -89,6 +89,7 @@ impl Services {
         let insights = services.insights.clone();
         let integrations = services.integrations.clone();
         let metrics = app.metrics.clone();
+        let events = app.events.clone();
         vec![
             Job {
                 name: "score_recompute",
@@ -188,19 +189,28 @@ impl Services {
                 schedule: parse_schedule(&config.compaction).ok().flatten(),
                 expression: config.compaction.clone(),
                 run: Arc::new(move || {
-                    let metrics = metrics.clone();
+                    let (metrics, events) = (metrics.clone(), events.clone());
                     Box::pin(async move {
-                        metrics
-                            .compact_settled(Utc::now().timestamp_micros())
+                        let now = Utc::now().timestamp_micros();
+                        let months = metrics
+                            .compact_settled(now)
                             .await
-                            .map(|r| {
-                                format!(
-                                    "{} settled months checked, {} rewritten in storage order ({} points), \
-                                     the rest already clustered by org",
-                                    r.checked, r.rewritten, r.points
-                                )
-                            })
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| e.to_string())?;
+                        let weeks = events
+                            .compact_settled(now)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(format!(
+                            "{} settled months of points checked, {} rewritten in storage order ({} points); \
+                             {} settled weeks of events checked, {} rewritten ({} events); \
+                             the rest already in order",
+                            months.checked,
+                            months.rewritten,
+                            months.rows,
+                            weeks.checked,
+                            weeks.rewritten,
+                            weeks.rows
+                        ))
                     })
                 }),
             },

@@ -1,6 +1,7 @@
 //! The two embedded stores: SQLite for accounts and settings ([`meta`]), DuckDB for time series
 //! ([`metrics`]) and product events ([`events`]), in one file. Both are blocking libraries; every call runs off the async runtime.
 
+pub mod compaction;
 pub mod events;
 pub mod meta;
 pub mod metrics;

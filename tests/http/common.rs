@@ -287,7 +287,7 @@ pub async fn add_member(server: &TestServer, s: &Session, email: &str, role: &st
 
 /// A JSON API call (`path` under `/api/v1`) with an API key; the body as JSON (Null if none).
 pub async fn send_json(
-    server: &TestServer,
+    server: &impl Served,
     key: &str,
     method: reqwest::Method,
     path: &str,
@@ -306,7 +306,7 @@ pub async fn send_json(
 }
 
 pub async fn post_api(
-    server: &TestServer,
+    server: &impl Served,
     key: &str,
     path: &str,
     body: Value,

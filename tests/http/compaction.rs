@@ -130,10 +130,7 @@ async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     let before = answers(&server, &key_a, &key_b).await;
     let now = at("2026-12-01T12:00:00Z");
     let report = server.app.metrics.compact_settled(now).await.unwrap();
-    assert_eq!(
-        (report.checked, report.rewritten, report.points),
-        (2, 1, 300)
-    );
+    assert_eq!((report.checked, report.rewritten, report.rows), (2, 1, 300));
     assert_eq!(answers(&server, &key_a, &key_b).await, before);
     let report = server.app.metrics.compact_settled(now).await.unwrap();
     assert_eq!(report, CompactionReport::default());
@@ -165,7 +162,7 @@ async fn compaction_keeps_every_answer_and_late_and_resent_points_still_land() {
     assert_ne!(late, before, "the late and re-sent points show");
     assert_eq!(late[4], before[4], "org B is untouched");
     let report = server.app.metrics.compact_settled(now).await.unwrap();
-    assert_eq!((report.checked, report.rewritten, report.points), (2, 0, 0));
+    assert_eq!((report.checked, report.rewritten, report.rows), (2, 0, 0));
     assert_eq!(answers(&server, &key_a, &key_b).await, late);
     assert_eq!(eu_day("2026-09-15").await, vec![Some(67.0)]);
     assert_eq!(eu_day("2026-10-02").await, vec![Some(56.0)]);
@@ -214,10 +211,7 @@ async fn a_crash_in_the_middle_of_compaction_loses_nothing() {
         .compact_settled(at("2026-12-01T12:00:00Z"))
         .await
         .unwrap();
-    assert_eq!(
-        (report.checked, report.rewritten, report.points),
-        (2, 1, 300)
-    );
+    assert_eq!((report.checked, report.rewritten, report.rows), (2, 1, 300));
     assert_eq!(answers(&server, &key_a, &key_b).await, before);
     server.stop().await;
 }

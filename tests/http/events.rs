@@ -273,7 +273,8 @@ async fn a_store_with_text_copies_of_properties_is_migrated_to_one_copy() {
                     props = {{'amount': 12.5, 'cart': {{'items': 2}}, 'plan': 'team',
                               'tags': '[\"a\",1]'}}::VARIANT
               WHERE uuid = '{}';
-             DELETE FROM schema_version WHERE version = 6;
+             DELETE FROM schema_version WHERE version >= 6;
+             DROP TABLE event_weeks;
              CHECKPOINT;",
             uuid(2),
             uuid(5)

@@ -6,6 +6,7 @@ mod browser;
 mod common;
 mod compaction;
 mod durability;
+mod event_compaction;
 mod events;
 mod hardening;
 mod hooks;

@@ -503,7 +503,7 @@ async fn vitals_phase(
             "  compaction: {} settled months checked, {} rewritten ({} points) in {:.1} s",
             report.checked,
             report.rewritten,
-            report.points,
+            report.rows,
             t.elapsed().as_secs_f64()
         );
     }
@@ -758,7 +758,7 @@ fn render(spec: &Spec, r: &Results, elapsed: Duration, wrk_secs: u64) -> String 
                 "{} months checked, {} rewritten ({} points; the rest already clustered by org) in {:.1} s",
                 c.checked,
                 c.rewritten,
-                c.points,
+                c.rows,
                 took.as_secs_f64()
             ),
             "",

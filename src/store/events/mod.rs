@@ -19,10 +19,11 @@ pub mod analytics;
 pub mod catalogue;
 pub mod cohorts;
 mod columns;
+mod compaction;
 pub mod identity;
 pub mod queries;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,6 +36,7 @@ use duckdb::types::{TimeUnit, Value};
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use super::compaction::{CompactionLog, CompactionReport, Period};
 use super::metrics::MetricStore;
 use crate::domain::events::Event;
 use crate::domain::identity::{self as identity_ops, IdentityOp};
@@ -60,6 +62,8 @@ pub(super) const MIGRATION: &str = "CREATE TABLE events (
 pub(super) const PROPS_ONCE_MIGRATION: &str =
     "UPDATE events SET props = props_json::JSON::VARIANT WHERE props_json IS NOT NULL;
      ALTER TABLE events DROP COLUMN props_json;";
+
+pub(super) use compaction::MIGRATION as COMPACTION_MIGRATION;
 
 /// The staging table the appender fills (properties as JSON text) and its move into `events`.
 pub(super) const STAGING: &str = "CREATE TEMP TABLE event_rows (
@@ -150,13 +154,23 @@ struct Job {
     ack: Ack,
 }
 
+enum WriterMsg {
+    Write(Job),
+    /// Rewrite the week starting at `week` (µs) in storage order; `now` is logged.
+    Compact {
+        week: i64,
+        now: i64,
+        ack: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
 #[derive(Clone)]
 pub struct EventStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<mpsc::Sender<WriterMsg>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     db: MetricStore,
 }
@@ -190,8 +204,43 @@ impl EventStore {
         events: PreparedEvents,
     ) -> Result<oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (ack, done) = oneshot::channel();
-        super::send_to_writer(&self.inner.writer, Job { events, ack }, "event")?;
+        super::send_to_writer(
+            &self.inner.writer,
+            WriterMsg::Write(Job { events, ack }),
+            "event",
+        )?;
         Ok(done)
+    }
+
+    /// Compacts every settled week not yet (or no longer) in storage order, oldest first, one
+    /// week per turn of the writer so that ingest goes on between weeks. A week whose rows
+    /// already lie clustered by (org, name) is only logged.
+    pub async fn compact_settled(&self, now_micros: i64) -> Result<CompactionReport, StoreError> {
+        let due = self
+            .read(move |c| compaction::due_weeks(c, now_micros))
+            .await?;
+        let mut report = CompactionReport::default();
+        for week in due {
+            let (ack, done) = oneshot::channel();
+            super::send_to_writer(
+                &self.inner.writer,
+                WriterMsg::Compact {
+                    week,
+                    now: now_micros,
+                    ack,
+                },
+                "event",
+            )?;
+            let rewritten = done
+                .await
+                .map_err(|_| StoreError::internal("the event writer has stopped"))??;
+            report.checked += 1;
+            if rewritten > 0 {
+                report.rewritten += 1;
+                report.rows += rewritten;
+            }
+        }
+        Ok(report)
     }
 
     /// Stores events durably (all of one call or none); returns once they are committed.
@@ -231,29 +280,66 @@ impl EventStore {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriterMsg>) {
     // Events stored before the catalogue existed are catalogued once, before new writes.
     match catalogue::backfill(&conn) {
         Ok(0) => {}
         Ok(n) => tracing::info!(definitions = n, "event catalogue filled from stored events"),
         Err(e) => tracing::error!(error = %e, "the event catalogue could not be filled"),
     }
+    let mut weeks = match CompactionLog::load(&conn, Period::Week) {
+        Ok(weeks) => weeks,
+        Err(e) => {
+            // Unknown compactions: nothing is marked dirty, so no week is compacted twice,
+            // and none needs to be for reads to stay right.
+            tracing::error!(error = %e, "cannot read the event compaction log");
+            CompactionLog::empty(Period::Week)
+        }
+    };
     let mut recorded = catalogue::Recorded::default();
     let mut written_since_checkpoint = false;
-    while let Some(first) = super::next_or_checkpoint(&conn, &rx, &mut written_since_checkpoint) {
+    let mut held: Option<WriterMsg> = None;
+    loop {
+        let next = match held.take() {
+            Some(msg) => Some(msg),
+            None => super::next_or_checkpoint(&conn, &rx, &mut written_since_checkpoint),
+        };
+        let first = match next {
+            None => break,
+            Some(WriterMsg::Compact { week, now, ack }) => {
+                let result = compaction::compact_week(
+                    &conn,
+                    &mut weeks,
+                    week,
+                    now,
+                    compaction::CLUSTERED_RUNS_PER_NAME,
+                );
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, week, "event compaction failed; the week is as it was");
+                }
+                let _ = ack.send(result);
+                continue;
+            }
+            Some(WriterMsg::Write(job)) => job,
+        };
         let mut queued = first.events.len();
         let mut group = vec![first];
         while queued < MAX_GROUP_EVENTS {
             match rx.try_recv() {
-                Ok(job) => {
+                Ok(WriterMsg::Write(job)) => {
                     queued += job.events.len();
                     group.push(job);
+                }
+                Ok(other) => {
+                    // A compaction waits for the group before it.
+                    held = Some(other);
+                    break;
                 }
                 Err(_) => break,
             }
         }
         let jobs: Vec<&PreparedEvents> = group.iter().map(|j| &j.events).collect();
-        match write_group(&conn, &mut recorded, &jobs) {
+        match write_group(&conn, &mut recorded, &mut weeks, &jobs) {
             Ok(outcomes) => {
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     let _ = job.ack.send(Ok(outcome));
@@ -268,7 +354,8 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             Err(_) => {
                 // One bad job must not fail the others: retry each on its own.
                 for job in group {
-                    let result = write_group(&conn, &mut recorded, &[&job.events]).map(|o| o[0]);
+                    let result =
+                        write_group(&conn, &mut recorded, &mut weeks, &[&job.events]).map(|o| o[0]);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "event write failed");
                     }
@@ -288,6 +375,7 @@ fn ts_value(micros: i64) -> Value {
 fn write_group(
     conn: &Connection,
     recorded: &mut catalogue::Recorded,
+    weeks: &mut CompactionLog,
     jobs: &[&PreparedEvents],
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     // Where the writer's time goes, logged per group at debug level
@@ -295,8 +383,11 @@ fn write_group(
     // marks[0] is the start; marks[i] the end of phase i.
     let mut marks = [std::time::Instant::now(); 6];
     conn.execute_batch("BEGIN TRANSACTION;")?;
-    let result = (|| -> Result<(Vec<WriteOutcome>, catalogue::Pending), StoreError> {
+    let horizon = weeks.horizon();
+    type Written = (Vec<WriteOutcome>, catalogue::Pending, BTreeSet<i64>);
+    let result = (|| -> Result<Written, StoreError> {
         let stored = stored_duplicates(conn, jobs)?;
+        let mut late_times: Vec<i64> = Vec::new();
         marks[1] = std::time::Instant::now();
         let mut seen: HashSet<(i64, [u8; 16])> = HashSet::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -319,6 +410,15 @@ fn write_group(
                     Some(fresh)
                 })
                 .collect();
+            if job.range.0 < horizon {
+                // Stored into a compacted week: that week is dirty now.
+                let ts = ts_column(batch)?;
+                late_times.extend(
+                    (0..batch.num_rows())
+                        .filter(|i| keep.value(*i))
+                        .map(|i| ts.value(i)),
+                );
+            }
             let kept = keep.true_count();
             outcome.stored += kept;
             outcome.duplicates += batch.num_rows() - kept;
@@ -361,11 +461,13 @@ fn write_group(
             .map(|j| (j.org_id, j.sightings.as_slice()))
             .collect();
         let pending = recorded.write(conn, &sightings)?;
+        let dirtied = weeks.dirtied_by(late_times.into_iter());
+        weeks.mark_dirty(conn, &dirtied)?;
         marks[4] = std::time::Instant::now();
-        Ok((outcomes, pending))
+        Ok((outcomes, pending, dirtied))
     })();
     match result {
-        Ok((outcomes, pending)) => {
+        Ok((outcomes, pending, dirtied)) => {
             conn.execute_batch("COMMIT;")?;
             marks[5] = std::time::Instant::now();
             let ms = |phase: usize| (marks[phase] - marks[phase - 1]).as_secs_f64() * 1e3;
@@ -380,6 +482,7 @@ fn write_group(
                 "event group committed"
             );
             recorded.remember(pending);
+            weeks.set_dirty(&dirtied);
             Ok(outcomes)
         }
         Err(e) => {
@@ -398,6 +501,14 @@ fn uuid_column(batch: &RecordBatch) -> Result<&FixedSizeBinaryArray, StoreError>
         .ok_or_else(|| StoreError::internal("uuid column has the wrong type"))
 }
 
+fn ts_column(batch: &RecordBatch) -> Result<&TimestampMicrosecondArray, StoreError> {
+    batch
+        .column(columns::KEY_COLUMNS[2])
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| StoreError::internal("ts column has the wrong type"))
+}
+
 /// The (org, uuid) pairs of the group already stored, looking only at the group's time range.
 fn stored_duplicates(
     conn: &Connection,
@@ -407,12 +518,7 @@ fn stored_duplicates(
     {
         let mut keys = conn.appender_to_catalog_and_db("event_keys", "temp", "main")?;
         for job in jobs {
-            let ts = job
-                .batch
-                .column(columns::KEY_COLUMNS[2])
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .ok_or_else(|| StoreError::internal("ts column has the wrong type"))?;
+            let ts = ts_column(&job.batch)?;
             if let (Some(min), Some(max)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
                 lo = lo.min(min);
                 hi = hi.max(max);

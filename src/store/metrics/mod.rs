@@ -27,7 +27,7 @@ mod compaction;
 mod fold;
 mod writer;
 
-pub use compaction::{CompactionReport, SETTLE_MICROS};
+pub use crate::store::compaction::{CompactionReport, SETTLE_MICROS};
 
 /// A shared, type-erased memoised read result.
 type MemoValue = Arc<dyn std::any::Any + Send + Sync>;
@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
     compaction::MIGRATION,
     // 6: event properties stored once, in the VARIANT (parsed from the text copy).
     super::events::PROPS_ONCE_MIGRATION,
+    // 7: the event compaction log: which settled weeks are rewritten in storage order.
+    super::events::COMPACTION_MIGRATION,
 ];
 
 /// Where the writer reports a write's outcome.
@@ -222,7 +224,7 @@ impl MetricStore {
             report.checked += 1;
             if rewritten > 0 {
                 report.rewritten += 1;
-                report.points += rewritten;
+                report.rows += rewritten;
             }
         }
         Ok(report)

@@ -11,9 +11,10 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
-use super::compaction::{self, CompactedMonths};
+use super::compaction;
 use super::{Ack, StoreError, WriterMsg};
 use crate::domain::ingest::{Point, encode_dims};
+use crate::store::compaction::{CompactionLog, Period};
 
 /// Largest group of points committed in one transaction.
 const MAX_GROUP_POINTS: usize = 250_000;
@@ -31,13 +32,13 @@ pub(super) fn writer_loop(
             SeriesEnds::unknown()
         }
     };
-    let mut months = match CompactedMonths::load(&conn) {
+    let mut months = match CompactionLog::load(&conn, Period::Month) {
         Ok(months) => months,
         Err(e) => {
             // Unknown compactions: nothing is marked dirty, so no month is compacted twice,
             // and none needs to be for reads to stay right.
             tracing::error!(error = %e, "cannot read the compaction log");
-            CompactedMonths::default()
+            CompactionLog::empty(Period::Month)
         }
     };
     let mut held: Option<WriterMsg> = None;
@@ -105,7 +106,7 @@ fn write_jobs(
     conn: &Connection,
     jobs: Vec<(i64, Vec<Point>, Ack)>,
     ends: &mut SeriesEnds,
-    months: &mut CompactedMonths,
+    months: &mut CompactionLog,
     generations: &Mutex<HashMap<i64, u64>>,
 ) {
     let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
@@ -243,7 +244,7 @@ fn write_group(
     conn: &Connection,
     jobs: &[(i64, &[Point])],
     ends: &mut SeriesEnds,
-    months: &mut CompactedMonths,
+    months: &mut CompactionLog,
 ) -> Result<WritePath, StoreError> {
     let mut rows: Vec<Row> = jobs
         .iter()
@@ -277,7 +278,7 @@ fn write_group(
         WritePath::Append => append_rows(conn, &rows),
         WritePath::Replace => replace_rows(conn, &rows),
     }
-    .and_then(|()| CompactedMonths::mark_dirty(conn, &dirtied));
+    .and_then(|()| months.mark_dirty(conn, &dirtied));
     match result {
         Ok(()) => {
             conn.execute_batch("COMMIT;")?;
@@ -421,7 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir);
         let mut ends = SeriesEnds::load(&conn).unwrap();
-        let mut months = CompactedMonths::default();
+        let mut months = CompactionLog::empty(Period::Month);
         let mut write =
             |jobs: &[(i64, &[Point])]| write_group(&conn, jobs, &mut ends, &mut months).unwrap();
         let g1 = [point(1, 10.0), point(2, 20.0), point(3, 30.0)];
@@ -511,7 +512,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir);
         let mut ends = SeriesEnds::load(&conn).unwrap();
-        let mut months = CompactedMonths::load(&conn).unwrap();
+        let mut months = CompactionLog::load(&conn, Period::Month).unwrap();
         let groups: [(i64, Point); 5] = [
             (2, point_at("b", "2026-01-20T00:00:00Z", 1.0)),
             (1, point_at("a", "2026-01-10T00:00:00Z", 2.0)),
@@ -572,7 +573,7 @@ mod tests {
                 row(2, "2026-01-20T00:00:00Z", "b", 10.0),
             ]
         );
-        let reloaded = CompactedMonths::load(&conn).unwrap();
+        let reloaded = CompactionLog::load(&conn, Period::Month).unwrap();
         assert!(
             reloaded
                 .dirtied_by([jan + 1, feb + 1].into_iter())
@@ -595,7 +596,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir);
         let mut ends = SeriesEnds::load(&conn).unwrap();
-        let mut months = CompactedMonths::load(&conn).unwrap();
+        let mut months = CompactionLog::load(&conn, Period::Month).unwrap();
         let day = |month: u32, d: u32| format!("2026-{month:02}-{d:02}T00:00:00Z");
         for org in [1, 2] {
             let points: Vec<Point> = (1..=10).map(|d| point_at("a", &day(2, d), 1.0)).collect();

@@ -362,6 +362,10 @@ pub struct EventResults {
     pub ceiling_bytes: u64,
     /// Vitals' peak RSS while ingesting and while answering (MB).
     pub vitals_rss_mb: (f64, f64),
+    /// On disk right after ingest, before the settled weeks were compacted.
+    pub vitals_bytes_uncompacted: u64,
+    /// The compaction job's pass over every settled week, and its time.
+    pub compaction: Option<(vitals::store::compaction::CompactionReport, Duration)>,
 }
 
 const QUESTION_NAMES: [&str; 3] = [
@@ -514,9 +518,30 @@ pub fn render(r: &EventResults, elapsed: Duration) -> String {
             &ratio(v, c),
         ]);
     }
+    if let Some((c, took)) = r.compaction {
+        row(&[
+            "Compaction of every settled week after the load (one pass, server stopped)",
+            &format!(
+                "{} weeks checked, {} rewritten ({} events) in {:.1} s",
+                c.checked,
+                c.rewritten,
+                c.rows,
+                took.as_secs_f64()
+            ),
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]);
+    }
     row(&[
         "On disk",
-        &report::mb(r.vitals_bytes),
+        &format!(
+            "{} ({} before compaction)",
+            report::mb(r.vitals_bytes),
+            report::mb(r.vitals_bytes_uncompacted)
+        ),
         &report::mb(r.ceiling_bytes),
         &report::mb(r.pg_bytes),
         &report::mb(r.ch_bytes),
@@ -556,6 +581,19 @@ pub fn vitals_summary(r: &EventResults) -> String {
         "peak RSS: ingest {:.0} MB / serving {:.0} MB",
         r.vitals_rss_mb.0, r.vitals_rss_mb.1
     ));
-    lines.push(format!("on disk: {}", report::mb(r.vitals_bytes)));
+    if let Some((c, took)) = r.compaction {
+        lines.push(format!(
+            "compaction: {} weeks checked, {} rewritten ({} events) in {:.1} s",
+            c.checked,
+            c.rewritten,
+            c.rows,
+            took.as_secs_f64()
+        ));
+    }
+    lines.push(format!(
+        "on disk: {} ({} before compaction)",
+        report::mb(r.vitals_bytes),
+        report::mb(r.vitals_bytes_uncompacted)
+    ));
     lines.join("\n")
 }
