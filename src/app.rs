@@ -226,19 +226,35 @@ impl App {
             return Ok((0, touched));
         }
         let stored = self.metrics.write(org_id, points).await?;
-        // Live pages learn about it; nobody listening is fine.
+        self.points_stored(org_id, &touched);
+        Ok((stored, touched))
+    }
+
+    /// Stores points that arrived as columns (an Arrow stream), as [`store_points`](Self::store_points).
+    pub async fn store_columns(
+        &self,
+        org_id: i64,
+        points: crate::domain::ingest_arrow::ColumnarPoints,
+    ) -> Result<(usize, Vec<String>), crate::store::StoreError> {
+        let touched = points.metrics.clone();
+        let stored = self.metrics.write_columns(org_id, points).await?;
+        self.points_stored(org_id, &touched);
+        Ok((stored, touched))
+    }
+
+    /// Live pages and the services learn of stored points; nobody listening is fine.
+    fn points_stored(&self, org_id: i64, touched: &[String]) {
         let _ = self.live.send(OrgEvent {
             org_id,
-            metrics: touched.clone(),
+            metrics: touched.to_vec(),
             score: None,
             alert: None,
             events: None,
         });
         self.announce(Signal::PointsStored {
             org_id,
-            metrics: touched.clone(),
+            metrics: touched.to_vec(),
         });
-        Ok((stored, touched))
     }
 
     /// Stores product events for an org (durably, before returning; re-sent uuids once).

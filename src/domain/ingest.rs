@@ -43,6 +43,11 @@ pub enum BatchError {
         max: usize,
     },
     Items(Vec<ItemError>),
+    /// A column of a columnar body (Arrow) is missing or of the wrong type.
+    Column {
+        column: String,
+        reason: String,
+    },
 }
 
 pub struct Limits {
@@ -124,7 +129,7 @@ fn dedup_last_wins(points: Vec<Point>) -> Vec<Point> {
         .collect()
 }
 
-type FieldError = (&'static str, String);
+pub(crate) type FieldError = (&'static str, String);
 
 fn parse_point(
     item: &Value,
@@ -237,19 +242,27 @@ fn check_timestamp(sent: SentTime, limits: &Limits) -> Result<i64, FieldError> {
                 )
             })?
             .timestamp_micros(),
-        SentTime::Seconds(secs) => {
-            if !secs.is_finite() {
-                return Err(("timestamp", "is not a valid number of seconds".into()));
-            }
-            if secs.abs() > 1e11 {
-                return Err((
-                    "timestamp",
-                    "is too large for Unix seconds (milliseconds given?)".into(),
-                ));
-            }
-            (secs * 1e6).round() as i64
-        }
+        SentTime::Seconds(secs) => check_unix_seconds(secs)?,
     };
+    check_time_bounds(ts_micros, limits)
+}
+
+/// Unix seconds as sent (a JSON number, an Arrow Int64 or Float64) in µs.
+pub(crate) fn check_unix_seconds(secs: f64) -> Result<i64, FieldError> {
+    if !secs.is_finite() {
+        return Err(("timestamp", "is not a valid number of seconds".into()));
+    }
+    if secs.abs() > 1e11 {
+        return Err((
+            "timestamp",
+            "is too large for Unix seconds (milliseconds given?)".into(),
+        ));
+    }
+    Ok((secs * 1e6).round() as i64)
+}
+
+/// A point's time must lie after 2000 and not too far in the future.
+pub(crate) fn check_time_bounds(ts_micros: i64, limits: &Limits) -> Result<i64, FieldError> {
     if ts_micros > limits.now_micros + limits.max_future_micros {
         return Err((
             "timestamp",
@@ -265,7 +278,7 @@ fn check_timestamp(sent: SentTime, limits: &Limits) -> Result<i64, FieldError> {
     Ok(ts_micros)
 }
 
-fn check_dimension(key: &str, value: &str) -> Result<(), FieldError> {
+pub(crate) fn check_dimension(key: &str, value: &str) -> Result<(), FieldError> {
     validate_dimension_key(key).map_err(|r| ("dimensions", format!("key {key:?} {r}")))?;
     if value.is_empty()
         || value.chars().count() > MAX_DIMENSION_VALUE_LEN
@@ -423,16 +436,21 @@ pub fn encode_dims(dims: &Dimensions) -> String {
         }
         out.push_str(k);
         out.push('=');
-        for c in v.chars() {
-            match c {
-                '%' => out.push_str("%25"),
-                '&' => out.push_str("%26"),
-                '=' => out.push_str("%3D"),
-                c => out.push(c),
-            }
-        }
+        encode_dim_value_into(v, &mut out);
     }
     out
+}
+
+/// Appends `v` to `out` escaped as in [`encode_dims`] (`%`, `&` and `=`).
+pub(crate) fn encode_dim_value_into(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '&' => out.push_str("%26"),
+            '=' => out.push_str("%3D"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Reverses the escaping of one value taken out of [`encode_dims`]'s form.

@@ -14,6 +14,7 @@ pub mod forecast;
 pub mod health;
 pub mod identity;
 pub mod ingest;
+pub mod ingest_arrow;
 pub mod nab;
 pub mod net;
 pub mod notify;

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod analytics;
+mod arrow_ingest;
 mod browser;
 mod common;
 mod compaction;

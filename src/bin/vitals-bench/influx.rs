@@ -143,7 +143,7 @@ bind-address = \"127.0.0.1:{rpc}\"
                 }
                 out.push(Upload {
                     bearer: None,
-                    body: s,
+                    body: s.into_bytes(),
                     points: chunk.len(),
                 });
             }

@@ -159,6 +159,8 @@ impl Args {
 #[derive(Default)]
 struct Results {
     vitals_ingest: Option<(usize, Duration)>,
+    /// The second half of the orgs, sent as Arrow IPC streams.
+    vitals_ingest_arrow: Option<(usize, Duration)>,
     ceiling_ingest: Option<(usize, Duration)>,
     pg_copy: Option<(usize, Duration)>,
     pg_insert: Option<(usize, Duration)>,
@@ -406,7 +408,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 fn vitals_summary(r: &Results) -> String {
     let mut lines = Vec::new();
     if let Some((n, d)) = r.vitals_ingest {
-        lines.push(format!("ingest: {} ({n} points)", rate(per_sec(n, d))));
+        lines.push(format!("ingest JSON: {} ({n} points)", rate(per_sec(n, d))));
+    }
+    if let Some((n, d)) = r.vitals_ingest_arrow {
+        lines.push(format!(
+            "ingest Arrow: {} ({n} points)",
+            rate(per_sec(n, d))
+        ));
     }
     for (i, (http, store)) in r.vitals_http.iter().zip(&r.vitals_store).enumerate() {
         lines.push(format!(
@@ -467,11 +475,25 @@ async fn vitals_phase(
     );
     let (mut server, _) = vitals_side::start(&data, &log).await?;
     let sampler = procs::RssSampler::start(server.process.pid());
+    // The first half of the orgs send JSON, the second half the same kind of points as Arrow
+    // streams: both content types timed in one run, on one server.
+    let json_orgs = fleet.orgs.len().div_ceil(2);
     let work: Vec<procs::Upload> = fleet
         .orgs
         .iter()
         .enumerate()
+        .take(json_orgs)
         .flat_map(|(org, (_, _, key))| vitals_side::bodies(spec, org, key))
+        .collect();
+    let arrow_work: Vec<procs::Upload> = fleet
+        .orgs
+        .iter()
+        .enumerate()
+        .skip(json_orgs)
+        .map(|(org, (_, _, key))| vitals_side::arrow_bodies(spec, org, key))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
         .collect();
     // The stream beside wrk re-sends the first org's first batches (replacing, not adding).
     let stream: Vec<procs::Upload> = work.iter().take(10).cloned().collect();
@@ -479,7 +501,23 @@ async fn vitals_phase(
     let n = vitals_side::ingest(&server.base, work, vitals_side::CONNECTIONS).await?;
     let d = t.elapsed();
     res.vitals_ingest = Some((n, d));
-    println!("  {n} points over HTTP in {:.1} s", d.as_secs_f64());
+    println!("  {n} points over HTTP as JSON in {:.1} s", d.as_secs_f64());
+    if !arrow_work.is_empty() {
+        let t = Instant::now();
+        let n = vitals_side::ingest_as(
+            &server.base,
+            vitals::domain::ingest_arrow::CONTENT_TYPE,
+            arrow_work,
+            vitals_side::CONNECTIONS,
+        )
+        .await?;
+        let d = t.elapsed();
+        res.vitals_ingest_arrow = Some((n, d));
+        println!(
+            "  {n} points over HTTP as Arrow streams in {:.1} s",
+            d.as_secs_f64()
+        );
+    }
     // Ingest schedules score, alert and anomaly work; let it finish before asking questions.
     res.settle = procs::wait_idle(server.process.pid(), Duration::from_secs(600));
     res.rss_ingest_mb = sampler.take_peak_mb();
@@ -673,7 +711,7 @@ fn render(spec: &Spec, r: &Results, elapsed: Duration, wrk_secs: u64) -> String 
         ingest(r.influx_ingest),
     );
     t.row(&[
-        "Ingest, points/s (higher is better)",
+        "Ingest as JSON, points/s (higher is better; half the orgs)",
         &format!(
             "{} ({} conns × {} pts/req)",
             rate(v),
@@ -699,6 +737,25 @@ fn render(spec: &Spec, r: &Results, elapsed: Duration, wrk_secs: u64) -> String 
         &format!("{} (vs COPY); {} (vs INSERT)", ratio(v, pc), ratio(v, pi)),
         &ratio(v, ix),
     ]);
+    if let Some(arrow) = r.vitals_ingest_arrow {
+        let a = ingest(Some(arrow));
+        t.row(&[
+            "Ingest as Arrow IPC streams, points/s (the other half of the orgs)",
+            &format!(
+                "{} ({} conns × {} pts/req)",
+                rate(a),
+                vitals_side::CONNECTIONS,
+                vitals_side::BATCH
+            ),
+            "",
+            &format!("{} (appender)", rate(c)),
+            "",
+            "",
+            &ratio(a, c),
+            &format!("{} (vs COPY)", ratio(a, pc)),
+            &ratio(a, ix),
+        ]);
+    }
     let names = [
         "Q1 overview (1 org: latest + 90 daily buckets of every metric)",
         "Q2 explorer (1 metric, 2 years, weekly × region)",

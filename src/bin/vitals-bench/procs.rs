@@ -324,7 +324,7 @@ pub fn owned_temp_dir(parent: &Path, name: &str, user: &str) -> anyhow::Result<P
 #[derive(Clone)]
 pub struct Upload {
     pub bearer: Option<String>,
-    pub body: String,
+    pub body: Vec<u8>,
     pub points: usize,
 }
 

@@ -204,9 +204,62 @@ pub fn bodies(spec: &Spec, org: usize, key: &str) -> Vec<Upload> {
             s.push_str("]}");
             Upload {
                 bearer: Some(key.to_string()),
-                body: s,
+                body: s.into_bytes(),
                 points: chunk.len(),
             }
+        })
+        .collect()
+}
+
+/// The same points as [`bodies`] as Arrow IPC streams (`application/vnd.apache.arrow.stream`):
+/// metric, timestamp (seconds), value, plan and region columns, one record batch a request.
+pub fn arrow_bodies(spec: &Spec, org: usize, key: &str) -> anyhow::Result<Vec<Upload>> {
+    use arrow::array::{Float64Array, StringArray, TimestampSecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Second, None),
+            false,
+        ),
+        Field::new("value", DataType::Float64, false),
+        Field::new("plan", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, false),
+    ]));
+    let rows: Vec<_> = spec.org_rows(org).collect();
+    rows.chunks(BATCH)
+        .map(|chunk| {
+            let batch = arrow::record_batch::RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    std::sync::Arc::new(StringArray::from_iter_values(
+                        chunk.iter().map(|r| Spec::metric_key(r.metric)),
+                    )),
+                    std::sync::Arc::new(TimestampSecondArray::from_iter_values(
+                        chunk.iter().map(|r| r.ts_secs),
+                    )),
+                    std::sync::Arc::new(Float64Array::from_iter_values(
+                        chunk.iter().map(|r| r.value),
+                    )),
+                    std::sync::Arc::new(StringArray::from_iter_values(
+                        chunk.iter().map(|r| PLANS[r.plan]),
+                    )),
+                    std::sync::Arc::new(StringArray::from_iter_values(
+                        chunk.iter().map(|r| REGIONS[r.region]),
+                    )),
+                ],
+            )?;
+            let mut body = Vec::new();
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut body, &schema)?;
+            w.write(&batch)?;
+            w.finish()?;
+            drop(w);
+            Ok(Upload {
+                bearer: Some(key.to_string()),
+                body,
+                points: chunk.len(),
+            })
         })
         .collect()
 }
@@ -214,9 +267,19 @@ pub fn bodies(spec: &Spec, org: usize, key: &str) -> Vec<Upload> {
 /// Sends every upload to `POST /api/v1/metrics` over `connections` connections; returns the
 /// points acknowledged (each after its commit).
 pub async fn ingest(base: &str, work: Vec<Upload>, connections: usize) -> anyhow::Result<usize> {
+    ingest_as(base, "application/json", work, connections).await
+}
+
+/// [`ingest`] with bodies of another content type (Arrow streams).
+pub async fn ingest_as(
+    base: &str,
+    content_type: &'static str,
+    work: Vec<Upload>,
+    connections: usize,
+) -> anyhow::Result<usize> {
     procs::post_all(
         &format!("{base}/api/v1/metrics"),
-        "application/json",
+        content_type,
         work,
         connections,
     )

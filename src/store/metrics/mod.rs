@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::StoreError;
 use crate::domain::catalog::Aggregation;
 use crate::domain::ingest::{Point, encode_dim_value};
+use crate::domain::ingest_arrow::ColumnarPoints;
 use crate::domain::timebucket::{Bucket, OffsetSegment};
 use crate::org_cache::Cells;
 
@@ -68,6 +69,12 @@ enum WriterMsg {
     Write {
         org_id: i64,
         points: Vec<Point>,
+        ack: Ack,
+    },
+    /// Points that arrived as columns (Arrow), validated and in store order.
+    WriteColumns {
+        org_id: i64,
+        points: ColumnarPoints,
         ack: Ack,
     },
     /// Rewrite the month starting at `month` (µs) in storage order; `now` is logged.
@@ -192,6 +199,23 @@ impl MetricStore {
     /// all together or not at all.
     pub async fn write(&self, org_id: i64, points: Vec<Point>) -> Result<usize, StoreError> {
         let done = self.enqueue(org_id, points)?;
+        done.await
+            .map_err(|_| StoreError::internal("the metric writer has stopped"))?
+    }
+
+    /// Stores points that arrived as columns ([`ColumnarPoints`]) durably, all or none;
+    /// returns once they are committed.
+    pub async fn write_columns(
+        &self,
+        org_id: i64,
+        points: ColumnarPoints,
+    ) -> Result<usize, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(WriterMsg::WriteColumns {
+            org_id,
+            points,
+            ack,
+        })?;
         done.await
             .map_err(|_| StoreError::internal("the metric writer has stopped"))?
     }

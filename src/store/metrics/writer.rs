@@ -14,6 +14,7 @@ use duckdb::Connection;
 use super::compaction;
 use super::{Ack, StoreError, WriterMsg};
 use crate::domain::ingest::{Point, encode_dims};
+use crate::domain::ingest_arrow::ColumnarPoints;
 use crate::store::compaction::{CompactionLog, Period};
 
 /// Largest group of points committed in one transaction.
@@ -68,6 +69,39 @@ pub(super) fn writer_loop(
                 let _ = ack.send(result);
                 continue;
             }
+            WriterMsg::WriteColumns {
+                org_id,
+                points,
+                ack,
+            } => {
+                // Columnar jobs go together: their rows are checked and appended as columns.
+                let mut queued = points.len();
+                let mut jobs = vec![(org_id, points, ack)];
+                while queued < MAX_GROUP_POINTS {
+                    match rx.try_recv() {
+                        Ok(WriterMsg::WriteColumns {
+                            org_id,
+                            points,
+                            ack,
+                        }) => {
+                            queued += points.len();
+                            jobs.push((org_id, points, ack));
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_jobs(
+                    jobs,
+                    ColumnarPoints::len,
+                    |group| write_column_group(&conn, group, &mut ends, &mut months),
+                    generations,
+                );
+                continue;
+            }
             WriterMsg::Write {
                 org_id,
                 points,
@@ -109,8 +143,28 @@ fn write_jobs(
     months: &mut CompactionLog,
     generations: &Mutex<HashMap<i64, u64>>,
 ) {
-    let all: Vec<(i64, &[Point])> = jobs.iter().map(|(o, p, _)| (*o, p.as_slice())).collect();
-    let outcome = write_group(conn, &all, ends, months);
+    commit_jobs(
+        jobs,
+        Vec::len,
+        |group| {
+            let group: Vec<(i64, &[Point])> =
+                group.iter().map(|(o, p)| (*o, p.as_slice())).collect();
+            write_group(conn, &group, ends, months).map(|_| ())
+        },
+        generations,
+    );
+}
+
+/// Writes a group of jobs of either kind with `write` (one transaction) and acknowledges each;
+/// if the group fails, each job is retried on its own so one bad job does not fail the others.
+fn commit_jobs<P>(
+    jobs: Vec<(i64, P, Ack)>,
+    len: impl Fn(&P) -> usize,
+    mut write: impl FnMut(&[(i64, &P)]) -> Result<(), StoreError>,
+    generations: &Mutex<HashMap<i64, u64>>,
+) {
+    let all: Vec<(i64, &P)> = jobs.iter().map(|(o, p, _)| (*o, p)).collect();
+    let outcome = write(&all);
     // Before any acknowledgement: a reader told "stored" must not be served an older memo.
     // Every org of the group moves on, committed or not (a failed write only costs a
     // recomputation).
@@ -120,9 +174,9 @@ fn write_jobs(
         }
     }
     match outcome {
-        Ok(_) => {
+        Ok(()) => {
             for (_, points, ack) in jobs {
-                let _ = ack.send(Ok(points.len()));
+                let _ = ack.send(Ok(len(&points)));
             }
         }
         Err(e) if jobs.len() == 1 => {
@@ -133,8 +187,7 @@ fn write_jobs(
         }
         Err(_) => {
             for (org_id, points, ack) in jobs {
-                let result =
-                    write_group(conn, &[(org_id, &points)], ends, months).map(|_| points.len());
+                let result = write(&[(org_id, &points)]).map(|()| len(&points));
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "metric write failed");
                 }
@@ -188,8 +241,12 @@ impl SeriesEnds {
 
     /// Whether a point at `ts` would lie past everything stored of its series.
     fn is_past_end(&self, org_id: i64, metric: &str, dims: &str, ts: i64) -> bool {
-        let end = (|| self.ends.get(&org_id)?.get(metric)?.get(dims).copied())();
-        self.complete && end.is_none_or(|end| ts > end)
+        self.complete && self.end(org_id, metric, dims).is_none_or(|end| ts > end)
+    }
+
+    /// The series' latest stored timestamp, if any.
+    fn end(&self, org_id: i64, metric: &str, dims: &str) -> Option<i64> {
+        self.ends.get(&org_id)?.get(metric)?.get(dims).copied()
     }
 
     fn raise(&mut self, org_id: i64, metric: &str, dims: &str, ts: i64) {
@@ -358,17 +415,130 @@ fn replace_rows(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> {
         let mut app = conn.appender_to_catalog_and_db("staging", "temp", "main")?;
         append_arrow(&mut app, rows, true)?;
     }
-    conn.execute_batch(
-        "DELETE FROM points USING (SELECT DISTINCT org_id, metric, ts, dims FROM staging) s
-           WHERE points.org_id = s.org_id AND points.metric = s.metric
-             AND points.ts = s.ts AND points.dims = s.dims;
-         INSERT INTO points
-           SELECT org_id, metric, ts, value, dims FROM staging
-           QUALIFY row_number() OVER (PARTITION BY org_id, metric, ts, dims ORDER BY seq DESC) = 1
-           ORDER BY org_id, ts, metric, dims;
-         DELETE FROM staging;",
-    )?;
+    conn.execute_batch(REPLACE_STAGED)?;
     Ok(())
+}
+
+/// The staged rows replace the stored ones of the same keys (the latest staged copy wins).
+const REPLACE_STAGED: &str =
+    "DELETE FROM points USING (SELECT DISTINCT org_id, metric, ts, dims FROM staging) s
+       WHERE points.org_id = s.org_id AND points.metric = s.metric
+         AND points.ts = s.ts AND points.dims = s.dims;
+     INSERT INTO points
+       SELECT org_id, metric, ts, value, dims FROM staging
+       QUALIFY row_number() OVER (PARTITION BY org_id, metric, ts, dims ORDER BY seq DESC) = 1
+       ORDER BY org_id, ts, metric, dims;
+     DELETE FROM staging;";
+
+/// A columnar job's batch in `points`' columns (its org first), with a `seq` column for the
+/// staging table when `with_seq` is set.
+fn with_org(
+    org_id: i64,
+    points: &ColumnarPoints,
+    with_seq: bool,
+) -> Result<RecordBatch, StoreError> {
+    let b = &points.batch;
+    let n = b.num_rows();
+    let mut fields = vec![Field::new("org_id", DataType::Int64, false)];
+    fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(org_id, n))];
+    columns.extend(b.columns().iter().cloned());
+    if with_seq {
+        fields.push(Field::new("seq", DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from_iter_values(0..n as i64)));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(StoreError::internal)
+}
+
+/// The columns of a columnar job: metric, ts, dims.
+fn column_parts(
+    points: &ColumnarPoints,
+) -> Result<(&StringArray, &TimestampMicrosecondArray, &StringArray), StoreError> {
+    let b = &points.batch;
+    let text = |i: usize| {
+        b.column(i)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| {
+                StoreError::internal("columnar points: a text column has the wrong type")
+            })
+    };
+    let ts = b
+        .column(1)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| StoreError::internal("columnar points: ts has the wrong type"))?;
+    Ok((text(0)?, ts, text(3)?))
+}
+
+/// Writes columnar jobs in one transaction. A job whose every row lies past its series' end
+/// (counting the group's earlier jobs) is appended as its columns; any other is staged and
+/// replaces what it re-sends. The rows come validated, deduplicated and in store order from
+/// [`parse_arrow_stream`](crate::domain::ingest_arrow::parse_arrow_stream).
+fn write_column_group(
+    conn: &Connection,
+    jobs: &[(i64, &ColumnarPoints)],
+    ends: &mut SeriesEnds,
+    months: &mut CompactionLog,
+) -> Result<(), StoreError> {
+    let mut group_ends: HashMap<(i64, &str, &str), i64> = HashMap::new();
+    let mut appendable = Vec::with_capacity(jobs.len());
+    let mut dirtied = std::collections::BTreeSet::new();
+    for (org_id, points) in jobs {
+        let (metric, ts, dims) = column_parts(points)?;
+        let mut past_end = ends.complete;
+        for i in 0..points.len() {
+            let (m, d, t) = (metric.value(i), dims.value(i), ts.value(i));
+            let end = match group_ends.get_mut(&(*org_id, m, d)) {
+                Some(end) => {
+                    let before = *end;
+                    *end = before.max(t);
+                    Some(before)
+                }
+                None => {
+                    let stored = ends.end(*org_id, m, d);
+                    group_ends.insert((*org_id, m, d), stored.map_or(t, |e| e.max(t)));
+                    stored
+                }
+            };
+            past_end &= end.is_none_or(|end| t > end);
+        }
+        appendable.push(past_end);
+        dirtied.extend(months.dirtied_by(ts.values().iter().copied()));
+    }
+    conn.execute_batch("BEGIN TRANSACTION;")?;
+    let result = (|| -> Result<(), StoreError> {
+        for ((org_id, points), append) in jobs.iter().zip(&appendable) {
+            if *append {
+                let mut app = conn.appender("points")?;
+                app.append_record_batch(with_org(*org_id, points, false)?)?;
+                app.flush()?;
+            } else {
+                {
+                    let mut app = conn.appender_to_catalog_and_db("staging", "temp", "main")?;
+                    app.append_record_batch(with_org(*org_id, points, true)?)?;
+                    app.flush()?;
+                }
+                conn.execute_batch(REPLACE_STAGED)?;
+            }
+        }
+        months.mark_dirty(conn, &dirtied)
+    })();
+    match result {
+        Ok(()) => {
+            conn.execute_batch("COMMIT;")?;
+            months.set_dirty(&dirtied);
+            for ((org_id, metric, dims), ts) in group_ends {
+                ends.raise(org_id, metric, dims, ts);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            let _ = conn.execute_batch("DELETE FROM staging;");
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::domain::catalog::{self, MetricDef};
 use crate::domain::ingest::{self, BatchError, Limits};
+use crate::domain::ingest_arrow;
 use crate::domain::roles::Scope;
 use crate::services::query::{self, SeriesRequest};
 use crate::store::meta::{audit, custom_metrics};
 use crate::store::metrics;
 use crate::web::api::reads::{self, ReadParams};
-use crate::web::api::{json_body, json_bytes, parse_json};
+use crate::web::api::{body_bytes, json_body, json_bytes, parse_json};
 use crate::web::auth::ApiKeyAuth;
 use crate::web::error::ApiError;
 use crate::web::rate_limit::{RateLimits, RouteClass, VerdictSlot, charge_with};
@@ -31,8 +32,55 @@ pub async fn ingest(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Write)?;
+    if is_arrow_stream(&headers) {
+        let body = body_bytes(body)?;
+        return ingest_arrow_body(&app, auth.org.id, body).await;
+    }
     let body = json_bytes(&headers, body)?;
     ingest_body(&app, auth.org.id, body).await
+}
+
+fn is_arrow_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(ingest_arrow::CONTENT_TYPE))
+}
+
+/// The org's metric keys: what a batch may name.
+async fn known_metrics(app: &App, org_id: i64) -> Result<HashSet<String>, ApiError> {
+    Ok(app
+        .meta
+        .catalog(org_id)
+        .await?
+        .iter()
+        .map(|m| m.key.clone())
+        .collect())
+}
+
+fn ingest_limits(app: &App) -> Limits {
+    Limits {
+        now_micros: chrono::Utc::now().timestamp_micros(),
+        max_future_micros: app.config.ingest.max_future_secs as i64 * 1_000_000,
+        max_points: app.config.ingest.max_points_per_request as usize,
+    }
+}
+
+/// Points as an Arrow IPC stream (see [`ingest_arrow`]): validated on the blocking pool like
+/// a JSON batch, all or nothing, then appended as columns.
+async fn ingest_arrow_body(app: &App, org_id: i64, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let known = known_metrics(app, org_id).await?;
+    let limits = ingest_limits(app);
+    let max_text = app.config.ingest.max_body_bytes as usize;
+    let points = app
+        .parse_work(move || {
+            ingest_arrow::parse_arrow_stream(&body, |k| known.contains(k), &limits, max_text)
+                .map_err(batch_error)
+        })
+        .await??;
+    let (stored, touched) = app.store_columns(org_id, points).await?;
+    Ok(Json(json!({ "accepted": stored, "metrics": touched })))
 }
 
 /// Parses, validates and stores a metric batch for `org_id` (the API and the inbound webhooks).
@@ -45,19 +93,8 @@ pub(crate) async fn ingest_body(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let app = app.clone();
-    let known: HashSet<String> = app
-        .meta
-        .catalog(org_id)
-        .await?
-        .to_vec()
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
-    let limits = Limits {
-        now_micros: chrono::Utc::now().timestamp_micros(),
-        max_future_micros: app.config.ingest.max_future_secs as i64 * 1_000_000,
-        max_points: app.config.ingest.max_points_per_request as usize,
-    };
+    let known = known_metrics(&app, org_id).await?;
+    let limits = ingest_limits(&app);
     let points = app
         .parse_work(move || {
             ingest::parse_batch_bytes(&body, |k| known.contains(k), &limits).map_err(|e| match e {
@@ -82,6 +119,12 @@ pub(crate) async fn ingest_body(
 fn batch_error(e: BatchError) -> ApiError {
     match e {
         BatchError::Shape(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_shape", m),
+        BatchError::Column { column, reason } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_column",
+            format!("column `{column}` {reason}"),
+        )
+        .field(column),
         BatchError::Empty => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "empty_batch",

@@ -60,6 +60,11 @@ pub(crate) fn json_bytes(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ApiError> {
     require_json(headers)?;
+    body_bytes(body)
+}
+
+/// The bytes of a body of any content type, size errors named.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(

@@ -149,7 +149,7 @@ pub(super) async fn run_ch(run: &Run<'_>, res: &mut EventResults) -> anyhow::Res
             }
             Upload {
                 bearer: None,
-                body: s,
+                body: s.into_bytes(),
                 points: chunk.len(),
             }
         })

@@ -121,7 +121,7 @@ fn vitals_uploads(events: &[Ev], key: &str, write_key: &str) -> (Vec<Upload>, Ve
                     );
                 }
                 s.push_str("]}");
-                Upload { bearer: bearer.map(str::to_string), body: s, points: chunk.len() }
+                Upload { bearer: bearer.map(str::to_string), body: s.into_bytes(), points: chunk.len() }
             })
             .collect()
     };
