@@ -42,6 +42,18 @@ pub struct ColumnarPoints {
     pub batch: RecordBatch,
     /// The metrics the points are of, sorted, once each.
     pub metrics: Vec<String>,
+    /// Each series (metric and dimensions) of the points once, with its time span: the store
+    /// checks a series, not each point, against what it holds.
+    pub series: Vec<SeriesSpan>,
+}
+
+/// One series of a [`ColumnarPoints`]: a row of it (to read its metric and dimensions), and
+/// its first and last time (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesSpan {
+    pub row: usize,
+    pub first_ts: i64,
+    pub last_ts: i64,
 }
 
 impl ColumnarPoints {
@@ -374,7 +386,44 @@ pub fn parse_arrow_stream(
     .map_err(|e| BatchError::Shape(e.to_string()))?;
     let mut metrics: Vec<String> = metric_ok.into_keys().map(str::to_string).collect();
     metrics.sort();
-    Ok(ColumnarPoints { batch, metrics })
+    let series = series_spans(&batch);
+    Ok(ColumnarPoints {
+        batch,
+        metrics,
+        series,
+    })
+}
+
+/// The series of a batch in the store's schema, in order of first appearance.
+fn series_spans(batch: &RecordBatch) -> Vec<SeriesSpan> {
+    let (metric, ts, dims) = (
+        batch.column(0).as_string::<i32>(),
+        batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>(),
+        batch.column(3).as_string::<i32>(),
+    );
+    let mut index: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    let mut spans: Vec<SeriesSpan> = Vec::new();
+    for row in 0..batch.num_rows() {
+        let t = ts.value(row);
+        match index.entry((metric.value(row), dims.value(row))) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let span = &mut spans[*e.get()];
+                span.first_ts = span.first_ts.min(t);
+                span.last_ts = span.last_ts.max(t);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(spans.len());
+                spans.push(SeriesSpan {
+                    row,
+                    first_ts: t,
+                    last_ts: t,
+                });
+            }
+        }
+    }
+    spans
 }
 
 #[cfg(test)]
@@ -500,6 +549,20 @@ mod tests {
             ]
         );
         assert_eq!(points.metrics, vec!["revenue", "signups"]);
+        // Series by first appearance: revenue eu (rows 0 and 3), revenue us, signups.
+        let spans: Vec<(usize, i64, i64)> = points
+            .series
+            .iter()
+            .map(|s| (s.row, s.first_ts, s.last_ts))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (0, t(1000), t(2000)),
+                (1, t(1000), t(1000)),
+                (2, t(1000), t(1000))
+            ]
+        );
     }
 
     /// Row 0 is fine; row 1 names an unknown metric; row 2 lies two days in the future and

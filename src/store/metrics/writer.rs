@@ -487,21 +487,23 @@ fn write_column_group(
     for (org_id, points) in jobs {
         let (metric, ts, dims) = column_parts(points)?;
         let mut past_end = ends.complete;
-        for i in 0..points.len() {
-            let (m, d, t) = (metric.value(i), dims.value(i), ts.value(i));
+        // Per series, not per point: its rows lie past the end if its first one does.
+        for span in &points.series {
+            let (m, d) = (metric.value(span.row), dims.value(span.row));
             let end = match group_ends.get_mut(&(*org_id, m, d)) {
                 Some(end) => {
                     let before = *end;
-                    *end = before.max(t);
+                    *end = before.max(span.last_ts);
                     Some(before)
                 }
                 None => {
                     let stored = ends.end(*org_id, m, d);
-                    group_ends.insert((*org_id, m, d), stored.map_or(t, |e| e.max(t)));
+                    let last = stored.map_or(span.last_ts, |e| e.max(span.last_ts));
+                    group_ends.insert((*org_id, m, d), last);
                     stored
                 }
             };
-            past_end &= end.is_none_or(|end| t > end);
+            past_end &= end.is_none_or(|end| span.first_ts > end);
         }
         appendable.push(past_end);
         dirtied.extend(months.dirtied_by(ts.values().iter().copied()));
@@ -527,6 +529,13 @@ fn write_column_group(
     match result {
         Ok(()) => {
             conn.execute_batch("COMMIT;")?;
+            // Re-sends and out-of-order batches take the slower path; how often, at debug level.
+            tracing::debug!(
+                jobs = jobs.len(),
+                appended = appendable.iter().filter(|a| **a).count(),
+                rows = jobs.iter().map(|(_, p)| p.len()).sum::<usize>(),
+                "columnar point group committed"
+            );
             months.set_dirty(&dirtied);
             for ((org_id, metric, dims), ts) in group_ends {
                 ends.raise(org_id, metric, dims, ts);
