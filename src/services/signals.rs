@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
@@ -54,6 +54,29 @@ pub fn subscribe(
 #[derive(Clone, Default)]
 pub struct Debouncer {
     pending: Arc<Mutex<HashSet<i64>>>,
+    /// When points were last stored (for any org), as [`after_points_stored`] hears it.
+    ///
+    /// [`after_points_stored`]: Debouncer::after_points_stored
+    last_write: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The longest that work after stored points waits for ingest to pause.
+pub const MAX_DEFERRAL: Duration = Duration::from_secs(120);
+
+/// How much longer deferred work waits, or `None` when it may run now: once nothing has been
+/// stored for `quiet`, or once it has waited `max_wait` since it was asked for. Analysis of
+/// points (scores, anomalies) reads the org's whole history: run after every burst of a long
+/// load, it took a third of the CPU the load needed and is stale by the next burst anyway.
+pub fn wait_before_run(
+    since_last_write: Duration,
+    since_asked: Duration,
+    quiet: Duration,
+    max_wait: Duration,
+) -> Option<Duration> {
+    if since_last_write >= quiet || since_asked >= max_wait {
+        return None;
+    }
+    Some((quiet - since_last_write).min(max_wait - since_asked))
 }
 
 impl Debouncer {
@@ -62,6 +85,32 @@ impl Debouncer {
         F: FnOnce(Org) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.schedule_inner(app, org_id, delay, false, work)
+    }
+
+    /// [`schedule`](Self::schedule), then also waiting until no points have been stored for
+    /// `delay` (at most [`MAX_DEFERRAL`] in all): ingest goes first.
+    fn schedule_when_quiet<F, Fut>(&self, app: &App, org_id: i64, delay: Duration, work: F)
+    where
+        F: FnOnce(Org) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.schedule_inner(app, org_id, delay, true, work)
+    }
+
+    fn schedule_inner<F, Fut>(
+        &self,
+        app: &App,
+        org_id: i64,
+        delay: Duration,
+        when_quiet: bool,
+        work: F,
+    ) where
+        F: FnOnce(Org) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let asked = Instant::now();
+        let last_write = self.last_write.clone();
         let first = self
             .pending
             .lock()
@@ -72,9 +121,19 @@ impl Debouncer {
         }
         let (app, pending) = (app.clone(), self.pending.clone());
         tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = app.shutdown.cancelled() => return,
+            let mut wait = Some(delay);
+            while let Some(d) = wait {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
+                let last = last_write.lock().ok().and_then(|l| *l);
+                wait = when_quiet
+                    .then(|| {
+                        let since_write = last.map_or(Duration::MAX, |t| t.elapsed());
+                        wait_before_run(since_write, asked.elapsed(), delay, MAX_DEFERRAL)
+                    })
+                    .flatten();
             }
             if let Ok(mut pending) = pending.lock() {
                 pending.remove(&org_id);
@@ -90,8 +149,9 @@ impl Debouncer {
         });
     }
 
-    /// Runs `work` for an org `delay` after points are stored for it (once per burst), until
-    /// shutdown; after missed signals, for every org.
+    /// Runs `work` for an org `delay` after points are stored for it (once per burst), and
+    /// once no points have been stored for any org for `delay` (or after [`MAX_DEFERRAL`]),
+    /// until shutdown; after missed signals, for every org.
     pub fn after_points_stored<F, Fut>(
         &self,
         app: &App,
@@ -105,7 +165,10 @@ impl Debouncer {
         let (this, target) = (self.clone(), app.clone());
         subscribe(app, signals, move |heard| match heard {
             Heard::Signal(Signal::PointsStored { org_id, .. }) => {
-                this.schedule(&target, org_id, delay, work.clone())
+                if let Ok(mut last) = this.last_write.lock() {
+                    *last = Some(Instant::now());
+                }
+                this.schedule_when_quiet(&target, org_id, delay, work.clone())
             }
             Heard::Signal(_) => {}
             Heard::Missed => this.schedule_all(&target, delay, work.clone()),
@@ -199,6 +262,23 @@ mod tests {
         pending.schedule(&app, ids[0], delay, counting(&runs));
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    /// Quiet for 1 s, at most 120 s in all: stored 0.3 s ago after 5 s of waiting, it waits
+    /// 0.7 s more; stored 0.3 s ago after 119.5 s, only 0.5 s more; quiet for 1 s (or for
+    /// longer) it runs; after 120 s it runs whatever was stored.
+    #[test]
+    fn deferred_work_waits_for_a_pause_but_not_for_ever() {
+        let (s, ms) = (Duration::from_secs, Duration::from_millis);
+        let (quiet, max) = (s(1), s(120));
+        assert_eq!(wait_before_run(ms(300), s(5), quiet, max), Some(ms(700)));
+        assert_eq!(
+            wait_before_run(ms(300), ms(119_500), quiet, max),
+            Some(ms(500))
+        );
+        assert_eq!(wait_before_run(s(1), s(5), quiet, max), None);
+        assert_eq!(wait_before_run(Duration::MAX, s(1), quiet, max), None);
+        assert_eq!(wait_before_run(ms(10), s(120), quiet, max), None);
     }
 
     /// A subscriber that missed signals schedules every org: three orgs, three runs.
