@@ -51,13 +51,29 @@ pub fn subscribe(
 /// Runs per-org work a little later, once for a burst: a request for an org that already waits
 /// is dropped, so ten batches stored within the delay cause one recomputation after the last
 /// of them. Shutdown cancels the waits.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Debouncer {
     pending: Arc<Mutex<HashSet<i64>>>,
+    /// Runs of the work at once: when a long load pauses, every org it touched is due together,
+    /// and each run reads the org's history (a hundred at once took the server past 1 GB).
+    running: Arc<tokio::sync::Semaphore>,
     /// When points were last stored (for any org), as [`after_points_stored`] hears it.
     ///
     /// [`after_points_stored`]: Debouncer::after_points_stored
     last_write: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Runs of one debounced work at once (a core's worth each on this appliance's 2 cores).
+pub const MAX_CONCURRENT_RUNS: usize = 2;
+
+impl Default for Debouncer {
+    fn default() -> Debouncer {
+        Debouncer {
+            pending: Arc::default(),
+            running: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RUNS)),
+            last_write: Arc::default(),
+        }
+    }
 }
 
 /// The longest that work after stored points waits for ingest to pause.
@@ -110,7 +126,7 @@ impl Debouncer {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let asked = Instant::now();
-        let last_write = self.last_write.clone();
+        let (last_write, running) = (self.last_write.clone(), self.running.clone());
         let first = self
             .pending
             .lock()
@@ -138,6 +154,13 @@ impl Debouncer {
             if let Ok(mut pending) = pending.lock() {
                 pending.remove(&org_id);
             }
+            let _permit = tokio::select! {
+                permit = running.acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = app.shutdown.cancelled() => return,
+            };
             match app.meta.call(move |c| orgs::by_id(c, org_id)).await {
                 Ok(org) => work(org).await,
                 // Deleted meanwhile: nothing to do.
