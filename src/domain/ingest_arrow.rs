@@ -102,11 +102,7 @@ enum Text<'a> {
 }
 
 impl<'a> Text<'a> {
-    fn of(array: &'a ArrayRef, column: &str) -> Result<Text<'a>, BatchError> {
-        Text::of_dyn(array.as_ref(), column)
-    }
-
-    fn of_dyn(array: &'a dyn Array, column: &str) -> Result<Text<'a>, BatchError> {
+    fn of(array: &'a dyn Array, column: &str) -> Result<Text<'a>, BatchError> {
         match array.data_type() {
             DataType::Utf8 => Ok(Text::Utf8(array.as_string::<i32>())),
             DataType::LargeUtf8 => Ok(Text::Large(array.as_string::<i64>())),
@@ -120,7 +116,7 @@ impl<'a> Text<'a> {
                 let dict = array
                     .as_any_dictionary_opt()
                     .ok_or_else(|| column_error(column, "is not a readable dictionary"))?;
-                let values = Box::new(Text::of_dyn(dict.values().as_ref(), column)?);
+                let values = Box::new(Text::of(dict.values().as_ref(), column)?);
                 let keys = if dict.values().is_empty() {
                     Vec::new()
                 } else {
@@ -233,7 +229,7 @@ pub fn parse_arrow_stream(
             )
         })
     };
-    let metric = Text::of(column("metric")?, "metric")?;
+    let metric = Text::of(column("metric")?.as_ref(), "metric")?;
     let ts = times(column("timestamp")?)?;
     let value = values(column("value")?)?;
     // Dimension columns in key order: each point's dimensions are then written out sorted.
@@ -245,7 +241,7 @@ pub fn parse_arrow_stream(
         }
         validate_dimension_key(name)
             .map_err(|r| column_error(name, format!("is taken as a dimension, whose key {r}")))?;
-        dims.push((name, Text::of(array, name)?));
+        dims.push((name, Text::of(array.as_ref(), name)?));
     }
     if dims.len() > MAX_DIMENSIONS {
         return Err(column_error(

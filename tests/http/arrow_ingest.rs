@@ -49,6 +49,16 @@ fn stream(rows: &[Row], batch_rows: usize) -> Vec<u8> {
     out
 }
 
+/// One record batch as an Arrow IPC stream.
+fn ipc(batch: &RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+    w.write(batch).unwrap();
+    w.finish().unwrap();
+    drop(w);
+    out
+}
+
 fn as_json(rows: &[Row]) -> Value {
     Value::Array(
         rows.iter()
@@ -199,13 +209,7 @@ async fn a_bad_stream_names_its_column_or_rows_and_stores_nothing() {
         ],
     )
     .unwrap();
-    let mut body = Vec::new();
-    {
-        let mut w = StreamWriter::try_new(&mut body, &text_times.schema()).unwrap();
-        w.write(&text_times).unwrap();
-        w.finish().unwrap();
-    }
-    let (status, err) = post_arrow(&server, &key, body).await;
+    let (status, err) = post_arrow(&server, &key, ipc(&text_times)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["error"]["field"], "timestamp");
 
@@ -227,13 +231,7 @@ async fn a_bad_stream_names_its_column_or_rows_and_stores_nothing() {
         ],
     )
     .unwrap();
-    let mut body = Vec::new();
-    {
-        let mut w = StreamWriter::try_new(&mut body, &bad_rows.schema()).unwrap();
-        w.write(&bad_rows).unwrap();
-        w.finish().unwrap();
-    }
-    let (status, err) = post_arrow(&server, &key, body).await;
+    let (status, err) = post_arrow(&server, &key, ipc(&bad_rows)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_eq!(err["error"]["field"], "points[1].metric");
     let details: Vec<(i64, &str)> = err["error"]["details"]
@@ -250,5 +248,33 @@ async fn a_bad_stream_names_its_column_or_rows_and_stores_nothing() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     assert_eq!(answers(&server, &key).await, before);
+    server.stop().await;
+}
+
+/// With at most 10 points a request and 16 KiB a body: the 27-point stream is refused (413,
+/// field `points`), and so is a 20 KiB body before it is read as a stream (413
+/// `body_too_large`); nothing of either is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_stream_is_refused_with_nothing_stored() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.ingest.max_points_per_request = 10;
+        c.ingest.max_body_bytes = 16 * 1024;
+    })
+    .await;
+    let a = setup(&server, "Alpha", "UTC").await;
+    let key = api_key(&server, &a, &["read", "write"]).await;
+    let (status, err) = post_arrow(&server, &key, stream(&rows(), 27)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    assert_eq!(err["error"]["field"], "points");
+    let mut huge = stream(&rows()[..9], 9);
+    huge.resize(20 * 1024, 0);
+    let (status, err) = post_arrow(&server, &key, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    assert_eq!(err["error"]["code"], "body_too_large");
+    assert_eq!(
+        eu_daily(&server, &key).await.into_iter().flatten().count(),
+        0,
+        "nothing stored"
+    );
     server.stop().await;
 }

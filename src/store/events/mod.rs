@@ -219,10 +219,9 @@ impl EventStore {
         let due = self
             .read(move |c| compaction::due_weeks(c, now_micros))
             .await?;
-        let mut report = CompactionReport::default();
-        for week in due {
+        super::compaction::compact_each(due, |week| {
             let (ack, done) = oneshot::channel();
-            super::send_to_writer(
+            let sent = super::send_to_writer(
                 &self.inner.writer,
                 WriterMsg::Compact {
                     week,
@@ -230,17 +229,14 @@ impl EventStore {
                     ack,
                 },
                 "event",
-            )?;
-            let rewritten = done
-                .await
-                .map_err(|_| StoreError::internal("the event writer has stopped"))??;
-            report.checked += 1;
-            if rewritten > 0 {
-                report.rewritten += 1;
-                report.rows += rewritten;
+            );
+            async move {
+                sent?;
+                done.await
+                    .map_err(|_| StoreError::internal("the event writer has stopped"))?
             }
-        }
-        Ok(report)
+        })
+        .await
     }
 
     /// Stores events durably (all of one call or none); returns once they are committed.

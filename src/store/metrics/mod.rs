@@ -234,24 +234,20 @@ impl MetricStore {
         let due = self
             .read(move |c| compaction::due_months(c, now_micros))
             .await?;
-        let mut report = CompactionReport::default();
-        for month in due {
+        crate::store::compaction::compact_each(due, |month| {
             let (ack, done) = oneshot::channel();
-            self.send(WriterMsg::Compact {
+            let sent = self.send(WriterMsg::Compact {
                 month,
                 now: now_micros,
                 ack,
-            })?;
-            let rewritten = done
-                .await
-                .map_err(|_| StoreError::internal("the metric writer has stopped"))??;
-            report.checked += 1;
-            if rewritten > 0 {
-                report.rewritten += 1;
-                report.rows += rewritten;
+            });
+            async move {
+                sent?;
+                done.await
+                    .map_err(|_| StoreError::internal("the metric writer has stopped"))?
             }
-        }
-        Ok(report)
+        })
+        .await
     }
 
     /// Runs a read on a pooled connection on the blocking thread pool.

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
@@ -54,7 +54,7 @@ pub(super) fn writer_loop(
                 }
             }
         };
-        let (org_id, points, ack) = match first {
+        match first {
             WriterMsg::Compact { month, now, ack } => {
                 let result = compaction::compact_month(
                     &conn,
@@ -67,7 +67,6 @@ pub(super) fn writer_loop(
                     tracing::error!(error = %e, month, "compaction failed; the month is as it was");
                 }
                 let _ = ack.send(result);
-                continue;
             }
             WriterMsg::WriteColumns {
                 org_id,
@@ -75,62 +74,79 @@ pub(super) fn writer_loop(
                 ack,
             } => {
                 // Columnar jobs go together: their rows are checked and appended as columns.
-                let mut queued = points.len();
-                let mut jobs = vec![(org_id, points, ack)];
-                while queued < MAX_GROUP_POINTS {
-                    match rx.try_recv() {
-                        Ok(WriterMsg::WriteColumns {
-                            org_id,
-                            points,
-                            ack,
-                        }) => {
-                            queued += points.len();
-                            jobs.push((org_id, points, ack));
-                        }
-                        Ok(other) => {
-                            held = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
+                let first = (org_id, points, ack);
+                let jobs = gather(&rx, first, ColumnarPoints::len, as_columns, &mut held);
                 commit_jobs(
                     jobs,
                     ColumnarPoints::len,
                     |group| write_column_group(&conn, group, &mut ends, &mut months),
                     generations,
                 );
-                continue;
             }
             WriterMsg::Write {
                 org_id,
                 points,
                 ack,
-            } => (org_id, points, ack),
-        };
-        let mut queued = points.len();
-        let mut jobs = vec![(org_id, points, ack)];
-        while queued < MAX_GROUP_POINTS {
-            match rx.try_recv() {
-                Ok(WriterMsg::Write {
-                    org_id,
-                    points,
-                    ack,
-                }) => {
-                    queued += points.len();
-                    jobs.push((org_id, points, ack));
-                }
-                Ok(other) => {
-                    held = Some(other);
-                    break;
-                }
-                Err(_) => break,
+            } => {
+                let jobs = gather(&rx, (org_id, points, ack), Vec::len, as_points, &mut held);
+                write_jobs(&conn, jobs, &mut ends, &mut months, generations);
             }
         }
-        write_jobs(&conn, jobs, &mut ends, &mut months, generations);
     }
     if let Err(e) = conn.execute_batch("CHECKPOINT;") {
         tracing::error!(error = %e, "checkpoint on shutdown failed; the WAL will be replayed at next start");
+    }
+}
+
+/// A job of points and where its outcome goes.
+type Job<P> = (i64, P, Ack);
+
+/// `first` and the jobs of its kind queued behind it, up to [`MAX_GROUP_POINTS`]: one group
+/// commit. A message of another kind ends the group and is held for the next turn.
+fn gather<P>(
+    rx: &mpsc::Receiver<WriterMsg>,
+    first: Job<P>,
+    len: impl Fn(&P) -> usize,
+    same_kind: impl Fn(WriterMsg) -> Result<Job<P>, WriterMsg>,
+    held: &mut Option<WriterMsg>,
+) -> Vec<Job<P>> {
+    let mut queued = len(&first.1);
+    let mut jobs = vec![first];
+    while queued < MAX_GROUP_POINTS {
+        let Ok(msg) = rx.try_recv() else { break };
+        match same_kind(msg) {
+            Ok(job) => {
+                queued += len(&job.1);
+                jobs.push(job);
+            }
+            Err(other) => {
+                *held = Some(other);
+                break;
+            }
+        }
+    }
+    jobs
+}
+
+fn as_points(msg: WriterMsg) -> Result<Job<Vec<Point>>, WriterMsg> {
+    match msg {
+        WriterMsg::Write {
+            org_id,
+            points,
+            ack,
+        } => Ok((org_id, points, ack)),
+        other => Err(other),
+    }
+}
+
+fn as_columns(msg: WriterMsg) -> Result<Job<ColumnarPoints>, WriterMsg> {
+    match msg {
+        WriterMsg::WriteColumns {
+            org_id,
+            points,
+            ack,
+        } => Ok((org_id, points, ack)),
+        other => Err(other),
     }
 }
 
@@ -138,7 +154,7 @@ pub(super) fn writer_loop(
 /// retried on its own so one bad job does not fail the others.
 fn write_jobs(
     conn: &Connection,
-    jobs: Vec<(i64, Vec<Point>, Ack)>,
+    jobs: Vec<Job<Vec<Point>>>,
     ends: &mut SeriesEnds,
     months: &mut CompactionLog,
     generations: &Mutex<HashMap<i64, u64>>,
@@ -158,7 +174,7 @@ fn write_jobs(
 /// Writes a group of jobs of either kind with `write` (one transaction) and acknowledges each;
 /// if the group fails, each job is retried on its own so one bad job does not fail the others.
 fn commit_jobs<P>(
-    jobs: Vec<(i64, P, Ack)>,
+    jobs: Vec<Job<P>>,
     len: impl Fn(&P) -> usize,
     mut write: impl FnMut(&[(i64, &P)]) -> Result<(), StoreError>,
     generations: &Mutex<HashMap<i64, u64>>,
@@ -362,17 +378,6 @@ const ARROW_BATCH_ROWS: usize = 16_384;
 /// One batch per 16 k rows instead of a bound parameter row per point: the per-value binding
 /// was the writer's largest cost after sorting in a profile of HTTP ingest.
 fn arrow_batch(rows: &[Row], first_seq: usize, with_seq: bool) -> Result<RecordBatch, StoreError> {
-    let mut fields = vec![
-        Field::new("org_id", DataType::Int64, false),
-        Field::new("metric", DataType::Utf8, false),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            false,
-        ),
-        Field::new("value", DataType::Float64, false),
-        Field::new("dims", DataType::Utf8, false),
-    ];
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.org_id))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.metric))),
@@ -385,12 +390,27 @@ fn arrow_batch(rows: &[Row], first_seq: usize, with_seq: bool) -> Result<RecordB
         )),
     ];
     if with_seq {
-        fields.push(Field::new("seq", DataType::Int64, false));
         columns.push(Arc::new(Int64Array::from_iter_values(
             (first_seq..first_seq + rows.len()).map(|i| i as i64),
         )));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(StoreError::internal)
+    RecordBatch::try_new(points_schema(with_seq), columns).map_err(StoreError::internal)
+}
+
+/// `points`' columns as Arrow fields (the org, then [`ColumnarPoints::schema`]), with the
+/// staging table's `seq` last when `with_seq` is set.
+fn points_schema(with_seq: bool) -> Arc<Schema> {
+    let mut fields = vec![Field::new("org_id", DataType::Int64, false)];
+    fields.extend(
+        ColumnarPoints::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone()),
+    );
+    if with_seq {
+        fields.push(Field::new("seq", DataType::Int64, false));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 fn append_arrow(
@@ -439,15 +459,12 @@ fn with_org(
 ) -> Result<RecordBatch, StoreError> {
     let b = &points.batch;
     let n = b.num_rows();
-    let mut fields = vec![Field::new("org_id", DataType::Int64, false)];
-    fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
     let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(org_id, n))];
     columns.extend(b.columns().iter().cloned());
     if with_seq {
-        fields.push(Field::new("seq", DataType::Int64, false));
         columns.push(Arc::new(Int64Array::from_iter_values(0..n as i64)));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(StoreError::internal)
+    RecordBatch::try_new(points_schema(with_seq), columns).map_err(StoreError::internal)
 }
 
 /// The columns of a columnar job: metric, ts, dims.
@@ -506,7 +523,10 @@ fn write_column_group(
             past_end &= end.is_none_or(|end| span.first_ts > end);
         }
         appendable.push(past_end);
-        dirtied.extend(months.dirtied_by(ts.values().iter().copied()));
+        // Only a job reaching back before the newest compacted month can dirty one.
+        if points.series.iter().any(|s| s.first_ts < months.horizon()) {
+            dirtied.extend(months.dirtied_by(ts.values().iter().copied()));
+        }
     }
     conn.execute_batch("BEGIN TRANSACTION;")?;
     let result = (|| -> Result<(), StoreError> {
