@@ -138,7 +138,9 @@ pub struct StorageConfig {
     pub data_dir: String,
     /// Threads DuckDB may use for queries.
     pub duckdb_threads: u64,
-    /// DuckDB buffer pool limit, e.g. `512MB` or `2GB`.
+    /// DuckDB buffer pool limit, e.g. `512MB` or `2GB`. 256MB by default, for a 1 GB VPS: on
+    /// this bench's data (35 M points, 10 M events) it answered as fast as 1GB and kept event
+    /// ingest's peak RSS at 575 MB instead of 800 MB; sorts and joins past it spill to disk.
     pub duckdb_memory_limit: String,
     /// Write-ahead log size at which DuckDB checkpoints (DuckDB's `checkpoint_threshold`).
     /// Each checkpoint rewrites the table's last, partly filled row group, so small ones
@@ -240,7 +242,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: String::new(),
             duckdb_threads: 2,
-            duckdb_memory_limit: "1GB".into(),
+            duckdb_memory_limit: "256MB".into(),
             duckdb_checkpoint_wal: "64MB".into(),
         }
     }

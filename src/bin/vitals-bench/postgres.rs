@@ -44,8 +44,9 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// initdb + start. Memory settings match Vitals' DuckDB budget (1 GB); durability stays on
-    /// (fsync, synchronous commit), as Vitals acknowledges only committed points.
+    /// initdb + start. Memory: 1 GB of shared buffers, four times Vitals' default DuckDB budget;
+    /// durability stays on (fsync, synchronous commit), as Vitals acknowledges only committed
+    /// points.
     pub fn start(dir: &Path) -> anyhow::Result<Postgres> {
         let data = procs::owned_temp_dir(dir, "pgdata", "postgres")?;
         procs::run(

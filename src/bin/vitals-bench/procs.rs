@@ -231,7 +231,12 @@ impl ChildServer {
         log: &Path,
         grace: Duration,
     ) -> anyhow::Result<ChildServer> {
-        let log_file = std::fs::File::create(log)?;
+        // Appended, not truncated: a server restarted (after compaction, for cold runs) keeps
+        // the earlier runs' lines (and what they printed at exit) in one log.
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
