@@ -481,8 +481,11 @@ async fn livez() -> Response {
 
 /// `GET /healthz`: touches both databases.
 async fn healthz(State(app): State<App>) -> Response {
-    let sqlite = app.meta.call(|c| meta::ping(c)).await;
-    let duckdb = app.metrics.read(metrics::ping).await;
+    // Both at once: each is a hop to a blocking thread and back, and probes poll this often.
+    let (sqlite, duckdb) = tokio::join!(
+        app.meta.call(|c| meta::ping(c)),
+        app.metrics.read(metrics::ping)
+    );
     let ok = sqlite.is_ok() && duckdb.is_ok();
     let status = if ok {
         StatusCode::OK
