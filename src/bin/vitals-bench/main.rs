@@ -866,6 +866,9 @@ fn render(spec: &Spec, r: &Results, elapsed: Duration, wrk_secs: u64) -> String 
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
+    // What the server ran with: the environment's override (which it inherits) or the default.
+    let duckdb_limit = std::env::var("VITALS_STORAGE__DUCKDB_MEMORY_LIMIT")
+        .unwrap_or_else(|_| vitals::config::StorageConfig::default().duckdb_memory_limit);
     format!(
         "# Vitals benchmark\n\n\
          Dataset: {}. \
@@ -874,7 +877,7 @@ fn render(spec: &Spec, r: &Results, elapsed: Duration, wrk_secs: u64) -> String 
          Latency: p50 / p95 of warm runs, then one cold run right after a restart of that store's process{}. \
          Vitals (HTTP) is timed from request to the whole JSON body received, from a separate process; Vitals (store) calls the store's functions in process; \
          PostgreSQL is timed by psql's \\timing; InfluxDB over its HTTP API. After its load Vitals' background work (scores, alerts, anomaly detection) settled in {:.0} s before any question was asked. \
-         PostgreSQL got `VACUUM ANALYZE` after COPY, shared_buffers = 1GB (DuckDB's memory limit in Vitals is 256MB, its default); fsync and synchronous commit stay on everywhere.\n",
+         PostgreSQL got `VACUUM ANALYZE` after COPY, shared_buffers = 1GB (DuckDB's memory limit in Vitals: {duckdb_limit}); fsync and synchronous commit stay on everywhere.\n",
         spec.describe(),
         elapsed.as_secs_f64(),
         chrono::Utc::now().format("%Y-%m-%d"),
